@@ -1,0 +1,110 @@
+"""Typed errors of the library, one tree, mapped to exit codes by the CLI.
+
+EventLogError                      root; exit code 1
+├── InputError                     bad input: names what and where; exit code 3
+│   ├── CanonicalError             value that has no canonical JSON form (NaN, lone surrogate, duplicate key, ...)
+│   ├── EnvelopeError              an exchange record that does not validate
+│   └── ManifestError              a dataset manifest that does not validate
+├── LakeError                      the lake folder or its lake.json; exit code 4
+├── LockBusyError                  another writer holds the lake's lock; exit code 5
+├── IntegrityError                 verify found a difference, or one event id has two digests; exit code 6
+├── DatabaseError                  the SQL database refused or could not be reached; exit code 7
+├── ArchiveError                   cold-storage archive cannot be read, decrypted or trusted; exit code 8
+│   └── UnsafeArchiveError         an archive that would write outside its target, or expand past a limit
+└── ConflictError                  sync found conflicts under the `fail` strategy; exit code 9
+"""
+
+from __future__ import annotations
+
+
+class EventLogError(Exception):
+    """Root of every error this library raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(EventLogError):
+    """Input that cannot be accepted; the message names what and where (file, line, JSON path)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
+                 path: str | None = None) -> None:
+        self.reason = message
+        self.source = source
+        self.line = line
+        self.path = path
+        super().__init__(self._compose())
+
+    def _compose(self) -> str:
+        where = []
+        if self.source is not None:
+            where.append(self.source if self.line is None else f"{self.source}, line {self.line}")
+        elif self.line is not None:
+            where.append(f"line {self.line}")
+        if self.path is not None:
+            where.append(f"at {self.path}")
+        return f"{', '.join(where)}: {self.reason}" if where else self.reason
+
+    def located(self, *, source: str | None = None, line: int | None = None) -> InputError:
+        """Return a copy of this error that also names the file and line it came from."""
+        err = type(self).__new__(type(self))
+        InputError.__init__(err, self.reason, source=source if source is not None else self.source,
+                            line=line if line is not None else self.line, path=self.path)
+        return err
+
+
+class CanonicalError(InputError):
+    """A value that has no canonical JSON form."""
+
+
+class EnvelopeError(InputError):
+    """An exchange record that does not validate."""
+
+
+class ManifestError(InputError):
+    """A dataset manifest that does not validate."""
+
+
+class LakeError(EventLogError):
+    """The lake folder is missing, already exists, or its lake.json is unreadable."""
+
+    exit_code = 4
+
+
+class LockBusyError(EventLogError):
+    """Another process holds the lake's single-writer lock."""
+
+    exit_code = 5
+
+
+class IntegrityError(EventLogError):
+    """Stored data disagrees with its hashes, seals or digests."""
+
+    exit_code = 6
+
+
+class DatabaseError(EventLogError):
+    """The SQL database could not be reached, refused the credentials, or failed a statement."""
+
+    exit_code = 7
+
+
+class ArchiveError(EventLogError):
+    """A cold-storage archive that cannot be read, decrypted or trusted."""
+
+    exit_code = 8
+
+
+class UnsafeArchiveError(ArchiveError):
+    """An archive whose entries would escape the target folder, are links, or expand past a limit."""
+
+
+class ConflictError(EventLogError):
+    """Sync found conflicting current content under the `fail` strategy."""
+
+    exit_code = 9
+
+    def __init__(self, message: str, conflicts: list[dict[str, object]] | None = None) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts or []
