@@ -1,0 +1,127 @@
+"""Events of the log and their one-line canonical encoding.
+
+A line is the canonical JSON of {body, digest, event_id, origin, prev, recorded_at_utc, seq, type}. Its hash
+(SHA-256 of the line without the newline) is the next line's `prev`. The `digest` covers what travels between
+replicas: type, event_id, origin, recorded_at_utc and the body without its inline payload (request and response),
+which `content_sha256` in the body binds instead. seq and prev are this replica's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any, Literal
+
+import msgspec
+
+from eventlog.canonical import canonical_json
+from eventlog.envelope import ExchangeRecord, decode_record
+
+EventType = Literal["observed", "revisited", "resolved"]
+GENESIS = "0" * 64
+PAYLOAD_KEYS = ("request", "response")
+RESOLUTION_ID_NAMESPACE = uuid.UUID("0b7f6c52-3d3e-5f3c-a9f3-6a1f2d0c9e84")
+
+# Envelope keys in RFC 8785 order, split around the payload so encoded request/response bytes can be spliced in.
+_HEAD_KEYS = ("content_sha256", "entity_type", "exchange_id", "exchange_type", "natural_key", "observed_at_utc",
+              "provenance", "redactions_applied")
+_TAIL_KEYS = ("response_ref", "schema_version", "source_system", "tags")
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One decoded log line."""
+
+    type: EventType
+    event_id: str
+    seq: int
+    recorded_at_utc: str
+    origin: str
+    prev: str
+    digest: str
+    body: dict[str, Any]
+
+    @property
+    def content_sha256(self) -> str | None:
+        """Content hash the event observed (observed/revisited) or chose (resolved)."""
+        value = self.body.get("content_sha256")
+        return value if isinstance(value, str) else None
+
+    def record(self) -> ExchangeRecord:
+        """The exchange envelope of an observed or revisited event (revisited ones carry no payload)."""
+        if self.type == "resolved":
+            raise ValueError(f"event {self.event_id} is a resolution, not an observation")
+        return decode_record(self.body)
+
+
+_line_decoder = msgspec.json.Decoder(Event)
+
+
+def decode_line(raw: bytes) -> Event:
+    """Decode one log line (without its newline). Raises msgspec errors on malformed lines."""
+    return _line_decoder.decode(raw)
+
+
+def line_hash(raw: bytes) -> str:
+    """Hash of a line as the chain sees it."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def split_envelope(envelope: dict[str, Any]) -> tuple[bytes, bytes]:
+    """Canonical JSON of the envelope's head and tail around the payload keys, without their braces."""
+    head = canonical_json({key: envelope[key] for key in _HEAD_KEYS})[1:-1]
+    tail = canonical_json({key: envelope[key] for key in _TAIL_KEYS})[1:-1]
+    return head, tail
+
+
+def encode_observation(*, event_type: EventType, event_id: str, envelope_head: bytes, envelope_tail: bytes,
+                       request_json: bytes, response_json: bytes, origin: str, recorded_at_utc: str,
+                       seq: int, prev: str) -> tuple[bytes, str]:
+    """Encode an observed or revisited event from pre-encoded parts; returns (line, digest).
+
+    Splicing keeps the payload encoded once: the same bytes serve the content hash and the line.
+    """
+    bare_body = b"{" + envelope_head + b"," + envelope_tail + b"}"
+    if event_type == "observed":
+        body = b"".join((b"{", envelope_head, b',"request":', request_json, b',"response":', response_json,
+                         b",", envelope_tail, b"}"))
+    else:
+        body = bare_body
+    meta_id = canonical_json(event_id)
+    meta_origin = canonical_json(origin)
+    meta_recorded = canonical_json(recorded_at_utc)
+    meta_type = canonical_json(event_type)
+    digest = hashlib.sha256(b"".join((
+        b'{"body":', bare_body, b',"event_id":', meta_id, b',"origin":', meta_origin,
+        b',"recorded_at_utc":', meta_recorded, b',"type":', meta_type, b"}",
+    ))).hexdigest()
+    line = b"".join((
+        b'{"body":', body, b',"digest":"', digest.encode(), b'","event_id":', meta_id, b',"origin":', meta_origin,
+        b',"prev":"', prev.encode(), b'","recorded_at_utc":', meta_recorded, b',"seq":', str(seq).encode(),
+        b',"type":', meta_type, b"}",
+    ))
+    return line, digest
+
+
+def event_digest(event: Event) -> str:
+    """Recompute the digest of a decoded event from its travelling fields."""
+    bare = {key: value for key, value in event.body.items() if key not in PAYLOAD_KEYS}
+    return hashlib.sha256(canonical_json({
+        "body": bare, "event_id": event.event_id, "origin": event.origin,
+        "recorded_at_utc": event.recorded_at_utc, "type": event.type,
+    })).hexdigest()
+
+
+def encode_event(event: Event, *, seq: int, prev: str) -> bytes:
+    """Encode an event (from another replica, or a resolution) at this replica's seq and chain position."""
+    return canonical_json({
+        "body": event.body, "digest": event.digest, "event_id": event.event_id, "origin": event.origin,
+        "prev": prev, "recorded_at_utc": event.recorded_at_utc, "seq": seq, "type": event.type,
+    })
+
+
+def new_resolution(*, body: dict[str, Any], origin: str, recorded_at_utc: str) -> Event:
+    """A `resolved` event for a sync decision; its id is derived from the decision, so replays agree."""
+    event_id = str(uuid.uuid5(RESOLUTION_ID_NAMESPACE, canonical_json(body).decode()))
+    unsealed = Event(type="resolved", event_id=event_id, seq=0, recorded_at_utc=recorded_at_utc, origin=origin,
+                     prev=GENESIS, digest="", body=body)
+    return msgspec.structs.replace(unsealed, digest=event_digest(unsealed))
