@@ -28,7 +28,7 @@ _HEAD_KEYS = ("content_sha256", "entity_type", "exchange_id", "exchange_type", "
 _TAIL_KEYS = ("response_ref", "schema_version", "source_system", "tags")
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One decoded log line."""
 
     type: EventType

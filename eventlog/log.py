@@ -1,0 +1,539 @@
+"""The append-only segment log of one replica: batched durable appends, sealing, recovery and reading.
+
+One call to `append` is one group commit: every record is validated, redacted and hashed, written in one pass,
+fsynced once, and only then acknowledged. A bad record anywhere in the call rolls the whole call back, so nothing
+of a failing batch enters the log. A call lands in one segment; sealing is checked after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import msgspec
+
+from eventlog.canonical import canonical_json
+from eventlog.config import SegmentPolicy
+from eventlog.envelope import (
+    ExchangeRecord,
+    content_bytes,
+    decode_record,
+    derive_exchange_id,
+    format_utc,
+    parse_utc,
+)
+from eventlog.errors import EventLogError, IntegrityError
+from eventlog.events import GENESIS, Event, decode_line, encode_event, encode_observation, line_hash, split_envelope
+from eventlog.index import IndexEntry, LogIndex, exchange_key
+from eventlog.locking import WriterLock
+from eventlog.redaction import Redactor
+from eventlog.seals import MerkleTree, Seal, read_seal, seal_hash
+from eventlog.segments import (
+    SegmentName,
+    complete_length,
+    format_seal_name,
+    format_segment_name,
+    fsync_dir,
+    iter_lines,
+    list_segments,
+    parse_seal_name,
+    truncate_to,
+    write_atomic,
+)
+
+CHUNK = 2000
+
+
+class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What one append call did."""
+
+    observed: int = 0
+    revisited: int = 0
+    already_present: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    redacted: int = 0
+    hash_mismatches: tuple[str, ...] = ()
+    sealed: tuple[str, ...] = ()
+
+    def __add__(self, other: AppendResult) -> AppendResult:
+        return AppendResult(
+            observed=self.observed + other.observed, revisited=self.revisited + other.revisited,
+            already_present=self.already_present + other.already_present,
+            first_seq=self.first_seq if self.first_seq is not None else other.first_seq,
+            last_seq=other.last_seq if other.last_seq is not None else self.last_seq,
+            redacted=self.redacted + other.redacted, hash_mismatches=self.hash_mismatches + other.hash_mismatches,
+            sealed=self.sealed + other.sealed)
+
+
+class Prepared(NamedTuple):
+    """A record ready to be written: redacted, hashed, identified, its envelope pre-encoded."""
+
+    exchange_id: str
+    content_sha256: str
+    observed_at_utc: str
+    key: str | None
+    head: bytes
+    tail: bytes
+    request_json: bytes
+    response_json: bytes
+    hash_mismatch: bool
+    redacted: bool
+
+
+def prepare(record: ExchangeRecord, redactor: Redactor) -> Prepared:
+    """Redact, hash and identify one record. Redaction comes first: a secret is never hashed or written."""
+    request, response, paths = redactor.redact(record.request, record.response)
+    request_json = canonical_json(request)
+    response_json = canonical_json(response)
+    content_hash = hashlib.sha256(content_bytes(record, request_json, response_json)).hexdigest()
+    observed = format_utc(record.observed_at_utc)
+    exchange_id = record.exchange_id or derive_exchange_id(content_hash, record.observed_at_utc)
+    redactions = sorted(set(record.redactions_applied).union(paths))
+    ref = record.response_ref
+    head, tail = split_envelope({
+        "content_sha256": content_hash, "entity_type": record.entity_type,
+        "exchange_id": exchange_id.lower(), "exchange_type": record.exchange_type,
+        "natural_key": record.natural_key, "observed_at_utc": observed, "provenance": record.provenance,
+        "redactions_applied": redactions,
+        "response_ref": None if ref is None else msgspec.to_builtins(ref),
+        "schema_version": record.schema_version, "source_system": record.source_system, "tags": list(record.tags),
+    })
+    return Prepared(exchange_id.lower(), content_hash, observed,
+                    exchange_key(record.source_system, record.entity_type, record.natural_key),
+                    head, tail, request_json, response_json,
+                    record.content_sha256 is not None and record.content_sha256 != content_hash, bool(paths))
+
+
+@dataclass
+class _Tail:
+    """Where the log ends: the next seq, the last line hash, and the active segment if there is one."""
+
+    next_seq: int = 1
+    last_hash: str = GENESIS
+    active: SegmentName | None = None
+    active_path: Path | None = None
+    active_size: int = 0
+    active_first_recorded: str | None = None
+    fingerprint: tuple[Any, ...] = field(default_factory=tuple)
+
+
+class EventLog:
+    """The segment log under <lake>/log. Reading needs no lock; every write holds the writer lock."""
+
+    def __init__(self, root: Path, *, replica_id: str, policy: SegmentPolicy, redactor: Redactor,
+                 durable: bool = True, lock_timeout: float = 30.0,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.root = root
+        self.segments_dir = root / "segments"
+        self.seals_dir = root / "seals"
+        self.replica_id = replica_id
+        self.policy = policy
+        self.redactor = redactor
+        self.durable = durable
+        self.clock = clock or (lambda: datetime.now(UTC))
+        for folder in (self.segments_dir, self.seals_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.lock = WriterLock(root / "writer.lock", timeout=lock_timeout)
+        self.index = LogIndex(root / "index.sqlite")
+        self._tail = _Tail()
+        with self.lock.held():
+            self._recover()
+
+    def close(self) -> None:
+        self.index.close()
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def append(self, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
+        """Append records as one durable batch; returns after the fsync.
+
+        Raises InputError (nothing written) for any invalid record, IntegrityError when an exchange id already in
+        the log carries different content, LockBusyError when another writer holds the lock past the timeout.
+        """
+        with self.lock.held():
+            self._refresh()
+            result = self._append_locked(records)
+            if self._should_seal():
+                result = result + AppendResult(sealed=(self._seal_locked(),))
+        return result
+
+    def append_events(self, events: Iterable[Event]) -> int:
+        """Append events recorded elsewhere (another replica, a resolution) keeping their identity; returns count.
+
+        Events already present with the same digest are skipped; the same id with another digest is an
+        IntegrityError and nothing is written.
+        """
+        with self.lock.held():
+            self._refresh()
+            tail = self._tail
+            start = (tail.next_seq, tail.last_hash, tail.active_size)
+            written = 0
+            self.index.begin()
+            try:
+                iterator = iter(events)
+                while chunk := list(islice(iterator, CHUNK)):
+                    written += self._write_foreign(chunk)
+                self._sync()
+                self.index.commit()
+            except BaseException:
+                self._rollback(*start)
+                raise
+            if self._should_seal():
+                self._seal_locked()
+        return written
+
+    def seal(self) -> str | None:
+        """Seal the active segment now; returns its label, or None when it is empty."""
+        with self.lock.held():
+            self._refresh()
+            if self._tail.active is None or self._tail.active_size == 0:
+                return None
+            return self._seal_locked()
+
+    def _append_locked(self, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
+        tail = self._tail
+        start = (tail.next_seq, tail.last_hash, tail.active_size)
+        observed = revisited = present = redacted = 0
+        mismatches: list[str] = []
+        seen: dict[str, str] = {}
+        payloads: set[str] = set()
+        recorded = format_utc(self.clock())
+        self.index.begin()
+        try:
+            iterator = iter(records)
+            number = 0
+            while raw := list(islice(iterator, CHUNK)):
+                batch = []
+                for item in raw:
+                    number += 1
+                    record = item if isinstance(item, ExchangeRecord) else decode_record(item, line=number)
+                    batch.append(prepare(record, self.redactor))
+                known = self.index.known_events([p.exchange_id for p in batch if p.exchange_id not in seen])
+                fresh_hashes = list({p.content_sha256 for p in batch} - payloads)
+                payloads.update(self.index.known_contents(fresh_hashes))
+                lines: list[bytes] = []
+                entries: list[IndexEntry] = []
+                for p in batch:
+                    if p.exchange_id in seen or p.exchange_id in known:
+                        prior = seen[p.exchange_id] if p.exchange_id in seen else known[p.exchange_id][1]
+                        if prior != p.content_sha256:
+                            raise IntegrityError(
+                                f"exchange {p.exchange_id} is already in the log with content {prior}, "
+                                f"not {p.content_sha256}; an exchange id names one observation")
+                        present += 1
+                        continue
+                    seen[p.exchange_id] = p.content_sha256
+                    event_type = "revisited" if p.content_sha256 in payloads else "observed"
+                    payloads.add(p.content_sha256)
+                    line, digest = encode_observation(
+                        event_type=event_type, event_id=p.exchange_id, envelope_head=p.head,
+                        envelope_tail=p.tail, request_json=p.request_json, response_json=p.response_json,
+                        origin=self.replica_id, recorded_at_utc=recorded, seq=tail.next_seq, prev=tail.last_hash)
+                    entries.append(self._place(line, event_type, p.exchange_id, digest, p.content_sha256, p.key,
+                                               p.observed_at_utc, recorded))
+                    lines.append(line)
+                    if event_type == "observed":
+                        observed += 1
+                    else:
+                        revisited += 1
+                    redacted += p.redacted
+                    if p.hash_mismatch:
+                        mismatches.append(p.exchange_id)
+                self._write(lines, entries)
+            self._sync()
+            self.index.commit()
+        except BaseException:
+            self._rollback(*start)
+            raise
+        first = start[0] if tail.next_seq > start[0] else None
+        return AppendResult(observed=observed, revisited=revisited, already_present=present,
+                            first_seq=first, last_seq=tail.next_seq - 1 if first else None, redacted=redacted,
+                            hash_mismatches=tuple(mismatches))
+
+    def _write_foreign(self, events: list[Event]) -> int:
+        tail = self._tail
+        known = self.index.known_events([event.event_id for event in events])
+        lines: list[bytes] = []
+        entries: list[IndexEntry] = []
+        batch_ids: dict[str, str] = {}
+        for event in events:
+            prior = batch_ids.get(event.event_id) or (known[event.event_id][0] if event.event_id in known else None)
+            if prior is not None:
+                if prior != event.digest:
+                    raise IntegrityError(f"event {event.event_id} is already in the log with digest {prior}, "
+                                         f"not {event.digest}; refusing to merge it")
+                continue
+            batch_ids[event.event_id] = event.digest
+            line = encode_event(event, seq=tail.next_seq, prev=tail.last_hash)
+            body = event.body
+            key = None
+            if event.type != "resolved":
+                key = exchange_key(body["source_system"], body["entity_type"], body.get("natural_key"))
+            entries.append(self._place(line, event.type, event.event_id, event.digest, event.content_sha256, key,
+                                       body.get("observed_at_utc"), event.recorded_at_utc))
+            lines.append(line)
+        self._write(lines, entries)
+        return len(lines)
+
+    def _place(self, line: bytes, event_type: str, event_id: str, digest: str, content: str | None,
+               key: str | None, observed: str | None, recorded: str) -> IndexEntry:
+        """Advance the tail past one line about to be written; returns its index entry."""
+        tail = self._tail
+        if tail.active is None:
+            tail.active = SegmentName(tail.next_seq, None)
+            tail.active_path = self.segments_dir / format_segment_name(tail.next_seq)
+            tail.active_size = 0
+        if tail.active_first_recorded is None:
+            tail.active_first_recorded = recorded
+        entry = IndexEntry(tail.next_seq, event_id, event_type, digest, content, key, observed,
+                           tail.active.first_seq, tail.active_size, len(line))
+        tail.active_size += len(line) + 1
+        tail.last_hash = line_hash(line)
+        tail.next_seq += 1
+        return entry
+
+    def _write(self, lines: list[bytes], entries: list[IndexEntry]) -> None:
+        if not lines:
+            return
+        path = self._tail.active_path
+        assert path is not None
+        created = not path.exists()
+        with open(path, "ab") as handle:
+            handle.write(b"\n".join(lines) + b"\n")
+        if created:
+            fsync_dir(self.segments_dir)
+        self.index.add(entries)
+
+    def _sync(self) -> None:
+        path = self._tail.active_path
+        if self.durable and path is not None and path.exists():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._tail.fingerprint = self._fingerprint()
+
+    def _rollback(self, next_seq: int, last_hash: str, active_size: int) -> None:
+        """Undo a failed call: cut the active segment back and drop its index rows."""
+        self.index.rollback()
+        path = self._tail.active_path
+        if path is not None and path.exists():
+            truncate_to(path, active_size)
+        self._tail = _Tail()
+        self._load_tail()
+        if (self._tail.next_seq, self._tail.last_hash) != (next_seq, last_hash):
+            raise EventLogError("the log's tail changed while a failed append was rolled back")
+
+    def _should_seal(self) -> bool:
+        tail, policy = self._tail, self.policy
+        if tail.active is None or tail.active_size == 0:
+            return False
+        count = tail.next_seq - tail.active.first_seq
+        if policy.max_bytes and tail.active_size >= policy.max_bytes:
+            return True
+        if policy.max_events and count >= policy.max_events:
+            return True
+        if policy.max_age_seconds and tail.active_first_recorded is not None:
+            age = (self.clock() - parse_utc(tail.active_first_recorded)).total_seconds()
+            return age >= policy.max_age_seconds
+        return False
+
+    def _seal_locked(self) -> str:
+        tail = self._tail
+        assert tail.active is not None and tail.active_path is not None
+        last_seq = tail.next_seq - 1
+        sealed_path = self.segments_dir / format_segment_name(tail.active.first_seq, last_seq)
+        os.replace(tail.active_path, sealed_path)
+        fsync_dir(self.segments_dir)
+        label = self._write_seal(SegmentName(tail.active.first_seq, last_seq), sealed_path)
+        tail.active = tail.active_path = tail.active_first_recorded = None
+        tail.active_size = 0
+        tail.fingerprint = self._fingerprint()
+        return label
+
+    def _write_seal(self, name: SegmentName, path: Path) -> str:
+        assert name.last_seq is not None
+        previous = self._previous_seal(name.first_seq)
+        seal = compute_seal(path, name, prev_seal_sha256=previous, sealed_at_utc=format_utc(self.clock()))
+        write_atomic(self.seals_dir / format_seal_name(name.first_seq, name.last_seq), seal.to_bytes())
+        return name.label
+
+    def _previous_seal(self, first_seq: int) -> str:
+        best: tuple[int, Path] | None = None
+        for entry in os.scandir(self.seals_dir):
+            parsed = parse_seal_name(entry.name)
+            if parsed is not None and parsed[1] < first_seq and (best is None or parsed[1] > best[0]):
+                best = (parsed[1], Path(entry.path))
+        return GENESIS if best is None else seal_hash(best[1].read_bytes())
+
+    # -- state and recovery --------------------------------------------------------------------------------------
+
+    def _fingerprint(self) -> tuple[Any, ...]:
+        names = sorted(entry.name for entry in os.scandir(self.segments_dir))
+        active = self._tail.active_path
+        size = active.stat().st_size if active is not None and active.exists() else -1
+        return (tuple(names), size)
+
+    def _refresh(self) -> None:
+        """Reload the tail if another process wrote since this one last looked."""
+        if self._fingerprint() != self._tail.fingerprint:
+            self._recover()
+
+    def _recover(self) -> None:
+        """Under the lock: cut a torn tail, seal renamed-but-unsealed segments, bring the index up to date."""
+        for name, path in list_segments(self.segments_dir):
+            if name.active:
+                length = complete_length(path)
+                if length < path.stat().st_size:
+                    truncate_to(path, length)
+            elif not (self.seals_dir / format_seal_name(name.first_seq, name.last_seq or 0)).exists():
+                self._write_seal(name, path)
+        self._tail = _Tail()
+        self._load_tail()
+        indexed = self.index.last_seq()
+        if indexed >= self._tail.next_seq:
+            self.index.reset()
+            indexed = 0
+        if indexed < self._tail.next_seq - 1:
+            self._index_from(indexed)
+        self._tail.fingerprint = self._fingerprint()
+
+    def _load_tail(self) -> None:
+        tail = self._tail
+        segments = list_segments(self.segments_dir)
+        last_sealed = self._last_seal()
+        if last_sealed is not None:
+            tail.next_seq, tail.last_hash = last_sealed.last_seq + 1, last_sealed.last_line_hash
+        for name, path in segments:
+            if not name.active:
+                continue
+            tail.active, tail.active_path = name, path
+            tail.active_size = path.stat().st_size
+            first = next(iter_lines(path), None)
+            last = last_line(path)
+            if first is not None and last is not None:
+                tail.active_first_recorded = decode_line(first[1]).recorded_at_utc
+                event = decode_line(last)
+                tail.next_seq, tail.last_hash = event.seq + 1, line_hash(last)
+            else:
+                tail.next_seq = name.first_seq
+
+    def _last_seal(self) -> Seal | None:
+        best: tuple[int, Path] | None = None
+        for entry in os.scandir(self.seals_dir):
+            parsed = parse_seal_name(entry.name)
+            if parsed is not None and (best is None or parsed[1] > best[0]):
+                best = (parsed[1], Path(entry.path))
+        return None if best is None else read_seal(best[1])[0]
+
+    def _index_from(self, after_seq: int) -> None:
+        self.index.begin()
+        batch: list[IndexEntry] = []
+        for segment, offset, raw, event in self.scan(after_seq=after_seq):
+            body = event.body
+            key = None
+            if event.type != "resolved":
+                key = exchange_key(body["source_system"], body["entity_type"], body.get("natural_key"))
+            batch.append(IndexEntry(event.seq, event.event_id, event.type, event.digest, event.content_sha256,
+                                    key, body.get("observed_at_utc"), segment, offset, len(raw)))
+            if len(batch) >= CHUNK:
+                self.index.add(batch)
+                batch = []
+        self.index.add(batch)
+        self.index.commit()
+
+    def reindex(self) -> int:
+        """Rebuild log/index.sqlite from the segments; returns the number of events indexed."""
+        with self.lock.held():
+            self.index.reset()
+            self._recover()
+        return self.index.last_seq()
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    def scan(self, *, after_seq: int = 0) -> Iterator[tuple[int, int, bytes, Event]]:
+        """Yield (segment first seq, offset, raw line, event) for every event after `after_seq`, in log order."""
+        start = self.index.position_after(after_seq) if after_seq else None
+        for name, path in list_segments(self.segments_dir):
+            if name.last_seq is not None and name.last_seq <= after_seq:
+                continue
+            offset = start[1] if start is not None and start[0] == name.first_seq else 0
+            for position, raw in iter_lines(path, start_offset=offset):
+                event = decode_line(raw)
+                if event.seq > after_seq:
+                    yield name.first_seq, position, raw, event
+
+    def events(self, *, after_seq: int = 0) -> Iterator[Event]:
+        """Every event after `after_seq`, in log order. Reads only complete lines; takes no lock."""
+        for _, _, _, event in self.scan(after_seq=after_seq):
+            yield event
+
+    def read_at(self, entry: IndexEntry) -> Event:
+        """The event an index entry points to."""
+        for name, path in list_segments(self.segments_dir):
+            if name.first_seq == entry.segment:
+                with open(path, "rb") as handle:
+                    handle.seek(entry.offset)
+                    return decode_line(handle.read(entry.length))
+        raise EventLogError(f"segment {entry.segment} holding event {entry.event_id} is not in the hot log")
+
+    @property
+    def last_seq(self) -> int:
+        return self._tail.next_seq - 1
+
+
+def last_line(path: Path) -> bytes | None:
+    """The last complete line of a file, without its newline."""
+    end = complete_length(path)
+    if end == 0:
+        return None
+    with open(path, "rb") as handle:
+        block = 1 << 16
+        position = end - 1
+        while True:
+            start = max(0, position - block)
+            handle.seek(start)
+            data = handle.read(end - 1 - start)
+            index = data.rfind(b"\n")
+            if index >= 0 or start == 0:
+                return data[index + 1:]
+            position = start
+
+
+def compute_seal(path: Path, name: SegmentName, *, prev_seal_sha256: str, sealed_at_utc: str) -> Seal:
+    """Read a sealed segment once and state what it holds."""
+    assert name.last_seq is not None
+    file_hash = hashlib.sha256()
+    tree = MerkleTree()
+    observed_from: str | None = None
+    observed_to: str | None = None
+    recorded_from = recorded_to = ""
+    first_prev = last_hash = GENESIS
+    size = 0
+    for _, raw in iter_lines(path):
+        file_hash.update(raw + b"\n")
+        size += len(raw) + 1
+        event = decode_line(raw)
+        if tree.count == 0:
+            first_prev, recorded_from = event.prev, event.recorded_at_utc
+        last_hash = line_hash(raw)
+        tree.add(bytes.fromhex(last_hash))
+        recorded_from = min(recorded_from, event.recorded_at_utc)
+        recorded_to = max(recorded_to, event.recorded_at_utc)
+        stamp = event.body.get("observed_at_utc")
+        if isinstance(stamp, str):
+            observed_from = stamp if observed_from is None else min(observed_from, stamp)
+            observed_to = stamp if observed_to is None else max(observed_to, stamp)
+    return Seal(first_seq=name.first_seq, last_seq=name.last_seq, count=tree.count, byte_length=size,
+                file_sha256=file_hash.hexdigest(), merkle_root=tree.root(), first_prev=first_prev,
+                last_line_hash=last_hash, observed_from_utc=observed_from,
+                observed_to_utc=observed_to, recorded_from_utc=recorded_from,
+                recorded_to_utc=recorded_to, prev_seal_sha256=prev_seal_sha256, sealed_at_utc=sealed_at_utc)

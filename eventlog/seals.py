@@ -1,0 +1,93 @@
+"""Seal records of sealed segments and the RFC 6962 Merkle tree over their line hashes.
+
+A seal states what a sealed segment holds (count, seq and time ranges, byte length, file SHA-256, Merkle root of
+its line hashes) and the hash of the previous seal file, so seals form a chain of their own next to the line chain.
+Leaves are the 32-byte line hashes: leaf = SHA-256(0x00 || line hash), node = SHA-256(0x01 || left || right).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import msgspec
+
+from eventlog.canonical import canonical_json
+
+SEAL_FORMAT = 1
+
+
+class MerkleTree:
+    """Streaming RFC 6962 Merkle tree hash: constant memory per level, leaves added in order."""
+
+    __slots__ = ("_count", "_stack")
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []
+        self._count = 0
+
+    def add(self, leaf_data: bytes) -> None:
+        """Add the next leaf (its data; the 0x00 prefix is applied here)."""
+        size, digest = 1, hashlib.sha256(b"\x00" + leaf_data).digest()
+        stack = self._stack
+        while stack and stack[-1][0] == size:
+            left_size, left = stack.pop()
+            size, digest = left_size + size, hashlib.sha256(b"\x01" + left + digest).digest()
+        stack.append((size, digest))
+        self._count += 1
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def root(self) -> str:
+        """Merkle tree hash of the leaves so far (hex); SHA-256 of nothing for an empty tree."""
+        if not self._stack:
+            return hashlib.sha256(b"").hexdigest()
+        digest = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            digest = hashlib.sha256(b"\x01" + left + digest).digest()
+        return digest.hex()
+
+
+def merkle_root(leaves: list[bytes]) -> str:
+    """Merkle tree hash of a list of leaf data (hex)."""
+    tree = MerkleTree()
+    for leaf in leaves:
+        tree.add(leaf)
+    return tree.root()
+
+
+class Seal(msgspec.Struct, frozen=True, kw_only=True):
+    """What a sealed segment holds, and the hash of the seal before it."""
+
+    format: int = SEAL_FORMAT
+    first_seq: int
+    last_seq: int
+    count: int
+    byte_length: int
+    file_sha256: str
+    merkle_root: str
+    first_prev: str
+    last_line_hash: str
+    observed_from_utc: str | None
+    observed_to_utc: str | None
+    recorded_from_utc: str
+    recorded_to_utc: str
+    prev_seal_sha256: str
+    sealed_at_utc: str
+
+    def to_bytes(self) -> bytes:
+        """The seal file's bytes: canonical JSON and a newline."""
+        return canonical_json(msgspec.to_builtins(self)) + b"\n"
+
+
+def read_seal(path: Path) -> tuple[Seal, bytes]:
+    """Read a seal file; returns the seal and its raw bytes (whose hash the next seal holds)."""
+    raw = path.read_bytes()
+    return msgspec.json.decode(raw, type=Seal), raw
+
+
+def seal_hash(raw: bytes) -> str:
+    """Hash of a seal file as the seal chain sees it."""
+    return hashlib.sha256(raw).hexdigest()
