@@ -9,6 +9,7 @@ from typing import Any, Literal
 import msgspec
 
 from eventlog.canonical import canonical_json
+from eventlog.envelope import MAX_RECORD_BYTES
 from eventlog.errors import LakeError
 from eventlog.segments import write_atomic
 
@@ -40,6 +41,7 @@ class LakeConfig(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     durability: Literal["fsync", "none"] = "fsync"
     lock_timeout_seconds: float = 30.0
+    max_record_bytes: int = MAX_RECORD_BYTES
     segment_policy: SegmentPolicy = msgspec.field(default_factory=SegmentPolicy)
     redaction: dict[str, Any] = msgspec.field(default_factory=dict)
     archive: ArchivePolicy = msgspec.field(default_factory=ArchivePolicy)

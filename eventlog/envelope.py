@@ -19,6 +19,7 @@ from eventlog.errors import EnvelopeError
 ExchangeType = Literal["http", "mediawiki", "openalex", "llm", "file", "generic"]
 EXCHANGE_TYPES: tuple[str, ...] = ("http", "mediawiki", "openalex", "llm", "file", "generic")
 SCHEMA_VERSION = 1
+MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 # uuid5 namespace for exchange ids derived from content and observed time; fixed forever, since ids must
 # come out the same on every machine and every release.

@@ -11,7 +11,8 @@ EventLogError                      root; exit code 1
 ├── DatabaseError                  the SQL database refused or could not be reached; exit code 7
 ├── ArchiveError                   cold-storage archive cannot be read, decrypted or trusted; exit code 8
 │   └── UnsafeArchiveError         an archive that would write outside its target, or expand past a limit
-└── ConflictError                  sync found conflicts under the `fail` strategy; exit code 9
+├── ConflictError                  sync found conflicts under the `fail` strategy; exit code 9
+└── NotFoundError                  the exchange, event or segment asked for is not in the lake; exit code 10
 """
 
 from __future__ import annotations
@@ -108,3 +109,9 @@ class ConflictError(EventLogError):
     def __init__(self, message: str, conflicts: list[dict[str, object]] | None = None) -> None:
         super().__init__(message)
         self.conflicts = conflicts or []
+
+
+class NotFoundError(EventLogError):
+    """The exchange, event or segment asked for is not in the lake."""
+
+    exit_code = 10

@@ -52,7 +52,8 @@ class Lake:
         self.redaction = policy
         self.log = EventLog(root / "log", replica_id=config.replica_id, policy=config.segment_policy,
                             redactor=Redactor(policy), durable=config.durability == "fsync",
-                            lock_timeout=config.lock_timeout_seconds, clock=clock)
+                            lock_timeout=config.lock_timeout_seconds, max_record_bytes=config.max_record_bytes,
+                            clock=clock)
 
     @classmethod
     def init(cls, path: str | os.PathLike[str], *, database_url: str | None = None, replica_id: str | None = None,

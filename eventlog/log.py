@@ -21,6 +21,7 @@ import msgspec
 from eventlog.canonical import canonical_json
 from eventlog.config import SegmentPolicy
 from eventlog.envelope import (
+    MAX_RECORD_BYTES,
     ExchangeRecord,
     content_bytes,
     decode_record,
@@ -28,7 +29,7 @@ from eventlog.envelope import (
     format_utc,
     parse_utc,
 )
-from eventlog.errors import EventLogError, IntegrityError
+from eventlog.errors import EnvelopeError, EventLogError, IntegrityError
 from eventlog.events import GENESIS, Event, decode_line, encode_event, encode_observation, line_hash, split_envelope
 from eventlog.index import IndexEntry, LogIndex, exchange_key
 from eventlog.locking import WriterLock
@@ -87,11 +88,20 @@ class Prepared(NamedTuple):
     redacted: bool
 
 
-def prepare(record: ExchangeRecord, redactor: Redactor) -> Prepared:
-    """Redact, hash and identify one record. Redaction comes first: a secret is never hashed or written."""
+def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_RECORD_BYTES,
+            number: int | None = None) -> Prepared:
+    """Redact, hash and identify one record. Redaction comes first: a secret is never hashed or written.
+
+    Raises EnvelopeError when the payload is larger than `max_bytes` (such payloads go by reference).
+    """
     request, response, paths = redactor.redact(record.request, record.response)
     request_json = canonical_json(request)
     response_json = canonical_json(response)
+    if len(request_json) + len(response_json) > max_bytes:
+        raise EnvelopeError(
+            f"the payload is {len(request_json) + len(response_json):,} bytes, over the {max_bytes:,}-byte limit "
+            f"for one inline exchange; store it by reference (response_ref)",
+            source=f"record {number}" if number is not None else None, path="$.response")
     content_hash = hashlib.sha256(content_bytes(record, request_json, response_json)).hexdigest()
     observed = format_utc(record.observed_at_utc)
     exchange_id = record.exchange_id or derive_exchange_id(content_hash, record.observed_at_utc)
@@ -128,7 +138,7 @@ class EventLog:
     """The segment log under <lake>/log. Reading needs no lock; every write holds the writer lock."""
 
     def __init__(self, root: Path, *, replica_id: str, policy: SegmentPolicy, redactor: Redactor,
-                 durable: bool = True, lock_timeout: float = 30.0,
+                 durable: bool = True, lock_timeout: float = 30.0, max_record_bytes: int = MAX_RECORD_BYTES,
                  clock: Callable[[], datetime] | None = None) -> None:
         self.root = root
         self.segments_dir = root / "segments"
@@ -137,6 +147,7 @@ class EventLog:
         self.policy = policy
         self.redactor = redactor
         self.durable = durable
+        self.max_record_bytes = max_record_bytes
         self.clock = clock or (lambda: datetime.now(UTC))
         for folder in (self.segments_dir, self.seals_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -214,7 +225,7 @@ class EventLog:
                 for item in raw:
                     number += 1
                     record = item if isinstance(item, ExchangeRecord) else decode_record(item, line=number)
-                    batch.append(prepare(record, self.redactor))
+                    batch.append(prepare(record, self.redactor, max_bytes=self.max_record_bytes, number=number))
                 known = self.index.known_events([p.exchange_id for p in batch if p.exchange_id not in seen])
                 fresh_hashes = list({p.content_sha256 for p in batch} - payloads)
                 payloads.update(self.index.known_contents(fresh_hashes))

@@ -1,0 +1,6 @@
+"""The `eventlog` command line: a thin layer that parses options, makes one library call and formats it."""
+
+from eventlog.cli import log_commands as log_commands
+from eventlog.cli.app import cli, main
+
+__all__ = ["cli", "main"]

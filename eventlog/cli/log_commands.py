@@ -1,0 +1,204 @@
+"""Commands over the log itself: init, append, ingest, verify, log, show, hash, seal, reindex."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import msgspec
+
+from eventlog.cli.app import Progress, app, cli, emit, json_option
+from eventlog.envelope import EXCHANGE_TYPES
+from eventlog.errors import InputError, IntegrityError, NotFoundError
+from eventlog.ingest import expand_inputs, hash_envelope, read_inputs
+from eventlog.lake import Lake
+from eventlog.log import AppendResult
+from eventlog.manifest import manifest_bytes, new_manifest
+from eventlog.segments import write_atomic
+
+
+@cli.command()
+@click.option("--name", help="Dataset name (with --out: write a dataset manifest instead of a lake).")
+@click.option("--source", help="Dataset source system, e.g. mediawiki.")
+@click.option("--entity", help="Dataset entity type, e.g. page.")
+@click.option("--type", "exchange_type", type=click.Choice(EXCHANGE_TYPES), default="generic", show_default=True,
+              help="Exchange type of the dataset.")
+@click.option("--description", help="What the dataset holds.")
+@click.option("--owner", help="Who answers for the dataset.")
+@click.option("--out", type=click.Path(path_type=Path), help="Manifest file to write.")
+@click.option("--database-url", help="SQL mirror URL for a new lake (default: SQLite inside the lake).")
+@click.option("--force", is_flag=True, help="Overwrite an existing manifest file.")
+@click.option("--exist-ok", is_flag=True, help="Succeed when the lake already exists.")
+@json_option
+@click.pass_context
+def init(ctx: click.Context, name: str | None, source: str | None, entity: str | None, exchange_type: str,
+         description: str | None, owner: str | None, out: Path | None, database_url: str | None,
+         force: bool, exist_ok: bool) -> None:
+    """Create a lake, or (with --name --source --entity --out) a dataset manifest."""
+    dataset_options = {"--name": name, "--source": source, "--entity": entity, "--out": out}
+    if any(value is not None for value in dataset_options.values()):
+        missing = [option for option, value in dataset_options.items() if value is None]
+        if missing:
+            raise click.UsageError(f"a dataset manifest needs {', '.join(missing)} as well")
+        assert out is not None and name is not None and source is not None and entity is not None
+        if out.exists() and not force:
+            raise InputError("already exists; pass --force to overwrite it", source=str(out))
+        manifest = new_manifest(name=name, source_system=source, entity_type=entity, exchange_type=exchange_type,
+                                description=description, owner=owner, now=datetime.now(UTC))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, manifest_bytes(manifest))
+        emit(ctx, {"manifest": str(out), "name": name}, f"wrote manifest {out}")
+        return
+    path = app(ctx).lake_path
+    with Lake.init(path, database_url=database_url, exist_ok=exist_ok) as lake:
+        emit(ctx, {"lake": str(path), "replica_id": lake.config.replica_id, "database_url": lake.database_url},
+             f"created lake {path} (replica {lake.config.replica_id})")
+
+
+def _append_summary(result: AppendResult, files: int) -> str:
+    text = (f"{files} input(s): {result.observed} observed, {result.revisited} revisited, "
+            f"{result.already_present} already present")
+    if result.redacted:
+        text += f"; {result.redacted} record(s) redacted"
+    if result.hash_mismatches:
+        text += f"; {len(result.hash_mismatches)} record(s) whose stated content_sha256 differs from ours"
+    if result.sealed:
+        text += f"; sealed {', '.join(result.sealed)}"
+    return text
+
+
+def _ingest(ctx: click.Context, paths: tuple[str, ...], label: str) -> None:
+    inputs = expand_inputs(paths)
+    progress = Progress(ctx, label)
+    with app(ctx).open_lake() as lake:
+        try:
+            result = lake.append(read_inputs(inputs, progress=progress, max_bytes=lake.config.max_record_bytes))
+        finally:
+            progress.done()
+    emit(ctx, {"inputs": [str(path) for path in inputs], **msgspec.to_builtins(result)},
+         lambda: _append_summary(result, len(inputs)))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@json_option
+@click.pass_context
+def append(ctx: click.Context, files: tuple[str, ...]) -> None:
+    """Append NDJSON exchange envelopes from FILES (or - for standard input) as one durable batch."""
+    _ingest(ctx, files, "appending")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@json_option
+@click.pass_context
+def ingest(ctx: click.Context, paths: tuple[str, ...]) -> None:
+    """Ingest snapshot pack folders, NDJSON files or folders of them; a second ingest adds nothing."""
+    _ingest(ctx, paths, "ingesting")
+
+
+cli.add_command(ingest, name="import")
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def verify(ctx: click.Context) -> None:
+    """Recompute every line hash, the chain, digests, seals and the seal chain."""
+    progress = Progress(ctx, "verifying")
+    with app(ctx).open_lake() as lake:
+        try:
+            report = lake.verify(progress=progress)
+        finally:
+            progress.done()
+    if app(ctx).as_json:
+        emit(ctx, report, "")
+    elif report.ok:
+        click.echo(f"ok: {report.events} events in {report.segments} segment(s), {report.seals} seal(s)")
+    else:
+        for problem in report.problems:
+            click.echo(str(problem), err=True)
+    if not report.ok:
+        first = report.problems[0]
+        raise IntegrityError(f"verify failed: {first}" + (f" (and {len(report.problems) - 1} more)"
+                                                          if len(report.problems) > 1 else ""))
+
+
+@cli.command(name="log")
+@click.option("--after-seq", type=click.IntRange(min=0), default=0, help="Only events after this seq.")
+@click.option("--type", "event_type", type=click.Choice(["observed", "revisited", "resolved"]),
+              help="Only events of this type.")
+@click.option("--source", help="Only this source system.")
+@click.option("--entity", help="Only this entity type.")
+@click.option("--key", help="Only this natural key.")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many events.")
+@json_option
+@click.pass_context
+def log_command(ctx: click.Context, after_seq: int, event_type: str | None, source: str | None,
+                entity: str | None, key: str | None, limit: int | None) -> None:
+    """List events in log order (NDJSON summaries with --json)."""
+    shown = 0
+    with app(ctx).open_lake() as lake:
+        for event in lake.events(after_seq=after_seq):
+            body = event.body
+            if ((event_type and event.type != event_type) or (source and body.get("source_system") != source)
+                    or (entity and body.get("entity_type") != entity) or (key and body.get("natural_key") != key)):
+                continue
+            summary = {"seq": event.seq, "type": event.type, "event_id": event.event_id,
+                       "recorded_at_utc": event.recorded_at_utc, "observed_at_utc": body.get("observed_at_utc"),
+                       "source_system": body.get("source_system"), "entity_type": body.get("entity_type"),
+                       "natural_key": body.get("natural_key"), "content_sha256": event.content_sha256}
+            if app(ctx).as_json:
+                click.echo(msgspec.json.encode(summary).decode())
+            else:
+                click.echo(f"{event.seq:>8} {event.type:<9} {event.recorded_at_utc} {event.event_id} "
+                           f"{body.get('source_system', '-')}/{body.get('entity_type', '-')}/"
+                           f"{body.get('natural_key') or '-'} {(event.content_sha256 or '')[:12]}")
+            shown += 1
+            if limit is not None and shown >= limit:
+                break
+
+
+@cli.command()
+@click.argument("exchange_id")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, exchange_id: str) -> None:
+    """Print one exchange's event, with its payload, as JSON."""
+    with app(ctx).open_lake() as lake:
+        event = lake.get(exchange_id)
+    if event is None:
+        raise NotFoundError(f"exchange {exchange_id} is not in the lake at {app(ctx).lake_path}")
+    text = msgspec.json.encode(event)
+    click.echo(text.decode() if app(ctx).as_json else msgspec.json.format(text, indent=2).decode())
+
+
+@cli.command(name="hash")
+@json_option
+@click.pass_context
+def hash_command(ctx: click.Context) -> None:
+    """Content hash of one envelope read from standard input (after redaction, as it would be logged)."""
+    result = hash_envelope(sys.stdin.buffer.read())
+    emit(ctx, result, str(result["content_sha256"]))
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def seal(ctx: click.Context) -> None:
+    """Seal the active segment now."""
+    with app(ctx).open_lake() as lake:
+        label = lake.seal()
+    emit(ctx, {"sealed": label}, f"sealed {label}" if label else "nothing to seal")
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def reindex(ctx: click.Context) -> None:
+    """Rebuild log/index.sqlite from the segments."""
+    with app(ctx).open_lake() as lake:
+        count = lake.reindex()
+    emit(ctx, {"indexed": count}, f"indexed {count} events")
