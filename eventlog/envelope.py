@@ -85,6 +85,8 @@ def decode_record(value: Any, *, source: str | None = None, line: int | None = N
         message, _, path = str(exc).rpartition(" - at `")
         if not message:
             raise EnvelopeError(str(exc), source=source, line=line) from None
+        if "with a timezone component" in message:
+            message = "the timestamp is naive; write it with a UTC offset such as Z or +02:00"
         raise EnvelopeError(_lower_first(message), source=source, line=line, path=path.rstrip("`")) from None
 
 

@@ -224,7 +224,7 @@ class EventLog:
                 batch = []
                 for item in raw:
                     number += 1
-                    record = item if isinstance(item, ExchangeRecord) else decode_record(item, line=number)
+                    record = item if isinstance(item, ExchangeRecord) else decode_record(item, source=f"record {number}")
                     batch.append(prepare(record, self.redactor, max_bytes=self.max_record_bytes, number=number))
                 known = self.index.known_events([p.exchange_id for p in batch if p.exchange_id not in seen])
                 fresh_hashes = list({p.content_sha256 for p in batch} - payloads)

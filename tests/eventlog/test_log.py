@@ -1,0 +1,250 @@
+"""The segment log through the Lake facade: appends, identity, sealing, recovery, index, reading."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from eventlog import EnvelopeError, IntegrityError, Lake, SegmentPolicy
+from eventlog.events import GENESIS, decode_line, line_hash
+from eventlog.segments import format_segment_name, list_segments
+from tests.factories import openalex_record, page_record
+
+
+class Clock:
+    """An injected clock that moves only when told to."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2025, 1, 1, tzinfo=UTC))
+
+
+@pytest.fixture
+def lake(tmp_path: Path, clock: Clock) -> Lake:
+    with Lake.init(tmp_path / "lake", clock=clock) as opened:
+        yield opened
+
+
+def log_bytes(lake: Lake) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for _, path in list_segments(lake.root / "log" / "segments")}
+
+
+def test_append_counts_and_reads_back_in_order(lake: Lake) -> None:
+    records = [page_record("Ada", revision) for revision in range(3)]
+    result = lake.append(records)
+    assert (result.observed, result.revisited, result.already_present) == (3, 0, 0)
+    assert (result.first_seq, result.last_seq) == (1, 3)
+    events = list(lake.events())
+    assert [event.seq for event in events] == [1, 2, 3]
+    assert [event.body["response"]["body"]["revid"] for event in events] == [0, 1, 2]
+    assert events[0].prev == GENESIS
+    raw = (lake.root / "log" / "segments" / format_segment_name(1)).read_bytes().splitlines()
+    assert events[1].prev == line_hash(raw[0]) and events[2].prev == line_hash(raw[1])
+
+
+def test_replaying_the_same_captures_adds_nothing(lake: Lake) -> None:
+    records = [openalex_record(n) for n in range(20)]
+    lake.append(records)
+    before = log_bytes(lake)
+    again = lake.append(records)
+    assert (again.observed, again.revisited, again.already_present) == (0, 0, 20)
+    assert again.first_seq is None
+    assert log_bytes(lake) == before
+
+
+def test_same_content_observed_later_is_a_revisit_without_payload(lake: Lake) -> None:
+    first = page_record("Ada", 1, observed=datetime(2024, 1, 1, tzinfo=UTC))
+    later = page_record("Ada", 1, observed=datetime(2024, 2, 1, tzinfo=UTC))
+    result = lake.append([first, later])
+    assert (result.observed, result.revisited) == (1, 1)
+    observed, revisited = lake.events()
+    assert revisited.type == "revisited"
+    assert "request" not in revisited.body and "response" not in revisited.body
+    assert revisited.content_sha256 == observed.content_sha256
+    shown = lake.get(revisited.event_id)
+    assert shown is not None and shown.body["response"] == observed.body["response"]
+
+
+def test_content_hash_ignores_everything_but_content(lake: Lake) -> None:
+    a = page_record("Ada", 1)
+    b = dict(page_record("Ada", 1), provenance={"runner": "other"}, tags=["x"],
+             observed_at_utc="2030-01-01T00:00:00+05:00")
+    lake.append([a, b])
+    first, second = lake.events()
+    assert first.content_sha256 == second.content_sha256
+    assert second.body["observed_at_utc"] == "2029-12-31T19:00:00.000000Z"
+
+
+def test_exchange_id_reused_for_other_content_is_refused_and_nothing_written(lake: Lake) -> None:
+    exchange_id = "1b4e28ba-2fa1-4d2b-9c1e-000000000001"
+    lake.append([dict(page_record("Ada", 1), exchange_id=exchange_id)])
+    before = log_bytes(lake)
+    with pytest.raises(IntegrityError, match=exchange_id):
+        lake.append([page_record("Bea", 1), dict(page_record("Ada", 2), exchange_id=exchange_id)])
+    assert log_bytes(lake) == before
+    assert lake.log.index.last_seq() == 1
+
+
+def test_bad_record_rolls_back_the_whole_call(lake: Lake) -> None:
+    lake.append([page_record("Ada", 1)])
+    before = log_bytes(lake)
+
+    def records():  # the bad record comes after a full chunk has already been written
+        for n in range(2500):
+            yield openalex_record(n)
+        yield dict(page_record("Bea", 1), observed_at_utc="2024-01-01T00:00:00")
+
+    with pytest.raises(EnvelopeError, match=r"record 2501, at \$\.observed_at_utc: the timestamp is naive"):
+        lake.append(records())
+    assert log_bytes(lake) == before
+    assert lake.log.index.last_seq() == 1
+    result = lake.append([page_record("Bea", 1)])
+    assert result.first_seq == 2
+    assert lake.verify().ok
+
+
+def test_oversized_payload_is_refused(tmp_path: Path) -> None:
+    with Lake.init(tmp_path / "lake") as lake:
+        big = page_record("Big", 1, body="x" * (17 * 1024 * 1024))
+        with pytest.raises(EnvelopeError, match=r"over the 16,777,216-byte limit.*response_ref"):
+            lake.append([big])
+        assert list(lake.events()) == []
+
+
+def test_seal_on_demand_writes_a_seal_chain(lake: Lake) -> None:
+    lake.append([page_record("Ada", n) for n in range(3)])
+    assert lake.seal() == f"{1:020d}-{3:020d}"
+    assert lake.seal() is None
+    lake.append([page_record("Bea", n) for n in range(2)])
+    lake.seal()
+    seals = sorted((lake.root / "log" / "seals").iterdir())
+    assert [path.name for path in seals] == [f"{1:020d}-{3:020d}.json", f"{4:020d}-{5:020d}.json"]
+    first, second = (json.loads(path.read_bytes()) for path in seals)
+    assert first["prev_seal_sha256"] == GENESIS and first["count"] == 3
+    import hashlib
+    assert second["prev_seal_sha256"] == hashlib.sha256(seals[0].read_bytes()).hexdigest()
+    assert second["first_prev"] == first["last_line_hash"]
+    report = lake.verify()
+    assert report.ok, report.problems
+    assert (report.events, report.seals) == (5, 2)
+
+
+def test_policy_seals_by_count_size_and_age(tmp_path: Path, clock: Clock) -> None:
+    policy = SegmentPolicy(max_events=4, max_bytes=0, max_age_seconds=0)
+    with Lake.init(tmp_path / "count", segment_policy=policy, clock=clock) as lake:
+        for n in range(10):
+            lake.append([openalex_record(n)])
+        names = [name.label for name, _ in list_segments(lake.root / "log" / "segments")]
+        assert names == [f"{1:020d}-{4:020d}", f"{5:020d}-{8:020d}", f"{9:020d}"]
+    policy = SegmentPolicy(max_events=0, max_bytes=5000, max_age_seconds=0)
+    with Lake.init(tmp_path / "size", segment_policy=policy, clock=clock) as lake:
+        results = [lake.append([openalex_record(n)]) for n in range(6)]
+        assert any(result.sealed for result in results)
+        assert lake.verify().ok
+    policy = SegmentPolicy(max_events=0, max_bytes=0, max_age_seconds=3600)
+    with Lake.init(tmp_path / "age", segment_policy=policy, clock=clock) as lake:
+        assert not lake.append([openalex_record(1)]).sealed
+        clock.advance(minutes=59)
+        assert not lake.append([openalex_record(2)]).sealed
+        clock.advance(minutes=2)
+        assert lake.append([openalex_record(3)]).sealed == (f"{1:020d}-{3:020d}",)
+
+
+def test_recorded_time_comes_from_the_injected_clock(lake: Lake, clock: Clock) -> None:
+    lake.append([page_record("Ada", 1)])
+    clock.advance(days=2)
+    lake.append([page_record("Ada", 2)])
+    assert [event.recorded_at_utc for event in lake.events()] == [
+        "2025-01-01T00:00:00.000000Z", "2025-01-03T00:00:00.000000Z"]
+
+
+def test_torn_tail_is_cut_on_open(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    with Lake.init(root) as lake:
+        lake.append([page_record("Ada", n) for n in range(3)])
+    active = root / "log" / "segments" / format_segment_name(1)
+    whole = active.read_bytes()
+    with open(active, "ab") as handle:
+        handle.write(b'{"body":{"content_sha256":"ab')
+    with Lake.open(root) as lake:
+        assert active.read_bytes() == whole
+        assert lake.verify().ok
+        assert lake.append([page_record("Ada", 9)]).first_seq == 4
+        assert lake.verify().ok
+
+
+def test_renamed_but_unsealed_segment_gets_its_seal_on_open(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    with Lake.init(root) as lake:
+        lake.append([page_record("Ada", n) for n in range(3)])
+        lake.seal()
+    seal = root / "log" / "seals" / f"{1:020d}-{3:020d}.json"
+    seal.unlink()
+    with Lake.open(root) as lake:
+        assert seal.exists()
+        assert lake.verify().ok
+
+
+def test_index_is_rebuilt_when_lost_and_caught_up_when_behind(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    with Lake.init(root) as lake:
+        lake.append([openalex_record(n) for n in range(30)])
+        wanted = [event.event_id for event in lake.events()]
+    for name in os.listdir(root / "log"):
+        if name.startswith("index.sqlite"):
+            os.unlink(root / "log" / name)
+    with Lake.open(root) as lake:
+        assert lake.log.index.last_seq() == 30
+        assert all(lake.get(event_id) is not None for event_id in wanted)
+        assert lake.reindex() == 30
+        again = lake.append([openalex_record(n) for n in range(30)])
+        assert again.already_present == 30
+
+
+def test_events_after_seq_skips_earlier_segments(tmp_path: Path) -> None:
+    with Lake.init(tmp_path / "lake", segment_policy=SegmentPolicy(max_events=5)) as lake:
+        for start in range(0, 23, 4):
+            lake.append([openalex_record(n) for n in range(start, start + 4)])
+        assert [event.seq for event in lake.events(after_seq=17)] == list(range(18, 25))
+        assert [event.seq for event in lake.events(after_seq=24)] == []
+
+
+def test_history_lists_every_observation_of_a_key(lake: Lake) -> None:
+    lake.append([page_record("Ada", 1), page_record("Bea", 1), page_record("Ada", 2),
+                 page_record("Ada", 1, observed=datetime(2024, 9, 1, tzinfo=UTC))])
+    history = lake.history("wikipedia-en", "page", "Ada")
+    assert [event.type for event in history] == ["observed", "observed", "revisited"]
+
+
+def test_lines_are_canonical_and_decode(lake: Lake) -> None:
+    from eventlog.canonical import canonical_json
+
+    lake.append([openalex_record(n) for n in range(5)])
+    for _, path in list_segments(lake.root / "log" / "segments"):
+        for line in path.read_bytes().splitlines():
+            assert canonical_json(json.loads(line)) == line
+            assert decode_line(line).origin == lake.config.replica_id
+
+
+def test_init_refuses_an_existing_lake_and_open_refuses_a_missing_one(tmp_path: Path) -> None:
+    from eventlog import LakeError
+
+    Lake.init(tmp_path / "lake").close()
+    with pytest.raises(LakeError, match="already a lake"):
+        Lake.init(tmp_path / "lake")
+    with pytest.raises(LakeError, match="lake.json is missing"):
+        Lake.open(tmp_path / "elsewhere")
