@@ -76,10 +76,19 @@ class Seal(msgspec.Struct, frozen=True, kw_only=True):
     recorded_to_utc: str
     prev_seal_sha256: str
     sealed_at_utc: str
+    checksum: str = ""
+
+    def expected_checksum(self) -> str:
+        """SHA-256 of the seal's other fields: a flipped byte in the newest seal, which no later seal covers yet,
+        is still caught."""
+        fields = msgspec.to_builtins(self)
+        fields.pop("checksum", None)
+        return hashlib.sha256(canonical_json(fields)).hexdigest()
 
     def to_bytes(self) -> bytes:
-        """The seal file's bytes: canonical JSON and a newline."""
-        return canonical_json(msgspec.to_builtins(self)) + b"\n"
+        """The seal file's bytes: canonical JSON, its checksum filled in, and a newline."""
+        sealed = msgspec.structs.replace(self, checksum=self.expected_checksum())
+        return canonical_json(msgspec.to_builtins(sealed)) + b"\n"
 
 
 def read_seal(path: Path) -> tuple[Seal, bytes]:

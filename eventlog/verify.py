@@ -55,10 +55,13 @@ def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
             continue
         try:
             seal, raw = read_seal(Path(entry.path))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except ValueError as exc:
             problems.append(Problem(file=f"log/seals/{entry.name}", line=None, message=f"unreadable seal: {exc}"))
             continue
-        if (seal.first_seq, seal.last_seq) != parsed:
+        if seal.checksum != seal.expected_checksum() or seal.to_bytes() != raw:
+            problems.append(Problem(file=f"log/seals/{entry.name}", line=None,
+                                    message="seal checksum does not match its fields (the seal was altered)"))
+        elif (seal.first_seq, seal.last_seq) != parsed:
             problems.append(Problem(file=f"log/seals/{entry.name}", line=None,
                                     message="seal names a different seq range than its file name"))
         seals[parsed] = (seal, raw, entry.name)
@@ -134,7 +137,7 @@ def check_line(line: bytes, *, expected_seq: int, prev: str, seen_ids: set[bytes
     """The first thing wrong with one line at its place in the chain, or None."""
     try:
         event = decode_line(line)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except ValueError as exc:  # msgspec's decode and validation errors, and invalid UTF-8 in keys
         return f"not a valid event line ({exc})"
     try:
         if canonical_json(msgspec.json.decode(line)) != line:
