@@ -1,0 +1,5 @@
+"""`python -m eventlog` runs the command line."""
+
+from eventlog.cli import main
+
+main()
