@@ -387,7 +387,7 @@ def _parse_header(src: BinaryIO, label: str) -> tuple[ArchiveHeader, bytes, byte
         raise ArchiveError(f"{label} is truncated inside its header")
     try:
         doc = msgspec.json.decode(body, type=_HeaderDoc)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ArchiveError(f"{label}: header is malformed: {exc}") from None
     if doc.suite != SUITE:
         raise ArchiveError(f"{label}: unknown cipher suite {doc.suite!r} (this version reads {SUITE!r})")
