@@ -173,7 +173,7 @@ def small_archive() -> tuple[bytes, bytes]:
 
 
 def test_every_single_byte_flip_fails() -> None:
-    data, archive = small_archive()
+    _, archive = small_archive()
     assert open_(archive, Keys(key=KEY))[1].chunks == 3
     for position in range(len(archive)):
         for mask in (0x01, 0x80):
@@ -227,7 +227,7 @@ def test_swapped_chunks_fail() -> None:
 def test_chunk_from_another_archive_fails() -> None:
     data, archive = small_archive()
     other = seal(data, Keys(key=KEY), compression="none", chunk_size=1024, metadata={"segment": "1-3"})
-    first, second, _ = chunk_boundaries(archive, 1024)
+    second = chunk_boundaries(archive, 1024)[1]
     spliced = archive[:second] + other[second:]
     with pytest.raises(ArchiveError, match="chunk 1 failed authentication"):
         open_(spliced, Keys(key=KEY))
@@ -249,7 +249,7 @@ def rewrite_header(archive: bytes, change: object) -> bytes:
 def test_changed_header_field_fails(change: object) -> None:
     _, archive = small_archive()
     assert open_(rewrite_header(archive, lambda doc: None), Keys(key=KEY))  # re-encoding alone is harmless
-    with pytest.raises(ArchiveError, match="header of test.evlarc failed authentication"):
+    with pytest.raises(ArchiveError, match=r"header of test\.evlarc failed authentication"):
         open_(rewrite_header(archive, change), Keys(key=KEY))
 
 
@@ -285,7 +285,7 @@ def test_malformed_headers_are_named() -> None:
 ], ids=["passphrase", "key", "identity"])
 def test_wrong_key_fails_and_names_the_file(wrong: Keys) -> None:
     archive = seal(b"secret data", Keys(passphrase=PASSPHRASE, key=KEY, recipients=[IDENTITY.recipient]))
-    with pytest.raises(ArchiveError, match="^wrong key or passphrase for test.evlarc") as caught:
+    with pytest.raises(ArchiveError, match=r"^wrong key or passphrase for test\.evlarc") as caught:
         open_(archive, wrong)
     assert PASSPHRASE not in str(caught.value)
 
@@ -311,7 +311,7 @@ def test_file_round_trip_and_verify(tmp_path: Path) -> None:
 
 
 def test_no_temp_file_left_on_any_failure(tmp_path: Path) -> None:
-    data, archive_bytes = small_archive()
+    _, archive_bytes = small_archive()
     archive = tmp_path / "a.evlarc"
     archive.write_bytes(archive_bytes)
     out = tmp_path / "out" / "plain"
