@@ -1,0 +1,87 @@
+-- Generated from eventlog/sqlschema.py by `python -m eventlog.ddl --write`; do not edit by hand.
+-- Idempotent: creates what is missing, never drops or alters an existing table.
+
+CREATE TABLE IF NOT EXISTS "AppendLock" (
+	name VARCHAR(32) NOT NULL,
+	updated_at_utc VARCHAR(27) NOT NULL,
+	CONSTRAINT "pk_AppendLock" PRIMARY KEY (name)
+);
+
+CREATE TABLE IF NOT EXISTS "ExchangeContent" (
+	content_sha256 VARCHAR(64) NOT NULL,
+	request TEXT NOT NULL,
+	response TEXT NOT NULL,
+	content_bytes BIGINT NOT NULL,
+	first_event_id VARCHAR(64) NOT NULL,
+	CONSTRAINT "pk_ExchangeContent" PRIMARY KEY (content_sha256)
+);
+
+CREATE TABLE IF NOT EXISTS "ExchangeEvent" (
+	event_seq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	event_id VARCHAR(64) NOT NULL,
+	type VARCHAR(16) NOT NULL,
+	exchange_id VARCHAR(64),
+	exchange_type VARCHAR(32),
+	source_system VARCHAR(200),
+	entity_type VARCHAR(200),
+	natural_key TEXT,
+	record_key VARCHAR(64),
+	observed_at_utc VARCHAR(27),
+	recorded_at_utc VARCHAR(27) NOT NULL,
+	origin VARCHAR(100) NOT NULL,
+	digest VARCHAR(64) NOT NULL,
+	content_sha256 VARCHAR(64),
+	schema_version INTEGER,
+	response_ref TEXT,
+	provenance TEXT,
+	tags TEXT,
+	redactions_applied TEXT,
+	body TEXT,
+	log_seq BIGINT,
+	log_prev VARCHAR(64),
+	CONSTRAINT "uq_ExchangeEvent_event_id" UNIQUE (event_id)
+);
+
+CREATE INDEX IF NOT EXISTS "ix_ExchangeEvent_content_sha256" ON "ExchangeEvent" (content_sha256);
+
+CREATE INDEX IF NOT EXISTS "ix_ExchangeEvent_record_key" ON "ExchangeEvent" (record_key);
+
+CREATE TABLE IF NOT EXISTS "ProjectionCheckpoint" (
+	projection VARCHAR(200) NOT NULL,
+	position BIGINT NOT NULL,
+	state_digest VARCHAR(64),
+	updated_at_utc VARCHAR(27) NOT NULL,
+	CONSTRAINT "pk_ProjectionCheckpoint" PRIMARY KEY (projection)
+);
+
+CREATE TABLE IF NOT EXISTS "RawExchangeRecord" (
+	record_key VARCHAR(64) NOT NULL,
+	exchange_id VARCHAR(64) NOT NULL,
+	exchange_type VARCHAR(32) NOT NULL,
+	source_system VARCHAR(200) NOT NULL,
+	entity_type VARCHAR(200) NOT NULL,
+	natural_key TEXT,
+	observed_at_utc VARCHAR(27) NOT NULL,
+	content_sha256 VARCHAR(64) NOT NULL,
+	payload_json TEXT NOT NULL,
+	schema_version INTEGER NOT NULL,
+	created_at_utc VARCHAR(27) NOT NULL,
+	updated_at_utc VARCHAR(27) NOT NULL,
+	first_observed_at_utc VARCHAR(27) NOT NULL,
+	last_observed_at_utc VARCHAR(27) NOT NULL,
+	observation_count BIGINT NOT NULL,
+	version_count BIGINT NOT NULL,
+	event_seq BIGINT NOT NULL,
+	CONSTRAINT "pk_RawExchangeRecord" PRIMARY KEY (record_key)
+);
+
+CREATE INDEX IF NOT EXISTS "ix_RawExchangeRecord_content_sha256" ON "RawExchangeRecord" (content_sha256);
+
+CREATE INDEX IF NOT EXISTS "ix_RawExchangeRecord_source_system_entity_type" ON "RawExchangeRecord" (source_system, entity_type);
+
+CREATE TABLE IF NOT EXISTS "SyncState" (
+	sync_key VARCHAR(200) NOT NULL,
+	watermark BIGINT NOT NULL,
+	updated_at_utc VARCHAR(27) NOT NULL,
+	CONSTRAINT "pk_SyncState" PRIMARY KEY (sync_key)
+);

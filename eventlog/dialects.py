@@ -1,0 +1,313 @@
+"""What differs between the SQL backends, kept in one place.
+
+The SQL store is one SQLAlchemy Core implementation; this module holds the few things each dialect does its own
+way: column types (JSON text, long text, binary-collated keys, identity), schema creation, the idempotent insert
+and the upsert, engine options for the fastest sound bulk path, and the translation of driver errors into
+`DatabaseError` with one clear sentence. Dialect names are SQLAlchemy's: sqlite, postgresql, mysql, mariadb, mssql.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mssql, mysql, postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import TextClause
+
+from eventlog.errors import DatabaseError, InputError
+
+MYSQL_NAMES = ("mysql", "mariadb")
+DIALECT_NAMES = ("sqlite", "postgresql", "mysql", "mssql")
+SCHEMA_NAME = re.compile(r"[A-Za-z0-9_]{1,63}")
+
+_BACKEND_TITLES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB",
+                   "mariadb": "MariaDB", "mssql": "SQL Server"}
+_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql", "mssql": "mssql"}
+
+
+def check_schema_name(name: str) -> str:
+    """Return `name` if it is a safe schema name (ASCII letters, digits, underscore; 1 to 63 characters).
+
+    Raises InputError otherwise: schema names are pasted into DDL as identifiers, so nothing else is let through.
+    """
+    if not isinstance(name, str) or SCHEMA_NAME.fullmatch(name) is None:
+        raise InputError(f"schema name {name!r} is not valid: use 1 to 63 ASCII letters, digits or underscores")
+    return name
+
+
+def dialect_by_name(name: str) -> Dialect:
+    """A SQLAlchemy dialect object for compiling statements without a connection."""
+    factories: dict[str, Any] = {"sqlite": sqlite.dialect, "postgresql": postgresql.dialect,
+                                 "mysql": mysql.dialect, "mariadb": mysql.mariadb.MariaDBDialect,
+                                 "mssql": mssql.dialect}
+    if name not in factories:
+        raise InputError(f"unknown SQL dialect {name!r}: choose one of {', '.join(DIALECT_NAMES)}")
+    dialect: Dialect = factories[name]()
+    return dialect
+
+
+def uses_schema(dialect_name: str) -> bool:
+    """Whether tables live in a named schema (every backend but SQLite, whose file is the namespace)."""
+    return dialect_name != "sqlite"
+
+
+# --- column types ---------------------------------------------------------------------------------------------
+
+class _PgJson(sa.types.UserDefinedType[str]):
+    """PostgreSQL `json`: keeps the text exactly (jsonb would reorder keys and refuses \\u0000)."""
+
+    cache_ok = True
+    render_bind_cast = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "JSON"
+
+
+class JsonDocument(sa.types.TypeDecorator[str]):
+    """A JSON document held as its canonical text; binds and returns `str`, the store encodes and decodes.
+
+    PostgreSQL json, MySQL/MariaDB LONGTEXT (MySQL's binary JSON would reorder keys and round large integers),
+    SQL Server NVARCHAR(MAX), SQLite TEXT: the stored text round-trips byte for byte on all four.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(_PgJson())
+        if dialect.name in MYSQL_NAMES:
+            return dialect.type_descriptor(mysql.LONGTEXT())
+        if dialect.name == "mssql":
+            return dialect.type_descriptor(mssql.NVARCHAR(None))
+        return dialect.type_descriptor(sa.Text())
+
+
+def long_text() -> sa.types.TypeEngine[str]:
+    """Unbounded Unicode text (natural keys, free text)."""
+    return (sa.UnicodeText()
+            .with_variant(mssql.NVARCHAR(None), "mssql")
+            .with_variant(mysql.LONGTEXT(), *MYSQL_NAMES))
+
+
+def name_text(length: int) -> sa.types.TypeEngine[str]:
+    """Bounded Unicode text for names that are indexed (source system, entity type)."""
+    return sa.Unicode(length)
+
+
+def ascii_key(length: int) -> sa.types.TypeEngine[str]:
+    """ASCII text compared byte by byte on every backend: ids, hashes and fixed-width UTC timestamps.
+
+    Binary collation makes `ORDER BY` agree with Python's string order, which reconciliation relies on.
+    """
+    return (sa.String(length)
+            .with_variant(sa.String(length, collation="C"), "postgresql")
+            .with_variant(sa.String(length, collation="Latin1_General_BIN2"), "mssql"))
+
+
+def identity_type() -> sa.types.TypeEngine[int]:
+    """64-bit identity; SQLite needs INTEGER for its rowid alias."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def table_options() -> dict[str, Any]:
+    """Per-dialect table options: InnoDB, utf8mb4 with binary collation on MySQL/MariaDB; a monotonic rowid on SQLite."""
+    return {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
+# --- schema creation ------------------------------------------------------------------------------------------
+
+def create_schema_sql(dialect_name: str, schema: str) -> str | None:
+    """Statement creating `schema` if it is missing, or None on SQLite.
+
+    On MySQL/MariaDB a schema is a database, created with utf8mb4 and binary collation.
+    """
+    check_schema_name(schema)
+    if dialect_name == "sqlite":
+        return None
+    quoted = dialect_by_name(dialect_name).identifier_preparer.quote_identifier(schema)
+    if dialect_name == "postgresql":
+        return f"CREATE SCHEMA IF NOT EXISTS {quoted}"
+    if dialect_name in MYSQL_NAMES:
+        return f"CREATE DATABASE IF NOT EXISTS {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    if dialect_name == "mssql":
+        # CREATE SCHEMA must be alone in its batch, hence EXEC.
+        return f"IF SCHEMA_ID(N'{schema}') IS NULL EXEC(N'CREATE SCHEMA {quoted}')"
+    raise InputError(f"unknown SQL dialect {dialect_name!r}")
+
+
+def create_view_prefix(dialect_name: str) -> str:
+    """The idempotent form of CREATE VIEW each dialect has; none of them touches a table."""
+    if dialect_name == "sqlite":
+        return "CREATE VIEW IF NOT EXISTS"
+    if dialect_name == "mssql":
+        return "CREATE OR ALTER VIEW"
+    return "CREATE OR REPLACE VIEW"
+
+
+# --- idempotent writes ----------------------------------------------------------------------------------------
+
+def insert_ignore(table: sa.Table, dialect_name: str) -> sa.Executable:
+    """INSERT that skips rows whose primary key exists; run with executemany parameter lists.
+
+    Only for rows that are equal whenever their key is equal (content-addressed rows, fixed seed rows). MySQL uses
+    ON DUPLICATE KEY UPDATE with a no-op assignment rather than INSERT IGNORE, which would also swallow
+    truncation and type errors.
+    """
+    keys = [column.name for column in table.primary_key.columns]
+    if dialect_name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+    if dialect_name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+    if dialect_name in MYSQL_NAMES:
+        return mysql.insert(table).on_duplicate_key_update({keys[0]: table.c[keys[0]]})
+    if dialect_name == "mssql":
+        return _mssql_merge(table, keys, update=[])
+    raise InputError(f"unknown SQL dialect {dialect_name!r}")
+
+
+def upsert(table: sa.Table, dialect_name: str, *, update: Sequence[str]) -> sa.Executable:
+    """INSERT, or UPDATE the columns in `update` when the primary key exists; executemany-ready."""
+    keys = [column.name for column in table.primary_key.columns]
+    if dialect_name == "postgresql":
+        pg_stmt = postgresql.insert(table)
+        return pg_stmt.on_conflict_do_update(index_elements=keys,
+                                             set_={name: pg_stmt.excluded[name] for name in update})
+    if dialect_name == "sqlite":
+        lite_stmt = sqlite.insert(table)
+        return lite_stmt.on_conflict_do_update(index_elements=keys,
+                                               set_={name: lite_stmt.excluded[name] for name in update})
+    if dialect_name in MYSQL_NAMES:
+        my_stmt = mysql.insert(table)
+        return my_stmt.on_duplicate_key_update({name: my_stmt.inserted[name] for name in update})
+    if dialect_name == "mssql":
+        return _mssql_merge(table, keys, update=update)
+    raise InputError(f"unknown SQL dialect {dialect_name!r}")
+
+
+def _mssql_merge(table: sa.Table, keys: Sequence[str], *, update: Sequence[str]) -> TextClause:
+    preparer = dialect_by_name("mssql").identifier_preparer
+    names = [column.name for column in table.columns if not _is_identity(column)]
+    quoted = {name: preparer.quote(name) for name in names}
+    source = ", ".join(quoted[name] for name in names)
+    on = " AND ".join(f"t.{quoted[name]} = s.{quoted[name]}" for name in keys)
+    sql = (f"MERGE INTO {preparer.format_table(table)} WITH (HOLDLOCK) AS t "
+           f"USING (VALUES ({', '.join(':' + name for name in names)})) AS s ({source}) ON {on}")
+    if update:
+        sql += " WHEN MATCHED THEN UPDATE SET " + ", ".join(
+            f"t.{quoted[name]} = s.{quoted[name]}" for name in update)
+    sql += (f" WHEN NOT MATCHED THEN INSERT ({source}) VALUES ("
+            + ", ".join(f"s.{quoted[name]}" for name in names) + ");")
+    return sa.text(sql).bindparams(*(sa.bindparam(name, type_=table.c[name].type) for name in names))
+
+
+def _is_identity(column: sa.Column[Any]) -> bool:
+    return column.identity is not None
+
+
+# --- engines --------------------------------------------------------------------------------------------------
+
+def engine_options(dialect_name: str) -> dict[str, Any]:
+    """create_engine() keyword arguments for the fastest sound bulk path of each backend."""
+    if dialect_name == "mssql":
+        return {"fast_executemany": True}
+    if dialect_name == "postgresql":
+        return {"pool_pre_ping": True}
+    if dialect_name in MYSQL_NAMES:
+        return {"pool_pre_ping": True, "pool_recycle": 3600}
+    return {}
+
+
+def on_connect(dbapi_connection: Any, dialect_name: str) -> None:
+    """Session settings made on every new connection.
+
+    SQLite: write-ahead log (readers do not block the writer) with full fsync per commit, and a wait of up to
+    30 s on a locked file rather than an immediate error. PostgreSQL: `json` values come back as their text,
+    which the store decodes itself, rather than parsed by psycopg.
+    """
+    if dialect_name == "postgresql":
+        from psycopg.types.string import TextLoader
+
+        dbapi_connection.adapters.register_loader("json", TextLoader)
+    elif dialect_name == "sqlite":
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+
+# --- errors ---------------------------------------------------------------------------------------------------
+
+_UNREACHABLE = ("connection refused", "could not connect", "can't connect", "timeout expired", "timed out",
+                "could not translate host name", "name or service not known", "no route to host",
+                "network is unreachable", "server closed the connection", "lost connection",
+                "08001", "unable to open database file")
+_REASONS = ((("connection refused",), "connection refused"),
+            (("could not translate host name", "name or service not known", "nodename nor servname",
+              "getaddrinfo failed", "unknown host"), "unknown host name"),
+            (("timeout", "timed out"), "timed out"),
+            (("no route to host", "network is unreachable"), "no route to host"))
+_CREDENTIALS = ("password authentication failed", "access denied for user", "login failed",
+                "no password supplied", "authentication failed")
+_MISSING_DB = ("unknown database", "cannot open database")
+
+
+def translate_error(exc: BaseException, url: sa.URL) -> DatabaseError:
+    """One clear sentence for a driver error: unreachable server, refused credentials, missing database, or else.
+
+    The sentence names the backend, host, port, user or database as they apply; it never contains the password
+    (URL parts are named one by one, and any echo of the password in a driver's text is masked).
+    """
+    backend = _BACKEND_TITLES.get(url.get_backend_name(), url.get_backend_name())
+    where = _where(url)
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig)
+    lowered = text.lower()
+    code = _driver_code(orig)
+    if isinstance(exc, ModuleNotFoundError | sa.exc.NoSuchModuleError):
+        extra = _EXTRAS.get(url.get_backend_name())
+        hint = f" (install exchange-eventlog[{extra}])" if extra else ""
+        message = f"The database driver for {url.drivername} is not installed{hint}."
+    elif code in (1049,) or code == "3D000" or any(word in lowered for word in _MISSING_DB) or (
+            "database" in lowered and "does not exist" in lowered):
+        message = f"The database {url.database!r} does not exist on the {backend} server at {where}."
+    elif code in (1045, 1044) or code in ("28P01", "28000") or any(word in lowered for word in _CREDENTIALS) or (
+            "role" in lowered and "does not exist" in lowered):
+        message = f"The {backend} server at {where} refused the credentials of user {url.username!r}."
+    elif code in (2003, 2005, 2006, 2013) or any(word in lowered for word in _UNREACHABLE):
+        if url.get_backend_name() == "sqlite":
+            message = f"Cannot open the SQLite database file {url.database!r}."
+        else:
+            reason = next((said for words, said in _REASONS if any(word in lowered for word in words)), None)
+            message = f"Cannot reach the {backend} server at {where}" + (f" ({reason})." if reason else ".")
+    else:
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), type(orig).__name__)
+        first_line = _without_password(first_line, url).rstrip(".")
+        message = f"The {backend} database at {where} failed a statement: {first_line}."
+    return DatabaseError(message)
+
+
+def _where(url: sa.URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    host = url.host or "localhost"
+    return f"{host}:{url.port}" if url.port else host
+
+
+def _driver_code(orig: BaseException) -> object:
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        return sqlstate
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int | str):
+        return args[0]
+    return None
+
+
+def _without_password(text: str, url: sa.URL) -> str:
+    password = url.password
+    return text.replace(str(password), "***") if password else text

@@ -1,0 +1,398 @@
+"""The SQL replica of the event log: one SQLAlchemy Core implementation for every backend.
+
+`SqlEventStore(url)` picks the backend from the URL alone (sqlite, postgresql+psycopg, mysql+pymysql,
+mssql+pyodbc; drivers are imported lazily by SQLAlchemy). Events go into ExchangeEvent with their payload stored
+once per content hash in ExchangeContent; reading them back rejoins the payload and yields events equal to the
+ones appended. Driver errors surface as `DatabaseError` with one sentence and no password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any, cast
+
+import msgspec
+import sqlalchemy as sa
+
+from eventlog.canonical import canonical_json
+from eventlog.ddl import view_sql
+from eventlog.dialects import (
+    check_schema_name,
+    create_schema_sql,
+    engine_options,
+    insert_ignore,
+    on_connect,
+    translate_error,
+    upsert,
+    uses_schema,
+)
+from eventlog.envelope import format_utc
+from eventlog.errors import InputError, IntegrityError
+from eventlog.events import Event, EventType
+from eventlog.sqlschema import APPEND_LOCK_NAME, DEFAULT_SCHEMA, LakeTables, build_tables, record_key
+
+EVENT_TYPES = ("observed", "revisited", "resolved")
+UTC_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+HEX64 = re.compile(r"[0-9a-f]{64}")
+ASCII_ID = re.compile(r"[\x21-\x7e]{1,64}")
+
+# Envelope keys with a scalar column of their own, and the test a value must pass to live in it (None always
+# does). A value that fails, or a key not listed, goes into the `body` JSON column, so every body reads back
+# exactly as it was.
+_SCALAR_KEYS: dict[str, Callable[[Any], bool]] = {
+    "exchange_id": lambda v: isinstance(v, str) and ASCII_ID.fullmatch(v) is not None,
+    "exchange_type": lambda v: isinstance(v, str) and len(v) <= 32 and v.isascii(),
+    "source_system": lambda v: isinstance(v, str) and len(v) <= 200,
+    "entity_type": lambda v: isinstance(v, str) and len(v) <= 200,
+    "natural_key": lambda v: isinstance(v, str),
+    "observed_at_utc": lambda v: isinstance(v, str) and UTC_TEXT.fullmatch(v) is not None,
+    "content_sha256": lambda v: isinstance(v, str) and HEX64.fullmatch(v) is not None,
+    "schema_version": lambda v: type(v) is int and -(2**31) <= v < 2**31,
+}
+_JSON_KEYS = ("provenance", "redactions_applied", "response_ref", "tags")
+ENVELOPE_KEYS = (*_SCALAR_KEYS, *_JSON_KEYS)
+PAYLOAD_KEYS = ("request", "response")
+
+_decode_json = msgspec.json.Decoder().decode
+
+
+class SqlEventStore:
+    """Events of the lake mirrored into SQL tables, in schema `schema` (ignored on SQLite).
+
+    Raises InputError for a bad schema name or URL; every database failure is a DatabaseError.
+    Construction does not connect; the first call does.
+    """
+
+    def __init__(self, url: str, *, schema: str = DEFAULT_SCHEMA) -> None:
+        check_schema_name(schema)
+        try:
+            self._url = sa.make_url(url)
+        except sa.exc.ArgumentError:
+            raise InputError("the database URL is not a valid SQLAlchemy URL (dialect+driver://...)") from None
+        try:
+            self._engine = sa.create_engine(self._url, **engine_options(self._url.get_backend_name()))
+        except sa.exc.NoSuchModuleError:
+            raise InputError(f"the database URL names an unknown backend {self._url.drivername!r}") from None
+        except ModuleNotFoundError as exc:
+            raise translate_error(exc, self._url) from exc
+        self.dialect_name: str = self._engine.dialect.name
+        sa.event.listen(self._engine, "connect",
+                        lambda dbapi_connection, _record: on_connect(dbapi_connection, self.dialect_name))
+        self.tables: LakeTables = build_tables(schema if uses_schema(self.dialect_name) else None)
+        self.statements = StoreStatements(self.tables, self.dialect_name)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine, for projections that share these tables."""
+        return self._engine
+
+    def __enter__(self) -> SqlEventStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    @contextmanager
+    def translated(self) -> Iterator[None]:
+        """Turn driver errors raised inside the block into DatabaseError; the one place that does so."""
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            raise translate_error(exc, self._url) from exc
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """A connection in a transaction, committed when the block ends and rolled back if it raises."""
+        with self.translated(), self._engine.begin() as conn:
+            yield conn
+
+    def create_schema(self) -> None:
+        """Create the schema, tables, indexes and the audit view if missing; never drops or alters anything.
+
+        Safe to call on every start: a second call changes nothing and keeps every row.
+        """
+        with self.begin() as conn:
+            schema_sql = create_schema_sql(self.dialect_name, self.tables.schema) if self.tables.schema else None
+            if schema_sql is not None:
+                conn.exec_driver_sql(schema_sql)
+            self.tables.metadata.create_all(conn, checkfirst=True)
+            conn.exec_driver_sql(view_sql(self.tables, conn.dialect))
+            conn.execute(self.statements.seed_lock, [self._lock_row()])
+
+    def append_events(self, events: Iterable[Event], *, conn: sa.Connection | None = None,
+                      batch: int = 1000) -> int:
+        """Append events not yet present (by event_id); returns how many were written.
+
+        All or nothing: in one transaction of its own, or in `conn`'s. Payloads of observed events go to
+        ExchangeContent once per content hash. Raises IntegrityError if an event_id is already present (or
+        repeated) with another digest, or an observed event's payload does not hash to its content_sha256;
+        InputError for an event that cannot be stored (bad id, digest or timestamp). Concurrent appends wait
+        for each other, so event_seq order is commit order.
+        """
+        if conn is None:
+            with self.begin() as own:
+                return self._append(own, events, batch)
+        with self.translated():
+            return self._append(conn, events, batch)
+
+    def _append(self, conn: sa.Connection, events: Iterable[Event], batch: int) -> int:
+        statements = self.statements
+        taken = {"lock_name": APPEND_LOCK_NAME, "taken_at": _now()}
+        if conn.execute(statements.take_lock, taken).rowcount == 0:
+            conn.execute(statements.seed_lock, [self._lock_row()])
+            conn.execute(statements.take_lock, taken)
+        seen: dict[str, str] = {}
+        stored_content: set[str] = set()
+        written = 0
+        iterator = iter(events)
+        while chunk := list(islice(iterator, batch)):
+            fresh: list[Event] = []
+            for event in chunk:
+                known = seen.get(event.event_id)
+                if known is None:
+                    seen[event.event_id] = event.digest
+                    fresh.append(event)
+                elif known != event.digest:
+                    raise _digest_conflict(event.event_id, known, event.digest)
+            present: dict[str, str] = {row.event_id: row.digest for row in conn.execute(
+                statements.event_digests, {"ids": [event.event_id for event in fresh]})}
+            event_rows: list[dict[str, Any]] = []
+            content_rows: list[dict[str, Any]] = []
+            for event in fresh:
+                stored = present.get(event.event_id)
+                if stored is not None:
+                    if stored != event.digest:
+                        raise _digest_conflict(event.event_id, stored, event.digest)
+                    continue
+                row, content = encode_event(event)
+                event_rows.append(row)
+                if content is not None and content["content_sha256"] not in stored_content:
+                    stored_content.add(content["content_sha256"])
+                    content_rows.append(content)
+            if content_rows:
+                conn.execute(statements.insert_content, content_rows)
+            if event_rows:
+                conn.execute(statements.insert_event, event_rows)
+                written += len(event_rows)
+        return written
+
+    def max_event_seq(self, *, conn: sa.Connection | None = None) -> int:
+        """Highest event_seq in the table (0 when empty)."""
+        return int(self._scalar(self.statements.max_event_seq, {}, conn) or 0)
+
+    def events(self, after_event_seq: int = 0, *, batch: int = 1000) -> Iterator[tuple[int, Event]]:
+        """Events with event_seq > after_event_seq, in event_seq order, as (event_seq, Event).
+
+        Reads `batch` rows per query (keyset paging), so memory stays flat and no cursor stays open between
+        batches. Raises IntegrityError for an observed event whose content row is missing.
+        """
+        position = after_event_seq
+        while True:
+            with self.translated(), self._engine.connect() as conn:
+                rows = conn.execute(self.statements.read_events(batch), {"after": position}).all()
+            for row in rows:
+                yield row.event_seq, decode_event(row._mapping)
+            if len(rows) < batch:
+                return
+            position = rows[-1].event_seq
+
+    def event_ids_after(self, after_event_id: str = "", *, batch: int = 10_000) -> Iterator[tuple[str, str]]:
+        """(event_id, digest) of events whose id sorts after `after_event_id`, in event_id order.
+
+        The order is byte order on every backend (binary collation), the same as Python's string order, so a
+        reconciliation can merge-join this stream with the log's.
+        """
+        position = after_event_id
+        while True:
+            with self.translated(), self._engine.connect() as conn:
+                rows = [(row.event_id, row.digest)
+                        for row in conn.execute(self.statements.ids_after(batch), {"after": position})]
+            yield from rows
+            if len(rows) < batch:
+                return
+            position = rows[-1][0]
+
+    def all_event_ids(self, *, batch: int = 10_000) -> Iterator[tuple[str, str]]:
+        """(event_id, digest) of every event, in event_id order (see `event_ids_after`)."""
+        return self.event_ids_after("", batch=batch)
+
+    def get_watermark(self, key: str, *, conn: sa.Connection | None = None) -> int:
+        """The sync watermark stored under `key`, or 0 if none was set."""
+        return int(self._scalar(self.statements.get_watermark, {"sync_key": key}, conn) or 0)
+
+    def set_watermark(self, key: str, value: int, conn: sa.Connection | None = None) -> None:
+        """Store the sync watermark `value` under `key`, in `conn`'s transaction if given."""
+        params = {"sync_key": key, "watermark": value, "updated_at_utc": _now()}
+        if conn is None:
+            with self.begin() as own:
+                own.execute(self.statements.set_watermark, [params])
+            return
+        with self.translated():
+            conn.execute(self.statements.set_watermark, [params])
+
+    def _scalar(self, stmt: sa.Executable, params: Mapping[str, Any], conn: sa.Connection | None) -> Any:
+        with self.translated():
+            if conn is not None:
+                return conn.execute(stmt, params).scalar()
+            with self._engine.connect() as own:
+                return own.execute(stmt, params).scalar()
+
+    @staticmethod
+    def _lock_row() -> dict[str, str]:
+        return {"name": APPEND_LOCK_NAME, "updated_at_utc": _now()}
+
+
+class StoreStatements:
+    """Every statement the store issues, built once per dialect (and compiled in tests for SQL Server too)."""
+
+    def __init__(self, tables: LakeTables, dialect_name: str) -> None:
+        event, content, lock = tables.event, tables.content, tables.append_lock
+        self.tables = tables
+        self.insert_event = event.insert()
+        self.insert_content = insert_ignore(content, dialect_name)
+        self.seed_lock = insert_ignore(lock, dialect_name)
+        self.take_lock = (lock.update().where(lock.c.name == sa.bindparam("lock_name"))
+                          .values(updated_at_utc=sa.bindparam("taken_at")))
+        self.event_digests = sa.select(event.c.event_id, event.c.digest).where(
+            event.c.event_id.in_(sa.bindparam("ids", expanding=True)))
+        self.max_event_seq = sa.select(sa.func.max(event.c.event_seq))
+        sync = tables.sync_state
+        self.get_watermark = sa.select(sync.c.watermark).where(sync.c.sync_key == sa.bindparam("sync_key"))
+        self.set_watermark = upsert(sync, dialect_name, update=["watermark", "updated_at_utc"])
+
+    def read_events(self, batch: int) -> sa.Select[Any]:
+        """Events after :after in event_seq order, observed ones joined to their payload."""
+        event, content = self.tables.event, self.tables.content
+        joined = event.outerjoin(content, sa.and_(content.c.content_sha256 == event.c.content_sha256,
+                                                  event.c.type == "observed"))
+        return (sa.select(event, content.c.request, content.c.response).select_from(joined)
+                .where(event.c.event_seq > sa.bindparam("after")).order_by(event.c.event_seq).limit(batch))
+
+    def ids_after(self, batch: int) -> sa.Select[Any]:
+        """(event_id, digest) after :after in event_id order."""
+        event = self.tables.event
+        return (sa.select(event.c.event_id, event.c.digest).where(event.c.event_id > sa.bindparam("after"))
+                .order_by(event.c.event_id).limit(batch))
+
+    def all(self) -> list[sa.Executable]:
+        """Every statement, for compile checks."""
+        return [self.insert_event, self.insert_content, self.seed_lock, self.take_lock, self.event_digests,
+                self.max_event_seq, self.get_watermark, self.set_watermark, self.read_events(1000),
+                self.ids_after(1000)]
+
+
+def encode_event(event: Event) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The ExchangeEvent row of an event and, for an observed one, its ExchangeContent row.
+
+    Raises InputError for what no row can hold, IntegrityError for a payload that does not match its hash.
+    """
+    _check_event(event)
+    row: dict[str, Any] = {
+        "event_id": event.event_id, "type": event.type, "recorded_at_utc": event.recorded_at_utc,
+        "origin": event.origin, "digest": event.digest, "log_seq": event.seq, "log_prev": event.prev,
+        "record_key": None, "body": None,
+    }
+    row.update(dict.fromkeys(ENVELOPE_KEYS))
+    body = event.body
+    if event.type == "resolved":
+        row["body"] = _encode_json(body)
+        return row, None
+    missing = [key for key in ENVELOPE_KEYS if key not in body]
+    if event.type == "observed":
+        missing += [key for key in PAYLOAD_KEYS if key not in body]
+    if missing:
+        raise InputError(f"{event.type} event {event.event_id} has no {', '.join(missing)} in its body")
+    rest: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in _JSON_KEYS:
+            row[key] = None if value is None else _encode_json(value)
+        elif key in _SCALAR_KEYS and (value is None or _SCALAR_KEYS[key](value)):
+            row[key] = value
+        elif key not in PAYLOAD_KEYS or event.type != "observed":
+            rest[key] = value
+    if rest:
+        row["body"] = _encode_json(rest)
+    if isinstance(body["source_system"], str) and isinstance(body["entity_type"], str) and (
+            body["natural_key"] is None or isinstance(body["natural_key"], str)) and row["content_sha256"]:
+        row["record_key"] = record_key(body["source_system"], body["entity_type"], body["natural_key"],
+                                       row["content_sha256"])
+    if event.type != "observed":
+        return row, None
+    request = canonical_json(body["request"])
+    response = canonical_json(body["response"])
+    content = b"".join((
+        b'{"entity_type":', canonical_json(body["entity_type"]),
+        b',"exchange_type":', canonical_json(body["exchange_type"]),
+        b',"natural_key":', canonical_json(body["natural_key"]),
+        b',"request":', request, b',"response":', response,
+        b',"source_system":', canonical_json(body["source_system"]), b"}",
+    ))
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != body["content_sha256"]:
+        raise IntegrityError(f"observed event {event.event_id} carries content_sha256 "
+                             f"{body['content_sha256']!r} but its content hashes to {digest}")
+    return row, {"content_sha256": digest, "request": request.decode(), "response": response.decode(),
+                 "content_bytes": len(content), "first_event_id": event.event_id}
+
+
+def decode_event(row: Mapping[Any, Any]) -> Event:
+    """Rebuild the Event of an ExchangeEvent row (joined to request/response for an observed one)."""
+    event_type = cast(EventType, row["type"])
+    body: dict[str, Any]
+    if event_type == "resolved":
+        body = _decode_json(row["body"])
+    else:
+        body = {key: row[key] for key in _SCALAR_KEYS}
+        for key in _JSON_KEYS:
+            body[key] = None if row[key] is None else _decode_json(row[key])
+        if event_type == "observed":
+            if row["request"] is None:
+                raise IntegrityError(f"observed event {row['event_id']} refers to content "
+                                     f"{row['content_sha256']} that ExchangeContent does not hold")
+            body["request"] = _decode_json(row["request"])
+            body["response"] = _decode_json(row["response"])
+        if row["body"] is not None:
+            body.update(_decode_json(row["body"]))
+    return Event(type=event_type, event_id=row["event_id"], seq=row["log_seq"] or 0,
+                 recorded_at_utc=row["recorded_at_utc"], origin=row["origin"], prev=row["log_prev"] or "",
+                 digest=row["digest"], body=body)
+
+
+def _check_event(event: Event) -> None:
+    if event.type not in EVENT_TYPES:
+        raise InputError(f"event {event.event_id!r} has unknown type {event.type!r}")
+    if not isinstance(event.event_id, str) or ASCII_ID.fullmatch(event.event_id) is None:
+        raise InputError(f"event id {event.event_id!r} is not 1 to 64 printable ASCII characters")
+    if not isinstance(event.digest, str) or HEX64.fullmatch(event.digest) is None:
+        raise InputError(f"event {event.event_id} has digest {event.digest!r}, not 64 lowercase hex digits")
+    if not isinstance(event.recorded_at_utc, str) or UTC_TEXT.fullmatch(event.recorded_at_utc) is None:
+        raise InputError(f"event {event.event_id} has recorded_at_utc {event.recorded_at_utc!r}, "
+                         "not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    if not isinstance(event.origin, str) or not 0 < len(event.origin) <= 100:
+        raise InputError(f"event {event.event_id} has origin {event.origin!r}, not 1 to 100 characters")
+    if not isinstance(event.prev, str) or (event.prev and ASCII_ID.fullmatch(event.prev) is None):
+        raise InputError(f"event {event.event_id} has prev {event.prev!r}, not a line hash")
+    if not isinstance(event.body, dict):
+        raise InputError(f"event {event.event_id} has a body that is not a JSON object")
+
+
+def _digest_conflict(event_id: str, stored: str, incoming: str) -> IntegrityError:
+    return IntegrityError(f"event {event_id} is already stored with digest {stored} but arrives with {incoming}")
+
+
+def _encode_json(value: Any) -> str:
+    return canonical_json(value).decode()
+
+
+def _now() -> str:
+    return format_utc(datetime.now(UTC))
+

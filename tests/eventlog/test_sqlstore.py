@@ -1,0 +1,237 @@
+"""Contract suite of the SQL event store, run on every backend `sql_url` provides."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+import msgspec
+import pytest
+import sqlalchemy as sa
+
+from eventlog.envelope import content_sha256, decode_record, derive_exchange_id, envelope_dict
+from eventlog.errors import DatabaseError, InputError, IntegrityError
+from eventlog.events import GENESIS, Event, EventType, event_digest, new_resolution
+from eventlog.sqlstore import SqlEventStore
+from tests.factories import openalex_record, page_record
+
+ORIGIN = "5b0c1f7e-0d7a-4c52-9d0e-1f3a2b4c5d6e"
+RECORDED = "2024-06-01T08:00:00.000000Z"
+
+
+def make_event(record: dict[str, Any], *, event_type: EventType = "observed", origin: str = ORIGIN,
+               recorded_at_utc: str = RECORDED, seq: int = 1, prev: str = GENESIS,
+               extra: dict[str, Any] | None = None) -> Event:
+    """An observed or revisited event for `record`, with its content hash and digest as the log computes them."""
+    prepared = decode_record(record)
+    digest = content_sha256(prepared)
+    prepared = msgspec.structs.replace(
+        prepared, content_sha256=digest,
+        exchange_id=prepared.exchange_id or derive_exchange_id(digest, prepared.observed_at_utc))
+    body = envelope_dict(prepared)
+    if event_type == "revisited":
+        del body["request"], body["response"]
+    body.update(extra or {})
+    event_id = body["exchange_id"] if event_type == "observed" else str(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"{body['exchange_id']}|{recorded_at_utc}"))
+    unsealed = Event(type=event_type, event_id=event_id, seq=seq, recorded_at_utc=recorded_at_utc,
+                     origin=origin, prev=prev, digest="", body=body)
+    return msgspec.structs.replace(unsealed, digest=event_digest(unsealed))
+
+
+def sample_events(count: int, *, seed: int = 7) -> list[Event]:
+    rng = random.Random(seed)
+    events = []
+    for n in range(count):
+        record = openalex_record(n, rng=rng) if n % 2 else page_record(f"Page_{n}", n)
+        events.append(make_event(record, seq=n + 1, prev=f"{n:064x}"))
+    return events
+
+
+@pytest.fixture
+def store(sql_url: str, sql_schema: str) -> Any:
+    with SqlEventStore(sql_url, schema=sql_schema) as opened:
+        opened.create_schema()
+        yield opened
+
+
+def count(store: SqlEventStore, table: sa.Table) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def test_create_schema_twice_keeps_rows(store: SqlEventStore) -> None:
+    events = sample_events(3)
+    assert store.append_events(events) == 3
+    store.create_schema()
+    store.create_schema()
+    assert [event for _, event in store.events()] == events
+
+
+def test_round_trip_equals_input(store: SqlEventStore) -> None:
+    odd = page_record("Ünïcode/“quoted”", 3, body="nul \u0000 tab \t emoji \U0001f600 𝄞")
+    odd["response"]["body"]["numbers"] = [0, -1, 2**53 + 1, -(10**30), 1.5, 1e-7, 123456789.125, True, None]
+    odd["response"]["body"]["nested"] = {"": {"a": [[], {}]}, "é": "x"}
+    odd["tags"] = ["b", "a"]
+    odd["redactions_applied"] = ["$.request.headers.authorization"]
+    odd["response_ref"] = {"uri": "s3://bucket/key", "size_bytes": 10}
+    no_key = {**page_record("x", 1), "natural_key": None}
+    observed = make_event(odd)
+    events = [
+        observed,
+        make_event(no_key, seq=2),
+        make_event(odd, event_type="revisited", recorded_at_utc="2024-06-02T08:00:00.000001Z", seq=3),
+        make_event(page_record("Extra", 1), extra={"future_field": {"x": 1}, "schema_version": "2"}),
+        new_resolution(body={"scope": "wikipedia-en/page", "natural_key": "Extra", "winner": "ab" * 32,
+                             "strategy": "prefer_newest", "candidates": ["ab" * 32, "cd" * 32]},
+                       origin=ORIGIN, recorded_at_utc=RECORDED),
+    ]
+    assert store.append_events(events) == len(events)
+    read = list(store.events())
+    assert [event for _, event in read] == events
+    assert [seq for seq, _ in read] == sorted(seq for seq, _ in read)
+    assert store.max_event_seq() == read[-1][0]
+
+
+def test_events_page_and_resume(store: SqlEventStore) -> None:
+    events = sample_events(25)
+    store.append_events(events, batch=7)
+    read = list(store.events(batch=4))
+    assert [event for _, event in read] == events
+    middle = read[10][0]
+    assert [event for _, event in store.events(middle, batch=3)] == events[11:]
+    assert list(store.events(store.max_event_seq())) == []
+
+
+def test_reappend_is_idempotent(store: SqlEventStore) -> None:
+    events = sample_events(10)
+    assert store.append_events(events[:6]) == 6
+    assert store.append_events(events) == 4
+    assert store.append_events(events + events) == 0
+    assert [event for _, event in store.events()] == events
+
+
+def test_digest_conflict_writes_nothing_from_the_batch(store: SqlEventStore) -> None:
+    events = sample_events(6)
+    store.append_events(events[:2])
+    forged = msgspec.structs.replace(events[1], digest="f" * 64)
+    with pytest.raises(IntegrityError, match=events[1].event_id):
+        store.append_events([*events[2:5], forged, events[5]])
+    assert [event for _, event in store.events()] == events[:2]
+    assert count(store, store.tables.content) == 2
+    with pytest.raises(IntegrityError):
+        store.append_events([events[3], msgspec.structs.replace(events[3], digest="e" * 64)])
+    assert store.max_event_seq() == 2
+
+
+def test_payload_that_does_not_match_its_hash_is_refused(store: SqlEventStore) -> None:
+    event = sample_events(1)[0]
+    tampered = msgspec.structs.replace(event, body={**event.body, "response": {"status": 500}})
+    with pytest.raises(IntegrityError, match="hashes to"):
+        store.append_events([tampered])
+    assert store.max_event_seq() == 0
+
+
+def test_payload_stored_once_per_content(store: SqlEventStore) -> None:
+    record = page_record("Same", 1)
+    first = make_event(record)
+    again = make_event({**record, "observed_at_utc": "2024-07-01T00:00:00+00:00"})
+    revisit = make_event(record, event_type="revisited", recorded_at_utc="2024-06-03T00:00:00.000000Z")
+    assert first.content_sha256 == again.content_sha256 and first.event_id != again.event_id
+    store.append_events([first])
+    store.append_events([again, revisit])
+    assert count(store, store.tables.content) == 1
+    assert [event for _, event in store.events()] == [first, again, revisit]
+    history = sa.table(store.tables.history_name, sa.column("event_id"), sa.column("request"),
+                       sa.column("provenance"), schema=store.tables.schema)
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(history.c.event_id, history.c.request)).all()
+    assert {row.event_id for row in rows} == {first.event_id, again.event_id, revisit.event_id}
+    assert all(row.request is not None for row in rows)
+
+
+def test_transaction_rolls_back_append_and_watermark(store: SqlEventStore) -> None:
+    events = sample_events(3)
+    with pytest.raises(RuntimeError), store.begin() as conn:
+        store.append_events(events, conn=conn)
+        store.set_watermark("replica-a|sql|json_to_sql", 3, conn)
+        raise RuntimeError("abort")
+    assert store.max_event_seq() == 0
+    assert store.get_watermark("replica-a|sql|json_to_sql") == 0
+    with store.begin() as conn:
+        store.append_events(events, conn=conn)
+        store.set_watermark("replica-a|sql|json_to_sql", 3, conn)
+    store.set_watermark("replica-a|sql|json_to_sql", 5)
+    assert store.get_watermark("replica-a|sql|json_to_sql") == 5
+    assert store.max_event_seq() > 0
+
+
+def test_event_ids_stream_in_python_order(store: SqlEventStore) -> None:
+    events = sample_events(30)
+    store.append_events(events)
+    expected = sorted((event.event_id, event.digest) for event in events)
+    assert list(store.all_event_ids(batch=7)) == expected
+    assert list(store.event_ids_after(expected[9][0], batch=4)) == expected[10:]
+
+
+@pytest.mark.parametrize("name", ["lake-1", "lake 1", "lake;drop", 'a"b', "läke", "", "x" * 64, "a.b"])
+def test_bad_schema_name_is_refused_before_anything_is_written(sql_url: str, name: str) -> None:
+    with pytest.raises(InputError, match="schema name"):
+        SqlEventStore(sql_url, schema=name)
+
+
+def test_bad_event_is_refused(store: SqlEventStore) -> None:
+    event = sample_events(1)[0]
+    with pytest.raises(InputError, match="recorded_at_utc"):
+        store.append_events([msgspec.structs.replace(event, recorded_at_utc="2024-06-01 08:00")])
+    with pytest.raises(InputError, match="no request"):
+        store.append_events([msgspec.structs.replace(
+            event, body={k: v for k, v in event.body.items() if k != "request"})])
+    assert store.max_event_seq() == 0
+
+
+def _assert_one_clean_sentence(error: DatabaseError, *, secret: str) -> str:
+    message = str(error)
+    assert secret not in message
+    assert "\n" not in message and message.endswith(".") and message[0].isupper()
+    return message
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://someone:s3cret-pw@127.0.0.1:1/test",
+    "mysql+pymysql://someone:s3cret-pw@127.0.0.1:1/test",
+])
+def test_unreachable_server(url: str) -> None:
+    with pytest.raises(DatabaseError) as caught:
+        SqlEventStore(url).create_schema()
+    message = _assert_one_clean_sentence(caught.value, secret="s3cret-pw")
+    assert message.startswith("Cannot reach the") and "127.0.0.1:1" in message
+
+
+def test_sqlite_file_in_missing_folder(tmp_path: Any) -> None:
+    with pytest.raises(DatabaseError, match="Cannot open the SQLite database file"):
+        SqlEventStore(f"sqlite:///{tmp_path / 'missing' / 'lake.db'}").create_schema()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_wrong_credentials_and_missing_database(backend: str) -> None:
+    from tests.conftest import server_url
+
+    url = sa.make_url(server_url(backend))
+    stranger = url.set(username="no_such_user_x", password="s3cret-pw")
+    with pytest.raises(DatabaseError) as caught:
+        SqlEventStore(stranger.render_as_string(hide_password=False)).create_schema()
+    message = _assert_one_clean_sentence(caught.value, secret="s3cret-pw")
+    assert "refused the credentials of user 'no_such_user_x'" in message
+    missing = url.set(database="no_such_database_x")
+    with pytest.raises(DatabaseError) as caught:
+        SqlEventStore(missing.render_as_string(hide_password=False)).create_schema()
+    assert "'no_such_database_x' does not exist" in _assert_one_clean_sentence(caught.value, secret="s3cret-pw")
+
+
+def test_bad_url_is_input_error() -> None:
+    with pytest.raises(InputError, match="not a valid"):
+        SqlEventStore("not a url with s3cret")
+    with pytest.raises(InputError, match="unknown backend"):
+        SqlEventStore("nosuchdb://user:pw@host/db")
