@@ -109,8 +109,8 @@ def content_bytes(record: ExchangeRecord, request_json: bytes, response_json: by
     """
     return b"".join((
         b'{"entity_type":', canonical_json(record.entity_type),
-        b',"exchange_type":', canonical_json(record.exchange_type),
-        b',"natural_key":', canonical_json(record.natural_key),
+        b',"exchange_type":"', record.exchange_type.encode(),
+        b'","natural_key":', canonical_json(record.natural_key),
         b',"request":', request_json,
         b',"response":', response_json,
         b',"source_system":', canonical_json(record.source_system),
@@ -120,7 +120,7 @@ def content_bytes(record: ExchangeRecord, request_json: bytes, response_json: by
 
 def format_utc(moment: datetime) -> str:
     """Fixed-width UTC timestamp with microseconds, so that text order is time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_utc(text: str) -> datetime:
@@ -131,9 +131,20 @@ def parse_utc(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def derive_exchange_id(content_hash: str, observed_at_utc: datetime) -> str:
-    """Deterministic exchange id: uuid5 over the content hash and the observed time."""
-    return str(uuid.uuid5(EXCHANGE_ID_NAMESPACE, f"{content_hash}|{format_utc(observed_at_utc)}"))
+def derive_exchange_id(content_hash: str, observed_at_utc: str | datetime) -> str:
+    """Deterministic exchange id: uuid5 over the content hash and the observed time (as format_utc writes it)."""
+    if isinstance(observed_at_utc, datetime):
+        observed_at_utc = format_utc(observed_at_utc)
+    return uuid5_text(EXCHANGE_ID_NAMESPACE, f"{content_hash}|{observed_at_utc}")
+
+
+def uuid5_text(namespace: uuid.UUID, name: str) -> str:
+    """str(uuid.uuid5(namespace, name)), computed without building UUID objects (it runs once per record)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode(), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def envelope_dict(record: ExchangeRecord) -> dict[str, Any]:

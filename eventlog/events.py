@@ -86,10 +86,11 @@ def encode_observation(*, event_type: EventType, event_id: str, envelope_head: b
                          b",", envelope_tail, b"}"))
     else:
         body = bare_body
-    meta_id = canonical_json(event_id)
-    meta_origin = canonical_json(origin)
-    meta_recorded = canonical_json(recorded_at_utc)
-    meta_type = canonical_json(event_type)
+    # ids, times and type are ASCII with nothing to escape: a literal quote pair is their canonical form.
+    meta_id = b'"' + event_id.encode() + b'"'
+    meta_origin = b'"' + origin.encode() + b'"'
+    meta_recorded = b'"' + recorded_at_utc.encode() + b'"'
+    meta_type = b'"' + event_type.encode() + b'"'
     digest = hashlib.sha256(b"".join((
         b'{"body":', bare_body, b',"event_id":', meta_id, b',"origin":', meta_origin,
         b',"recorded_at_utc":', meta_recorded, b',"type":', meta_type, b"}",

@@ -64,6 +64,7 @@ class LogIndex:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=OFF")
+        db.execute("PRAGMA cache_size=-32768")
         db.executescript(_SCHEMA)
         return db
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -104,18 +105,19 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
             source=f"record {number}" if number is not None else None, path="$.response")
     content_hash = hashlib.sha256(content_bytes(record, request_json, response_json)).hexdigest()
     observed = format_utc(record.observed_at_utc)
-    exchange_id = record.exchange_id or derive_exchange_id(content_hash, record.observed_at_utc)
+    given = record.exchange_id
+    exchange_id = str(uuid.UUID(given)) if given else derive_exchange_id(content_hash, observed)
     redactions = sorted(set(record.redactions_applied).union(paths))
     ref = record.response_ref
     head, tail = split_envelope({
         "content_sha256": content_hash, "entity_type": record.entity_type,
-        "exchange_id": exchange_id.lower(), "exchange_type": record.exchange_type,
+        "exchange_id": exchange_id, "exchange_type": record.exchange_type,
         "natural_key": record.natural_key, "observed_at_utc": observed, "provenance": record.provenance,
         "redactions_applied": redactions,
         "response_ref": None if ref is None else msgspec.to_builtins(ref),
         "schema_version": record.schema_version, "source_system": record.source_system, "tags": list(record.tags),
     })
-    return Prepared(exchange_id.lower(), content_hash, observed,
+    return Prepared(exchange_id, content_hash, observed,
                     exchange_key(record.source_system, record.entity_type, record.natural_key),
                     head, tail, request_json, response_json,
                     record.content_sha256 is not None and record.content_sha256 != content_hash, bool(paths))

@@ -42,7 +42,7 @@ def openalex_record(n: int, *, rng: random.Random | None = None, version: int = 
             "concepts": [{"display_name": text(rng, 12), "level": level, "score": round(rng.random(), 4)}
                          for level in range(4)],
             "referenced_works": [f"https://openalex.org/W{rng.randrange(10**7)}" for _ in range(12)],
-            "abstract": text(rng, 600),
+            "abstract": text(rng, 280),
         }},
         "provenance": {"runner": "test", "host": "test-host", "connector_version": "1.0"},
     }

@@ -1,0 +1,116 @@
+"""Append throughput and memory of the segment log.
+
+Speed: N example-shaped exchanges of about 2 KB appended durably (fsync per batch) with redaction on, against a
+floor measured in the same run on the same records: canonical encoding + SHA-256 + write + fsync per batch.
+Memory: peak RSS of a fresh process appending N small events from a generator, for two values of N.
+
+    python tests/benchmarks/bench_append.py [--count 100000] [--batch 1000] [--memory 100000,1000000]
+
+Prints one JSON line per result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from eventlog import Lake, canonical_json  # noqa: E402
+from tests.factories import openalex_record  # noqa: E402
+
+SEED = 20261126
+
+
+def floor(records: list[dict[str, object]], batch: int, folder: Path) -> float:
+    """Canonical encoding + SHA-256 + write + fsync per batch of the same records."""
+    path = folder / "floor.ndjson"
+    started = time.perf_counter()
+    with open(path, "ab") as handle:
+        for start in range(0, len(records), batch):
+            lines = []
+            for record in records[start:start + batch]:
+                line = canonical_json(record)
+                hashlib.sha256(line).digest()
+                lines.append(line)
+            handle.write(b"\n".join(lines) + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    return time.perf_counter() - started
+
+
+def speed(count: int, batch: int) -> dict[str, object]:
+    rng = random.Random(SEED)
+    records = [openalex_record(n, rng=rng) for n in range(count)]
+    size = sum(len(canonical_json(record)) for record in records[:1000]) / min(count, 1000)
+    with tempfile.TemporaryDirectory() as tmp:
+        floor_seconds = floor(records, batch, Path(tmp))
+        with Lake.init(Path(tmp) / "lake") as lake:
+            started = time.perf_counter()
+            for start in range(0, count, batch):
+                lake.append(records[start:start + batch])
+            seconds = time.perf_counter() - started
+            assert lake.log.last_seq == count
+    return {"benchmark": "append", "events": count, "batch": batch, "avg_record_bytes": round(size),
+            "seconds": round(seconds, 3), "events_per_s": round(count / seconds),
+            "floor_seconds": round(floor_seconds, 3), "floor_events_per_s": round(count / floor_seconds),
+            "ratio_to_floor": round(seconds / floor_seconds, 2), "seed": SEED}
+
+
+def peak_rss_mib() -> float:
+    """VmHWM of this process: unlike ru_maxrss it is not inherited across fork and exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def small_events(count: int):  # noqa: ANN201 - a generator of dicts
+    for n in range(count):
+        yield {"exchange_type": "generic", "source_system": "bench", "entity_type": "tick", "natural_key": f"k{n % 1000}",
+               "observed_at_utc": f"2024-01-01T00:00:{n % 60:02d}Z", "request": {"n": n}, "response": {"ok": n % 7}}
+
+
+def memory_child(count: int, batch: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, Lake.init(Path(tmp) / "lake") as lake:
+        started = time.perf_counter()
+        events = small_events(count)
+        while True:
+            chunk = [record for _, record in zip(range(batch), events, strict=False)]
+            if not chunk:
+                break
+            lake.append(chunk)
+        seconds = time.perf_counter() - started
+        peak = peak_rss_mib()
+        print(json.dumps({"benchmark": "append_memory", "events": count, "batch": batch,
+                          "seconds": round(seconds, 2), "events_per_s": round(count / seconds),
+                          "peak_rss_mib": round(peak, 1)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--memory", default="100000,1000000", help="comma-separated event counts; empty to skip")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, args.batch)
+        return
+    if args.count:
+        print(json.dumps(speed(args.count, args.batch)), flush=True)
+    for count in filter(None, args.memory.split(",")):
+        subprocess.run([sys.executable, __file__, "--memory-child", count, "--batch", "10000"], check=True)
+
+
+if __name__ == "__main__":
+    main()
