@@ -1,0 +1,589 @@
+"""Redaction of secrets from an exchange's request and response, before hashing and before any write.
+
+`Redactor.redact(request, response)` returns new values with every secret replaced by a fixed marker
+(default ``[REDACTED]``) and the sorted JSON paths of the strings it changed (``$.request.headers.Authorization``,
+``$.response.items[3].access_token``, ``$.request.headers["X-Api-Key"]``; paths sort as plain strings). Inputs are
+never mutated; a value with nothing to redact comes back as the very same object. The output depends only on the
+input and the policy, so redaction is deterministic and idempotent (redacting twice changes nothing more).
+
+What is a sensitive name (JSON keys, header names, query and form field names): the name is cut into lower-case
+word parts at non-alphanumerics, ``%XX`` escapes, camelCase and letter/digit boundaries (``X-Goog-Api-Key`` ->
+x goog api key, ``apiToken`` -> api token, ``user%5Bpassword%5D`` -> user password). It is sensitive when a part is
+token, secret, password, passwd, passphrase, session, sessionid, sessid, signature, credential(s),
+authorization, cookie(s), apikey or privatekey; when a part ends in token, secret, password, passwd, apikey,
+privatekey, sessionid or sessid (``csrftoken``, ``clientsecret``, ``jsessionid``); or when ``key`` follows api,
+private, access, signing, client, consumer, app, master or encryption. So ``access_token``, ``X-Auth-Token``,
+``Proxy-Authorization``, ``Set-Cookie`` match, while ``tokenizer``, ``max_tokens``, ``tokens_used``, ``keywords``
+and ``possession`` do not. Names whose last part is a descriptor (type, types, endpoint, url, uri, count,
+counts, limit, limits, usage) describe a secret rather than hold one (``token_type``, ``token_endpoint``) and
+are kept, as are pagination cursors (``pageToken``, ``next_page_token``). Names longer than 256 characters
+are never names. `RedactionPolicy.names` adds fragments matched the same way (``"tenant id"`` matches
+``X-Tenant-Id``), and they win over the descriptor and cursor exemptions; `RedactionPolicy.allow` exempts
+whole names (matched by their parts) and JSON paths (with everything beneath them).
+
+What is replaced:
+- under a sensitive key, the string value, or every string anywhere inside a list or object value; numbers,
+  booleans and null are kept (``prompt_tokens: 12``), and so are empty strings and strings already equal to
+  the marker;
+- header containers in all three shapes: an object (by key), a list of ``[name, value]`` pairs (any
+  two-element list whose first element is a sensitive name), and a list of ``{"name": ..., "value": ...}`` or
+  ``{"key": ..., "value": ...}`` objects (HAR, Postman);
+- inside any string: values of sensitive ``name=value`` fields (URL query and fragment parameters, form bodies,
+  cookies, ``;jsessionid=``, also ``name="value"``), values of sensitive keys in JSON or Python text embedded
+  in the string (``{"password": "x"}``, ``{'password': 'x'}``, one level of encoding), credentials after
+  ``Authorization: <scheme>`` in header text, the password of ``scheme://user:password@host``, and
+  token-shaped substrings: JWTs, AWS access key ids (AKIA, ASIA), ``Bearer <token>`` (the token must have a
+  digit and 8+ characters, so "a bearer of bad news" stays), OpenAI/Anthropic ``sk-`` keys (20+ characters
+  with a digit, not preceded by a letter, so "risk-free" and "task-list" stay), Stripe ``sk_live_``/``rk_live_``
+  keys, GitHub ``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``/``github_pat_`` tokens, Google ``AIza`` keys, Slack
+  ``xox?-`` tokens and PEM private key blocks (the whole block). Only the secret's characters are replaced:
+  the rest of a URL or text stays byte-identical. Ordinary hex digests and UUIDs are not token shapes.
+  `RedactionPolicy.patterns` adds regular expressions; a match is replaced whole, or only its ``secret``
+  named group when it has one.
+- Dict keys are never rewritten, and strings are not searched for names spelt across JSON escapes.
+
+Cost: one ``msgspec.json.encode`` of the pair and one translated copy of those bytes are searched for the
+few literals any rule needs (anchored regexes, single pass each); only the strings around a hit are decoded
+and examined, and the values are walked only when something will change. A custom pattern is also searched
+in the compact JSON text, so it must be able to match the secret there: no ``^``/``$`` anchors and no
+reliance on quotes, backslashes or control characters, which JSON escapes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import msgspec
+
+from eventlog.errors import InputError
+
+__all__ = ["DEFAULT_MARKER", "RedactionPolicy", "Redactor", "name_parts"]
+
+DEFAULT_MARKER: Final = "[REDACTED]"
+_MAX_NAME: Final = 256
+
+_SINGLE: Final = frozenset({
+    "token", "secret", "password", "passwd", "passphrase", "session", "sessionid", "sessid", "signature",
+    "credential", "credentials", "authorization", "cookie", "cookies", "apikey", "privatekey",
+})
+_SUFFIXES: Final = ("token", "secret", "password", "passwd", "apikey", "privatekey", "sessionid", "sessid")
+_KEY_QUALIFIERS: Final = frozenset({
+    "api", "private", "access", "signing", "client", "consumer", "app", "master", "encryption",
+})
+_DESCRIPTORS: Final = frozenset({"type", "types", "endpoint", "url", "uri", "count", "counts", "limit", "limits",
+                                 "usage"})
+
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def name_parts(name: str) -> tuple[str, ...]:
+    """Cut a name into lower-case word parts, the unit every name rule matches on."""
+    if "%" in name:
+        name = _PERCENT.sub(" ", name)
+    return tuple(word.lower() for word in _WORD.findall(name))
+
+
+def _builtin_sensitive(parts: tuple[str, ...]) -> bool:
+    if parts[-1] in _DESCRIPTORS:
+        return False
+    for i, part in enumerate(parts):
+        if part == "key":
+            if i and parts[i - 1] in _KEY_QUALIFIERS:
+                return True
+        elif part in _SINGLE or part.endswith(_SUFFIXES):
+            if part.endswith("pagetoken") or (part == "token" and i and parts[i - 1] == "page"):
+                continue
+            return True
+    return False
+
+
+def _contains(parts: tuple[str, ...], fragments: Sequence[tuple[str, ...]]) -> bool:
+    for fragment in fragments:
+        n = len(fragment)
+        for i in range(len(parts) - n + 1):
+            if parts[i:i + n] == fragment:
+                return True
+    return False
+
+
+# Rules applied inside strings. Name and value character classes exclude what JSON escapes, so the
+# pre-filter finds every name verbatim in the encoded bytes.
+_KV = re.compile(
+    r"""(?:^|(?<=[\s?&;#,'"(]))(?P<name>[^\x00-\x20=&?#;,'"()<>{}\\\x7f]{1,128})="""
+    r"""(?:"(?P<dq>[^"\\\n]*)"|'(?P<sq>[^'\\\n]*)'|(?P<v>[^&#;\s'"\\<>]*))""")
+_QUOTED = re.compile(
+    r"""(?P<q>["'])(?P<name>[^"'\\\n]{1,128})(?P=q)\s*:\s*"""
+    r"""(?:"(?P<dq>(?:[^"\\\n]|\\.)*)"|'(?P<sq>(?:[^'\\\n]|\\.)*)')""")
+_AUTH_LINE = re.compile(
+    r"(?i)(?<![A-Za-z0-9-])(?:proxy-)?authorization[ \t]*:[ \t]*"
+    r"(?:basic|bearer|digest|token|negotiate|ntlm|aws4-hmac-sha256)[ \t]+"
+    r"""(?P<v>[^\s'"\\](?:[^\r\n'"\\]*[^\s'"\\])?)""")
+_USERINFO = re.compile(
+    r"""(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:'"\\]*:(?P<v>[^\s/?#@'"\\]+)@""")
+_TOKENS = re.compile(
+    r"-----BEGIN (?P<pl>(?:[A-Z0-9]+ )*)PRIVATE KEY(?P<pt>(?: BLOCK)?)-----"
+    r"(?:[\s\S]*?-----END (?P=pl)PRIVATE KEY(?P=pt)-----|[A-Za-z0-9+/=\s:,\\-]*)"
+    r"|(?<![A-Za-z0-9_-])(?i:bearer)[ \t\r\n]+(?P<bearer>(?=[A-Za-z0-9._~+/-]*[0-9])[A-Za-z0-9._~+/-]{8,}=*)"
+    r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
+    r"|(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"
+    r"|(?<![A-Za-z0-9_-])sk-(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{20,}"
+    r"|(?<![A-Za-z0-9_-])[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"
+    r"|(?<![A-Za-z0-9_-])AIza[A-Za-z0-9_-]{35,}"
+    r"|(?<![A-Za-z0-9_-])xox[abposr]-[A-Za-z0-9-]{10,}")
+
+# Pre-filter: literals that every rule above needs (lower-cased). Bytes are lower-cased and the rarer
+# letters below become one byte, so a single regex with a one-byte literal prefix finds every candidate
+# (Python's re scans a literal prefix fast, a character set slowly); needles without those letters are
+# anchored on "s" in a second regex. "@" (user info in URLs) is found with a plain byte search.
+_NAME_NEEDLES: Final = ("token", "secret", "passw", "passp", "session", "sessid", "signature", "credential",
+                        "authoriz", "cookie", "key")
+_TOKEN_NEEDLES: Final = ("eyj", "akia", "asia", "sk-", "k_live_", "k_test_", "ghp_", "gho_", "ghu_", "ghs_",
+                         "ghr_", "github_pat_", "aiza", "-----begin", "bearer",
+                         "xoxa-", "xoxb-", "xoxo-", "xoxp-", "xoxr-", "xoxs-")
+_ANCHORS: Final = b"kcgbjxz"
+_TABLE: Final = bytes((1 if c in _ANCHORS else c) for c in bytes(range(256)).lower())
+_NUMERIC_LIST = re.compile(rb"\[[-0-9.eE+,]*\]")
+_HAR_NAME_KEYS: Final = (b'"name":', b'"key":')
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+def _probes(needles: Sequence[str]) -> list[re.Pattern[bytes]]:
+    """Compile needles into regexes that each start with a single literal byte."""
+    by_anchor: dict[bytes, list[bytes]] = {}
+    for needle in needles:
+        translated = needle.encode().translate(_TABLE)
+        for anchor in (b"\x01", b"s"):
+            i = translated.find(anchor)
+            if i >= 0:
+                break
+        else:
+            anchor, i = translated[:1], 0
+        rest = re.escape(translated[i + 1:])
+        check = b"(?<=" + re.escape(translated) + b")" if i else b""
+        by_anchor.setdefault(anchor, []).append(rest + check)
+    return [re.compile(re.escape(anchor) + b"(?:" + b"|".join(sorted(set(branches))) + b")")
+            for anchor, branches in sorted(by_anchor.items())]
+
+
+def _string_bounds(blob: bytes, pos: int) -> tuple[int, int]:
+    """The quotes of the JSON string around `pos`: the nearest unescaped quotes before and after."""
+    start = blob.rfind(b'"', 0, pos)
+    while start > 0 and _escaped(blob, start):
+        start = blob.rfind(b'"', 0, start)
+    end = blob.find(b'"', pos)
+    while end > 0 and _escaped(blob, end):
+        end = blob.find(b'"', end + 1)
+    return start, end
+
+
+def _escaped(blob: bytes, quote: int) -> bool:
+    i = quote
+    while i > 0 and blob[i - 1] == 0x5C:
+        i -= 1
+    return (quote - i) % 2 == 1
+
+
+_Trie = dict[str | int, "_Node"]
+
+
+class _Node:
+    __slots__ = ("children", "terminal")
+
+    def __init__(self) -> None:
+        self.terminal = False
+        self.children: _Trie = {}
+
+
+_PATH_SEGMENT = re.compile(r'\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?[0-9]+)\]|\[("(?:[^"\\]|\\.)*")\]')
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def parse_path(text: str) -> tuple[str | int, ...]:
+    """Parse a JSON path as written in `redactions_applied` (``$.a.b[0]["c d"]``) into its segments."""
+    if not text.startswith("$"):
+        raise ValueError(f"JSON path {text!r} must start with '$'")
+    segments: list[str | int] = []
+    pos = 1
+    while pos < len(text):
+        m = _PATH_SEGMENT.match(text, pos)
+        if m is None:
+            raise ValueError(f"JSON path {text!r} is malformed at character {pos}")
+        ident, index, quoted = m.groups()
+        segments.append(ident if ident is not None else int(index) if index is not None
+                        else msgspec.json.decode(quoted, type=str))
+        pos = m.end()
+    return tuple(segments)
+
+
+def format_path(segments: Sequence[str | int], *, root: str = "$") -> str:
+    """Write path segments the way `redactions_applied` lists them."""
+    out = [root]
+    for segment in segments:
+        if isinstance(segment, int):
+            out.append(f"[{segment}]")
+        elif _IDENT.match(segment):
+            out.append("." + segment)
+        else:
+            out.append("[" + msgspec.json.encode(segment).decode() + "]")
+    return "".join(out)
+
+
+def _union(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
+    return first + tuple(item for item in second if item not in first)
+
+
+class RedactionPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Extensions to the built-in redaction rules, as read from lake.json and from a dataset manifest.
+
+    `names` are extra sensitive name fragments, `patterns` extra regular expressions for token-shaped
+    strings, `allow` names or JSON paths (starting with ``$``) never redacted. The built-in rules always apply
+    while `enabled`.
+    """
+
+    names: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    marker: str = DEFAULT_MARKER
+    enabled: bool = True
+
+    def merged(self, other: RedactionPolicy) -> RedactionPolicy:
+        """Combine with a more specific policy (lake.json policy, then a manifest's).
+
+        Names, patterns and allow entries are united in order; the other marker wins unless it is the
+        default; redaction stays enabled only if both policies enable it.
+        """
+        return RedactionPolicy(
+            names=_union(self.names, other.names), patterns=_union(self.patterns, other.patterns),
+            allow=_union(self.allow, other.allow),
+            marker=other.marker if other.marker != DEFAULT_MARKER else self.marker,
+            enabled=self.enabled and other.enabled)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str, at: str = "$.redaction") -> RedactionPolicy:
+        """Validate a policy object (``{"names": [...], "patterns": [...], "allow": [...], ...}``).
+
+        Raises InputError naming `source` and the JSON path (under `at`) of a wrong type, an unknown key,
+        a name without letters, an invalid or empty-matching regular expression, or a malformed path.
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(f"a redaction policy must be an object, not {type(data).__name__}",
+                             source=source, path=at)
+        try:
+            policy = msgspec.convert(dict(data), type=cls)
+        except msgspec.ValidationError as exc:
+            reason, _, where = str(exc).partition(" - at `$")
+            raise InputError(reason, source=source, path=at + where.rstrip("`")) from None
+        _Compiled(policy, source=source, at=at)
+        return policy
+
+
+class _Compiled:
+    """A policy checked and compiled; raises InputError on the first bad entry."""
+
+    def __init__(self, policy: RedactionPolicy, *, source: str, at: str) -> None:
+        self.fragments: list[tuple[str, ...]] = []
+        anchors: list[str] = []
+        for i, name in enumerate(policy.names):
+            parts = name_parts(name)
+            if all(part.isdigit() for part in parts):
+                raise InputError(f"name {name!r} has no letters to match on", source=source,
+                                 path=f"{at}.names[{i}]")
+            self.fragments.append(parts)
+            anchors.append(max((p for p in parts if not p.isdigit()), key=len))
+        self.anchors = tuple(anchors)
+        self.patterns: list[re.Pattern[str]] = []
+        for i, text in enumerate(policy.patterns):
+            try:
+                pattern = re.compile(text)
+            except re.error as exc:
+                raise InputError(f"invalid regular expression {text!r}: {exc}", source=source,
+                                 path=f"{at}.patterns[{i}]") from None
+            if pattern.search("") is not None:
+                raise InputError(f"regular expression {text!r} matches the empty string", source=source,
+                                 path=f"{at}.patterns[{i}]")
+            self.patterns.append(pattern)
+        self.allow_names: set[tuple[str, ...]] = set()
+        self.allow_paths = _Node()
+        for i, entry in enumerate(policy.allow):
+            if entry.startswith("$"):
+                try:
+                    segments = parse_path(entry)
+                except ValueError as exc:
+                    raise InputError(str(exc), source=source, path=f"{at}.allow[{i}]") from None
+                node = self.allow_paths
+                for segment in segments:
+                    node = node.children.setdefault(segment, _Node())
+                node.terminal = True
+            else:
+                parts = name_parts(entry)
+                if not parts:
+                    raise InputError(f"allowed name {entry!r} has no letters or digits", source=source,
+                                     path=f"{at}.allow[{i}]")
+                self.allow_names.add(parts)
+        if not policy.marker:
+            raise InputError("the marker must not be empty", source=source, path=f"{at}.marker")
+
+
+class _Context:
+    """What one `redact` call may change: from the pre-filter, or None for "examine everything"."""
+
+    __slots__ = ("changed", "names")
+
+    def __init__(self, names: set[str] | None, changed: dict[str, str] | None) -> None:
+        self.names = names
+        self.changed = changed
+
+
+_EVERYTHING: Final = _Context(None, None)
+_Paths = list[tuple[str | int, ...]]
+_NO_PATHS: Final[_Paths] = []
+
+
+class Redactor:
+    """Redacts requests and responses under a policy; build once, call `redact` for every record.
+
+    `prefilter=False` examines every key and string instead of only those around a pre-filter hit; the
+    result is the same, only slower (tests use it as the reference).
+    """
+
+    def __init__(self, policy: RedactionPolicy | None = None, *, prefilter: bool = True) -> None:
+        self.policy = policy if policy is not None else RedactionPolicy()
+        compiled = _Compiled(self.policy, source="redaction policy", at="$")
+        self._marker = self.policy.marker
+        self._fragments = compiled.fragments
+        self._patterns = compiled.patterns
+        self._allow_names = compiled.allow_names
+        self._allow_request = compiled.allow_paths.children.get("request")
+        self._allow_response = compiled.allow_paths.children.get("response")
+        self._allow_all = compiled.allow_paths.terminal
+        self._prefilter = prefilter
+        self._probes = _probes(_NAME_NEEDLES + _TOKEN_NEEDLES + compiled.anchors)
+        self._names: dict[str, bool] = {}
+
+    def redact(self, request: Any, response: Any) -> tuple[Any, Any, tuple[str, ...]]:
+        """Return (request, response, redacted paths); unchanged values are returned as the same objects."""
+        if not self.policy.enabled or self._allow_all:
+            return request, response, ()
+        context = self._prefiltered(request, response) if self._prefilter else _EVERYTHING
+        if context is None:
+            return request, response, ()
+        new_request, request_paths = self._walk(request, self._allow_request, context)
+        new_response, response_paths = self._walk(response, self._allow_response, context)
+        paths = {format_path(p, root="$.request") for p in request_paths}
+        paths.update(format_path(p, root="$.response") for p in response_paths)
+        return new_request, new_response, tuple(sorted(paths))
+
+    def is_sensitive_name(self, name: str) -> bool:
+        """Whether values under this key, header, query or form field name are redacted."""
+        known = self._names.get(name)
+        if known is None:
+            known = self._classify(name)
+            if len(self._names) >= 65536:
+                self._names.clear()
+            self._names[name] = known
+        return known
+
+    def redact_text(self, text: str) -> str:
+        """Apply the in-string rules (fields, embedded JSON, URLs, token shapes) to one string."""
+        redacted = self._scan(text)
+        return text if redacted is None else redacted
+
+    def _classify(self, name: str) -> bool:
+        if len(name) > _MAX_NAME:
+            return False
+        parts = name_parts(name)
+        if not parts or parts in self._allow_names:
+            return False
+        return _contains(parts, self._fragments) or _builtin_sensitive(parts)
+
+    # Pre-filter -----------------------------------------------------------------------------------------
+
+    def _prefiltered(self, request: Any, response: Any) -> _Context | None:
+        """Find the keys and strings that may need redaction, or None when nothing can."""
+        try:
+            blob = _ENCODER.encode((request, response))
+        except (TypeError, ValueError, OverflowError):
+            return _EVERYTHING
+        translated = blob.translate(_TABLE)
+        hits = [m.start() for probe in self._probes for m in probe.finditer(translated)]
+        at = blob.find(b"@")
+        while at >= 0:
+            hits.append(at)
+            at = blob.find(b"@", at + 1)
+        if self._patterns:
+            hits.extend(self._pattern_hits(blob))
+        if not hits:
+            return None
+        names: set[str] = set()
+        changed: dict[str, str] = {}
+        needed = False
+        seen: set[int] = set()
+        for pos in hits:
+            start, end = _string_bounds(blob, pos)
+            if start < 0 or end < 0 or start in seen:
+                continue
+            seen.add(start)
+            try:
+                text = msgspec.json.decode(blob[start:end + 1])
+            except msgspec.DecodeError:
+                continue  # pos was outside any string (a user fragment found in a number or literal)
+            if not isinstance(text, str):
+                continue
+            after = blob[end + 1:end + 2]
+            if after == b":":
+                if self.is_sensitive_name(text):
+                    names.add(text)
+                    value = blob[end + 2:end + 3]
+                    needed = needed or value in (b'"', b"{") or (
+                        value == b"[" and _NUMERIC_LIST.match(blob, end + 2) is None)
+                continue
+            if self.is_sensitive_name(text):
+                names.add(text)
+                needed = needed or (blob[start - 1:start] == b"[" and after == b",") or blob.endswith(
+                    _HAR_NAME_KEYS, 0, start)
+            redacted = self._scan(text)
+            if redacted is not None:
+                changed[text] = redacted
+                needed = True
+        return _Context(names, changed) if needed else None
+
+    def _pattern_hits(self, blob: bytes) -> list[int]:
+        text = blob.decode()
+        ascii_only = len(text) == len(blob)
+        return [m.start() if ascii_only else len(text[:m.start()].encode())
+                for pattern in self._patterns for m in pattern.finditer(text)]
+
+    # In-string rules ------------------------------------------------------------------------------------
+
+    def _scan(self, text: str) -> str | None:
+        out = text
+        if "=" in out:
+            out = _KV.sub(self._named_value, out)
+        if ":" in out:
+            if '"' in out or "'" in out:
+                out = _QUOTED.sub(self._named_value, out)
+            out = _AUTH_LINE.sub(self._group_value, out)
+            if "@" in out:
+                out = _USERINFO.sub(self._group_value, out)
+        out = _TOKENS.sub(self._token, out)
+        for pattern in self._patterns:
+            out = pattern.sub(self._custom, out)
+        return None if out == text else out
+
+    def _splice(self, m: re.Match[str], group: str) -> str:
+        start, end = m.span(group)
+        if start == end or m.group(group) == self._marker:
+            return m.group(0)
+        whole = m.group(0)
+        return whole[:start - m.start()] + self._marker + whole[end - m.start():]
+
+    def _named_value(self, m: re.Match[str]) -> str:
+        if not self.is_sensitive_name(m.group("name")):
+            return m.group(0)
+        for group in ("dq", "sq", "v"):
+            if m.group(group) is not None:
+                return self._splice(m, group)
+        return m.group(0)
+
+    def _group_value(self, m: re.Match[str]) -> str:
+        return self._splice(m, "v")
+
+    def _token(self, m: re.Match[str]) -> str:
+        if m.group("bearer") is not None:
+            return self._splice(m, "bearer")
+        return m.group(0) if m.group(0) == self._marker else self._marker
+
+    def _custom(self, m: re.Match[str]) -> str:
+        if "secret" in m.re.groupindex and m.group("secret") is not None:
+            return self._splice(m, "secret")
+        return self._marker
+
+    # Walk -----------------------------------------------------------------------------------------------
+
+    def _name_hit(self, name: Any, context: _Context) -> bool:
+        if not isinstance(name, str):
+            return False
+        if context.names is not None:
+            return name in context.names
+        return self.is_sensitive_name(name)
+
+    def _walk(self, value: Any, allow: _Node | None, context: _Context) -> tuple[Any, _Paths]:
+        if isinstance(value, str):
+            redacted = (context.changed.get(value) if context.changed is not None else self._scan(value))
+            return (value, _NO_PATHS) if redacted is None else (redacted, [()])
+        if isinstance(value, dict):
+            return self._walk_dict(value, allow, context)
+        if isinstance(value, list | tuple):
+            return self._walk_list(value, allow, context)
+        return value, _NO_PATHS
+
+    def _walk_dict(self, value: dict[Any, Any], allow: _Node | None,
+                   context: _Context) -> tuple[Any, _Paths]:
+        named_value = "value" in value and (self._name_hit(value.get("name"), context)
+                                            or self._name_hit(value.get("key"), context))
+        out: dict[Any, Any] | None = None
+        paths: _Paths = []
+        for key, item in value.items():
+            sub = allow.children.get(key) if allow is not None else None
+            if sub is not None and sub.terminal:
+                continue
+            if (named_value and key == "value") or self._name_hit(key, context):
+                new, found = self._scrub(item, sub)
+            else:
+                new, found = self._walk(item, sub, context)
+            if new is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = new
+                segment = key if isinstance(key, str) else str(key)
+                paths.extend((segment, *p) for p in found)
+        return (value if out is None else out), paths
+
+    def _walk_list(self, value: list[Any] | tuple[Any, ...], allow: _Node | None,
+                   context: _Context) -> tuple[Any, _Paths]:
+        pair = len(value) == 2 and self._name_hit(value[0], context)
+        out: list[Any] | None = None
+        paths: _Paths = []
+        for i, item in enumerate(value):
+            sub = allow.children.get(i) if allow is not None else None
+            if sub is not None and sub.terminal:
+                continue
+            new, found = self._scrub(item, sub) if pair and i == 1 else self._walk(item, sub, context)
+            if new is not item:
+                if out is None:
+                    out = list(value)
+                out[i] = new
+                paths.extend((i, *p) for p in found)
+        if out is None:
+            return value, paths
+        return (tuple(out) if isinstance(value, tuple) else out), paths
+
+    def _scrub(self, value: Any, allow: _Node | None) -> tuple[Any, _Paths]:
+        """Replace every non-empty string in `value` (the value of a sensitive name) with the marker."""
+        if isinstance(value, str):
+            if value and value != self._marker:
+                return self._marker, [()]
+            return value, _NO_PATHS
+        if isinstance(value, dict | list | tuple):
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            out: Any = None
+            paths: _Paths = []
+            for key, item in items:
+                sub = allow.children.get(key) if allow is not None else None
+                if sub is not None and sub.terminal:
+                    continue
+                new, found = self._scrub(item, sub)
+                if new is not item:
+                    if out is None:
+                        out = dict(value) if isinstance(value, dict) else list(value)
+                    out[key] = new
+                    segment = key if isinstance(key, str | int) else str(key)
+                    paths.extend((segment, *p) for p in found)
+            if out is None:
+                return value, paths
+            return (tuple(out) if isinstance(value, tuple) else out), paths
+        return value, _NO_PATHS
