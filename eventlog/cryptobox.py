@@ -153,30 +153,6 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, *, keys: Keys, name: str | None
     return _open(src, dst, keys=keys, label=_label(src, name))
 
 
-def _open(src: BinaryIO, dst: _Writable, *, keys: Keys, label: str) -> ArchiveInfo:
-    header, header_bytes, mac = _parse_header(src, label)
-    file_key = _unwrap(header, keys, label)
-    expected = hmac.new(_hkdf(file_key, b"", _INFO_HEADER), header_bytes, hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, mac):
-        raise ArchiveError(f"the header of {label} failed authentication: it was altered")
-    aead = AESGCM(_hkdf(file_key, hashlib.sha256(header_bytes).digest(), _INFO_PAYLOAD))
-    sink = _HashingSink(dst)
-    chunks = _ChunkReader(src, aead, header.chunk_size, label)
-    if header.compression == "zstd":
-        # The writer hands output on in bounded pieces, so a highly compressed chunk cannot balloon memory.
-        writer = zstandard.ZstdDecompressor().stream_writer(cast(IO[bytes], sink), closefd=False)
-        try:
-            for plain in chunks:
-                writer.write(plain)
-        except zstandard.ZstdError:
-            raise ArchiveError(f"{label}: the compressed data inside is malformed") from None
-    else:
-        for plain in chunks:
-            sink.write(plain)
-    return ArchiveInfo(header=header, plaintext_bytes=sink.count, plaintext_sha256=sink.digest.hexdigest(),
-                       archive_bytes=header.data_offset + chunks.bytes_read, chunks=chunks.count)
-
-
 def read_header(src: BinaryIO, *, name: str | None = None) -> ArchiveHeader:
     """Read and parse the header without any key (to list metadata); raises ArchiveError if malformed."""
     return _parse_header(src, _label(src, name))[0]
@@ -194,7 +170,7 @@ def encrypt_file(source: Path, archive: Path, *, keys: Keys, compression: Compre
 
     Refuses an existing `archive` unless `overwrite`; on any error no file is left behind.
     """
-    with source.open("rb") as src, write_atomically(archive, overwrite=overwrite) as dst:
+    with _open_input(source) as src, write_atomically(archive, overwrite=overwrite) as dst:
         return encrypt_stream(src, dst, keys=keys, compression=compression, level=level, metadata=metadata,
                               kdf=kdf)
 
@@ -207,7 +183,7 @@ def decrypt_file(archive: Path, out: Path, *, keys: Keys, expected_sha256: str |
     given) must return; anything it raises propagates. On any error the temp file is removed and `out` is
     untouched. Refuses an existing `out` unless `overwrite`.
     """
-    with archive.open("rb") as src, write_atomically(out, overwrite=overwrite) as dst:
+    with _open_input(archive) as src, write_atomically(out, overwrite=overwrite) as dst:
         info = decrypt_stream(src, dst, keys=keys, name=str(archive))
         _check_sha256(info, expected_sha256, str(archive))
         if verify is not None:
@@ -217,7 +193,7 @@ def decrypt_file(archive: Path, out: Path, *, keys: Keys, expected_sha256: str |
 
 def verify_file(archive: Path, *, keys: Keys, expected_sha256: str | None = None) -> ArchiveInfo:
     """Decrypt `archive` fully without writing anything, proving it opens with `keys` and is intact."""
-    with archive.open("rb") as src:
+    with _open_input(archive) as src:
         info = _open(src, _NullSink(), keys=keys, label=str(archive))
     _check_sha256(info, expected_sha256, str(archive))
     return info
@@ -258,6 +234,30 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _open(src: BinaryIO, dst: _Writable, *, keys: Keys, label: str) -> ArchiveInfo:
+    header, header_bytes, mac = _parse_header(src, label)
+    file_key = _unwrap(header, keys, label)
+    expected = hmac.new(_hkdf(file_key, b"", _INFO_HEADER), header_bytes, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, mac):
+        raise ArchiveError(f"the header of {label} failed authentication: it was altered")
+    aead = AESGCM(_hkdf(file_key, hashlib.sha256(header_bytes).digest(), _INFO_PAYLOAD))
+    sink = _HashingSink(dst)
+    chunks = _ChunkReader(src, aead, header.chunk_size, label)
+    if header.compression == "zstd":
+        # The writer hands output on in bounded pieces, so a highly compressed chunk cannot balloon memory.
+        writer = zstandard.ZstdDecompressor().stream_writer(cast(IO[bytes], sink), closefd=False)
+        try:
+            for plain in chunks:
+                writer.write(plain)
+        except zstandard.ZstdError:
+            raise ArchiveError(f"{label}: the compressed data inside is malformed") from None
+    else:
+        for plain in chunks:
+            sink.write(plain)
+    return ArchiveInfo(header=header, plaintext_bytes=sink.count, plaintext_sha256=sink.digest.hexdigest(),
+                       archive_bytes=header.data_offset + chunks.bytes_read, chunks=chunks.count)
 
 
 def _seal(src: BinaryIO, dst: BinaryIO, *, keys: Keys, compression: Compression, level: int,
@@ -571,6 +571,13 @@ def _read_exact(src: IO[bytes], size: int) -> bytes:
         parts.append(more)
         got += len(more)
     return b"".join(parts)
+
+
+def _open_input(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise ArchiveError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _label(src: IO[bytes], name: str | None) -> str:

@@ -22,9 +22,9 @@ import re
 import shutil
 import stat
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, BinaryIO, Literal
+from typing import IO, Any, BinaryIO, Literal
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -80,11 +80,13 @@ class _Entry(msgspec.Struct, frozen=True):
 
 
 def pack_folder(folder: Path, out_zip: Path, *, encrypt_with: Keys | None = None,
-                kdf: Argon2Params | None = None, overwrite: bool = False) -> PackInfo:
+                kdf: Argon2Params | None = None, metadata: Mapping[str, Any] | None = None,
+                overwrite: bool = False) -> PackInfo:
     """Pack every regular file under `folder` into a deterministic zip at `out_zip` (temp -> rename).
 
     Raises ArchiveError for a link, device or a name `unpack` would refuse, and for an existing `out_zip`
-    unless `overwrite`. With `encrypt_with` the zip is sealed to those keys; `kdf` sets the Argon2id cost.
+    unless `overwrite`. With `encrypt_with` the zip is sealed to those keys, `metadata` goes into the sealed
+    header (e.g. the dataset name) and `kdf` sets the Argon2id cost.
     """
     if Path(os.path.abspath(out_zip)).is_relative_to(os.path.abspath(folder)):
         raise InputError(f"cannot pack {folder} into {out_zip}: the pack would be inside the folder it packs")
@@ -100,7 +102,8 @@ def pack_folder(folder: Path, out_zip: Path, *, encrypt_with: Keys | None = None
             content = _write_zip(spool, files)
             spool.seek(0)
             with write_atomically(out_zip, overwrite=overwrite) as handle:
-                info = encrypt_stream(spool, handle, keys=encrypt_with, compression="none", kdf=kdf)
+                info = encrypt_stream(spool, handle, keys=encrypt_with, compression="none", kdf=kdf,
+                                      metadata=metadata)
     finally:
         staging.unlink(missing_ok=True)
     return PackInfo(path=str(out_zip), entries=len(files), content_bytes=content,

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from eventlog.cryptobox import read_header
 from eventlog.errors import ArchiveError, InputError, UnsafeArchiveError
 from eventlog.keys import Argon2Params, Keys, SymmetricKey, X25519Identity
 from eventlog.packs import LEGACY_PASSPHRASE_ENV, entry_problem, pack_folder, unpack
@@ -86,8 +87,11 @@ def test_pack_unpack_round_trip(tmp_path: Path) -> None:
 def test_sealed_pack_round_trip(tmp_path: Path, seal_keys: Keys, open_keys: Keys) -> None:
     folder = make_pack_folder(tmp_path)
     plain = pack_folder(folder, tmp_path / "plain.zip")
-    sealed = pack_folder(folder, tmp_path / "pack.evlarc", encrypt_with=seal_keys, kdf=FAST)
+    sealed = pack_folder(folder, tmp_path / "pack.evlarc", encrypt_with=seal_keys, kdf=FAST,
+                         metadata={"dataset": "wiki"})
     assert sealed.encrypted and sealed.zip_sha256 == plain.zip_sha256
+    with (tmp_path / "pack.evlarc").open("rb") as src:
+        assert read_header(src).metadata == {"dataset": "wiki"}
     assert not (tmp_path / "pack.evlarc").read_bytes().startswith(b"PK")
     info = unpack(tmp_path / "pack.evlarc", tmp_path / "out", keys=open_keys)
     assert tree(tmp_path / "out") == tree(folder) and info.source == "eventlog"
