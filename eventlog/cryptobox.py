@@ -395,6 +395,9 @@ def _parse_header(src: BinaryIO, label: str) -> tuple[ArchiveHeader, bytes, byte
         _check_chunk_size(doc.chunk_size)
     except InputError as exc:
         raise ArchiveError(f"{label}: header is malformed: {exc}") from None
+    if sum(isinstance(stanza, PassphraseStanza) for stanza in doc.recipients) > 1:
+        # Each Argon2id attempt is deliberately expensive; a crafted header must not multiply that cost.
+        raise ArchiveError(f"{label}: header is malformed: more than one argon2id stanza")
     header_bytes = preamble + body
     return _to_header(doc, header_bytes), header_bytes, mac
 

@@ -276,6 +276,10 @@ def test_malformed_headers_are_named() -> None:
                           lambda doc: doc["recipients"][0].update(memory_kib=1 << 30))
     with pytest.raises(ArchiveError, match="memory_kib"):
         open_(huge, Keys(passphrase=PASSPHRASE))
+    doubled = rewrite_header(seal(b"x", Keys(passphrase=PASSPHRASE)),
+                             lambda doc: doc["recipients"].append(doc["recipients"][0]))
+    with pytest.raises(ArchiveError, match="more than one argon2id stanza"):
+        open_(doubled, Keys(passphrase=PASSPHRASE))
 
 
 @pytest.mark.parametrize("wrong", [
