@@ -139,7 +139,7 @@ def encrypt_stream(src: BinaryIO, dst: BinaryIO, *, keys: Keys, compression: Com
     keys or metadata. Memory is constant; each call draws a fresh file key.
     """
     return _seal(src, dst, keys=keys, compression=compression, level=level, metadata=metadata or {},
-                 kdf=kdf or Argon2Params(), chunk_size=chunk_size, randbytes=secrets.token_bytes)
+                 kdf=kdf or Argon2Params(), chunk_size=chunk_size, randbytes=secrets.token_bytes)[0]
 
 
 def decrypt_stream(src: BinaryIO, dst: BinaryIO, *, keys: Keys, name: str | None = None) -> ArchiveInfo:
@@ -165,14 +165,27 @@ def is_archive(prefix: bytes) -> bool:
 
 def encrypt_file(source: Path, archive: Path, *, keys: Keys, compression: Compression = "zstd",
                  level: int = ZSTD_LEVEL, metadata: Mapping[str, Any] | None = None,
-                 kdf: Argon2Params | None = None, overwrite: bool = False) -> ArchiveInfo:
+                 kdf: Argon2Params | None = None, verify: bool = True, overwrite: bool = False) -> ArchiveInfo:
     """Seal the file `source` into `archive` via temp -> fsync -> rename -> fsync(dir).
 
-    Refuses an existing `archive` unless `overwrite`; on any error no file is left behind.
+    With `verify` (the default) the written temp file is read back and decrypted with the file key still held
+    in memory, so no secret key is needed (a server with only public keys can do it), and must reproduce the
+    plaintext size and SHA-256 before it is renamed into place; this roughly doubles the CPU cost. Compare
+    `plaintext_sha256` of the result with what you expect the source to hold. Refuses an existing `archive`
+    unless `overwrite`; on any error no file is left behind.
     """
+    label = str(archive)
     with _open_input(source) as src, write_atomically(archive, overwrite=overwrite) as dst:
-        return encrypt_stream(src, dst, keys=keys, compression=compression, level=level, metadata=metadata,
-                              kdf=kdf)
+        info, file_key = _seal(src, dst, keys=keys, compression=compression, level=level,
+                               metadata=metadata or {}, kdf=kdf or Argon2Params(), chunk_size=CHUNK_SIZE,
+                               randbytes=secrets.token_bytes)
+        if verify:
+            dst.flush()
+            with Path(dst.name).open("rb") as reader:
+                again = _open(reader, _NullSink(), keys=None, label=label, file_key=file_key)
+            if (again.plaintext_bytes, again.plaintext_sha256) != (info.plaintext_bytes, info.plaintext_sha256):
+                raise ArchiveError(f"{label}: read back after writing, it does not reproduce {source}")
+    return info
 
 
 def decrypt_file(archive: Path, out: Path, *, keys: Keys, expected_sha256: str | None = None,
@@ -236,9 +249,11 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _open(src: BinaryIO, dst: _Writable, *, keys: Keys, label: str) -> ArchiveInfo:
+def _open(src: BinaryIO, dst: _Writable, *, keys: Keys | None, label: str,
+          file_key: bytes | None = None) -> ArchiveInfo:
     header, header_bytes, mac = _parse_header(src, label)
-    file_key = _unwrap(header, keys, label)
+    if file_key is None:
+        file_key = _unwrap(header, keys or Keys(), label)
     expected = hmac.new(_hkdf(file_key, b"", _INFO_HEADER), header_bytes, hashlib.sha256).digest()
     if not hmac.compare_digest(expected, mac):
         raise ArchiveError(f"the header of {label} failed authentication: it was altered")
@@ -262,7 +277,7 @@ def _open(src: BinaryIO, dst: _Writable, *, keys: Keys, label: str) -> ArchiveIn
 
 def _seal(src: BinaryIO, dst: BinaryIO, *, keys: Keys, compression: Compression, level: int,
           metadata: Mapping[str, Any], kdf: Argon2Params, chunk_size: int,
-          randbytes: Callable[[int], bytes]) -> ArchiveInfo:
+          randbytes: Callable[[int], bytes]) -> tuple[ArchiveInfo, bytes]:
     if compression not in ("zstd", "none"):
         raise InputError(f"unknown compression {compression!r}: use 'zstd' or 'none'")
     _check_chunk_size(chunk_size)
@@ -296,8 +311,9 @@ def _seal(src: BinaryIO, dst: BinaryIO, *, keys: Keys, compression: Compression,
     dst.write(sealed)
     written += len(sealed)
     header = _to_header(doc, header_bytes)
-    return ArchiveInfo(header=header, plaintext_bytes=plain.count, plaintext_sha256=plain.digest.hexdigest(),
+    info = ArchiveInfo(header=header, plaintext_bytes=plain.count, plaintext_sha256=plain.digest.hexdigest(),
                        archive_bytes=written, chunks=index + 1)
+    return info, file_key
 
 
 def _wrap_for(keys: Keys, file_key: bytes, kdf: Argon2Params,
@@ -589,8 +605,3 @@ def _label(src: IO[bytes], name: str | None) -> str:
     stream_name = getattr(src, "name", None)
     return stream_name if isinstance(stream_name, str) else "<archive stream>"
 
-
-__all__ = ["CHUNK_SIZE", "FORMAT_VERSION", "MAGIC", "SUITE", "ArchiveHeader", "ArchiveInfo", "Compression",
-           "KeyStanza", "PassphraseStanza", "Stanza", "X25519Stanza", "decrypt_file",
-           "decrypt_stream", "encrypt_file", "encrypt_stream", "fsync_dir", "is_archive", "read_header",
-           "verify_file", "write_atomically"]
