@@ -3,10 +3,11 @@
     PYTHONPATH=. python tests/benchmarks/bench_archive.py [--size-mib 1024] [--seed 1] [--workdir DIR]
 
 Prints one JSON line per result: seal, seal with read-back verification (the default of `encrypt_file`),
-open. Each measured run happens in a fresh child process so that its peak RSS is its own. The floor is measured in the same run on the same file: zstd (same level, same 64 KiB
-chunking) plus AES-256-GCM per chunk, reading and writing (and fsyncing) files, but no header, no hashing, no
-look-ahead, no temp file and rename.
-ratio = throughput / floor throughput. MB/s counts plaintext bytes, 1 MB = 10^6 bytes.
+open. Each measured run happens in a fresh child process so that its peak RSS is its own. The floor is
+measured in the same run on the same file: zstd (same level, same 64 KiB chunking) plus AES-256-GCM per
+chunk, reading, writing and fsyncing files, but no header, no hashing, no look-ahead, no temp file and
+rename. For verified seals the floor is the same seal floor. ratio = throughput / floor throughput. MB/s
+counts plaintext bytes, 1 MB = 10^6 bytes.
 """
 
 from __future__ import annotations
