@@ -25,9 +25,10 @@ What is replaced:
 - under a sensitive key, the string value, or every string anywhere inside a list or object value; numbers,
   booleans and null are kept (``prompt_tokens: 12``), and so are empty strings and strings already equal to
   the marker;
-- header containers in all three shapes: an object (by key), a list of ``[name, value]`` pairs (any
-  two-element list whose first element is a sensitive name), and a list of ``{"name": ..., "value": ...}`` or
-  ``{"key": ..., "value": ...}`` objects (HAR, Postman);
+- header containers in all three shapes: an object (by key), a list of ``[name, value]`` pairs (a list
+  whose items are all two-element lists starting with a string; a lone pair or a two-word list of tags is
+  not one), and a list of ``{"name": ..., "value": ...}`` or ``{"key": ..., "value": ...}`` objects (HAR,
+  Postman); query parameters given as pairs or objects are the same shapes;
 - inside any string: values of sensitive ``name=value`` fields (URL query and fragment parameters, form bodies,
   cookies, ``;jsessionid=``, also ``name="value"``), values of sensitive keys in JSON or Python text embedded
   in the string (``{"password": "x"}``, ``{'password': 'x'}``, one level of encoding), credentials after
@@ -51,6 +52,7 @@ reliance on quotes, backslashes or control characters, which JSON escapes.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -113,7 +115,7 @@ def _contains(parts: tuple[str, ...], fragments: Sequence[tuple[str, ...]]) -> b
 # pre-filter finds every name verbatim in the encoded bytes.
 _KV = re.compile(
     r"""(?:^|(?<=[\s?&;#,'"(]))(?P<name>[^\x00-\x20=&?#;,'"()<>{}\\\x7f]{1,128})="""
-    r"""(?:"(?P<dq>[^"\\\n]*)"|'(?P<sq>[^'\\\n]*)'|(?P<v>[^&#;\s'"\\<>]*))""")
+    r"""(?:"(?P<dq>[^"\\\n]*)"|'(?P<sq>[^'\\\n]*)'|(?P<v>[^&#;?\s'"\\<>]*))""")
 _QUOTED = re.compile(
     r"""(?P<q>["'])(?P<name>[^"'\\\n]{1,128})(?P=q)\s*:\s*"""
     r"""(?:"(?P<dq>(?:[^"\\\n]|\\.)*)"|'(?P<sq>(?:[^'\\\n]|\\.)*)')""")
@@ -135,38 +137,58 @@ _TOKENS = re.compile(
     r"|(?<![A-Za-z0-9_-])AIza[A-Za-z0-9_-]{35,}"
     r"|(?<![A-Za-z0-9_-])xox[abposr]-[A-Za-z0-9-]{10,}")
 
-# Pre-filter: literals that every rule above needs (lower-cased). Bytes are lower-cased and the rarer
-# letters below become one byte, so a single regex with a one-byte literal prefix finds every candidate
-# (Python's re scans a literal prefix fast, a character set slowly); needles without those letters are
-# anchored on "s" in a second regex. "@" (user info in URLs) is found with a plain byte search.
+# Pre-filter: literals that every rule above needs, lower-cased. The encoded bytes are lower-cased and the
+# rarer letters below become one byte in a single translate; then a few regexes, each starting with one
+# literal byte, find every candidate (Python's re scans for a literal prefix fast, for a character set slowly).
+# Needles without those letters are anchored on "s", the rest on their first byte. "@" (user info in URLs)
+# is found with a plain byte search.
 _NAME_NEEDLES: Final = ("token", "secret", "passw", "passp", "session", "sessid", "signature", "credential",
-                        "authoriz", "cookie", "key")
+                        "authorization", "cookie", "key")
 _TOKEN_NEEDLES: Final = ("eyj", "akia", "asia", "sk-", "k_live_", "k_test_", "ghp_", "gho_", "ghu_", "ghs_",
                          "ghr_", "github_pat_", "aiza", "-----begin", "bearer",
                          "xoxa-", "xoxb-", "xoxo-", "xoxp-", "xoxr-", "xoxs-")
-_ANCHORS: Final = b"kcgbjxz"
+_ANCHORS: Final = b"bgjkxz"
 _TABLE: Final = bytes((1 if c in _ANCHORS else c) for c in bytes(range(256)).lower())
 _NUMERIC_LIST = re.compile(rb"\[[-0-9.eE+,]*\]")
 _HAR_NAME_KEYS: Final = (b'"name":', b'"key":')
 _ENCODER: Final = msgspec.json.Encoder()
+# Kinds of rule a pre-filter hit can trigger in a string.
+_BY_NAME: Final = 1
+_BY_SHAPE: Final = 2
+_BY_PATTERN: Final = 4
+_ALL: Final = 7
 
 
-def _probes(needles: Sequence[str]) -> list[re.Pattern[bytes]]:
-    """Compile needles into regexes that each start with a single literal byte."""
-    by_anchor: dict[bytes, list[bytes]] = {}
+@functools.lru_cache(maxsize=32)
+def _probes(needles: tuple[str, ...]) -> tuple[re.Pattern[bytes], ...]:
+    """Compile needles into as few regexes as possible, each starting with a single literal byte."""
+    groups: dict[bytes, dict[bytes, set[bytes]]] = {}
     for needle in needles:
         translated = needle.encode().translate(_TABLE)
-        for anchor in (b"\x01", b"s"):
+        for anchor in (b"\x01", b"s", translated[:1]):
             i = translated.find(anchor)
             if i >= 0:
                 break
-        else:
-            anchor, i = translated[:1], 0
-        rest = re.escape(translated[i + 1:])
         check = b"(?<=" + re.escape(translated) + b")" if i else b""
-        by_anchor.setdefault(anchor, []).append(rest + check)
-    return [re.compile(re.escape(anchor) + b"(?:" + b"|".join(sorted(set(branches))) + b")")
-            for anchor, branches in sorted(by_anchor.items())]
+        groups.setdefault(anchor, {}).setdefault(translated[i + 1:], set()).add(check)
+    return tuple(re.compile(re.escape(anchor) + _alternation(branches)) for anchor, branches in sorted(groups.items()))
+
+
+def _alternation(branches: dict[bytes, set[bytes]]) -> bytes:
+    """A regex for `suffix + check` over all branches, factored on the suffixes' first bytes.
+
+    Factoring lets re reject most anchor positions after one byte comparison per branch group.
+    """
+    ends = branches.get(b"", set())
+    if b"" in ends:
+        return b""
+    by_first: dict[bytes, dict[bytes, set[bytes]]] = {}
+    for suffix, checks in branches.items():
+        if suffix:
+            by_first.setdefault(suffix[:1], {}).setdefault(suffix[1:], set()).update(checks)
+    alternatives = [re.escape(first) + _alternation(rest) for first, rest in sorted(by_first.items())]
+    alternatives.extend(sorted(ends))
+    return alternatives[0] if len(alternatives) == 1 else b"(?:" + b"|".join(alternatives) + b")"
 
 
 def _string_bounds(blob: bytes, pos: int) -> tuple[int, int]:
@@ -178,6 +200,22 @@ def _string_bounds(blob: bytes, pos: int) -> tuple[int, int]:
     while end > 0 and _escaped(blob, end):
         end = blob.find(b'"', end + 1)
     return start, end
+
+
+def _may_hold_named_value(blob: bytes, name: int, end: int) -> bool:
+    """Whether a name found at `name` can be followed by ``=value``, by ``": value`` or ``: <scheme> value``."""
+    return blob.find(b"=", name, end) >= 0 or blob.find(b":", name, end) >= 0
+
+
+def _decode_string(blob: bytes, start: int, end: int) -> str | None:
+    raw = blob[start + 1:end]
+    if b"\\" not in raw:
+        return raw.decode()
+    try:
+        text = msgspec.json.decode(blob[start:end + 1])
+    except msgspec.DecodeError:
+        return None  # not a string after all: a user name part found in a number or a literal
+    return text if isinstance(text, str) else None
 
 
 def _escaped(blob: bytes, quote: int) -> bool:
@@ -361,7 +399,15 @@ class Redactor:
         self._allow_response = compiled.allow_paths.children.get("response")
         self._allow_all = compiled.allow_paths.terminal
         self._prefilter = prefilter
-        self._probes = _probes(_NAME_NEEDLES + _TOKEN_NEEDLES + compiled.anchors)
+        needles = _NAME_NEEDLES + _TOKEN_NEEDLES + compiled.anchors
+        self._probes = _probes(needles)
+        # A hit's kind is read from the last bytes of the needle it ends with.
+        self._needle_width = min(3, *(len(needle) for needle in needles))
+        self._needle_kinds: dict[bytes, int] = {}
+        for needle in needles:
+            tail = needle.encode().translate(_TABLE)[-self._needle_width:]
+            kind = _BY_SHAPE if needle in _TOKEN_NEEDLES else _BY_NAME
+            self._needle_kinds[tail] = self._needle_kinds.get(tail, 0) | kind
         self._names: dict[str, bool] = {}
 
     def redact(self, request: Any, response: Any) -> tuple[Any, Any, tuple[str, ...]]:
@@ -389,7 +435,7 @@ class Redactor:
 
     def redact_text(self, text: str) -> str:
         """Apply the in-string rules (fields, embedded JSON, URLs, token shapes) to one string."""
-        redacted = self._scan(text)
+        redacted = self._scan(text, _ALL)
         return text if redacted is None else redacted
 
     def _classify(self, name: str) -> bool:
@@ -409,47 +455,69 @@ class Redactor:
         except (TypeError, ValueError, OverflowError):
             return _EVERYTHING
         translated = blob.translate(_TABLE)
-        hits = [m.start() for probe in self._probes for m in probe.finditer(translated)]
-        at = blob.find(b"@")
-        while at >= 0:
-            hits.append(at)
-            at = blob.find(b"@", at + 1)
-        if self._patterns:
-            hits.extend(self._pattern_hits(blob))
-        if not hits:
-            return None
+        for probe in self._probes:
+            if probe.search(translated) is not None:
+                break
+        else:
+            if blob.find(b"@") < 0 and not self._patterns:
+                return None
+        spans = self._spans(blob, translated)
         names: set[str] = set()
         changed: dict[str, str] = {}
         needed = False
-        seen: set[int] = set()
-        for pos in hits:
-            start, end = _string_bounds(blob, pos)
-            if start < 0 or end < 0 or start in seen:
-                continue
-            seen.add(start)
-            try:
-                text = msgspec.json.decode(blob[start:end + 1])
-            except msgspec.DecodeError:
-                continue  # pos was outside any string (a user fragment found in a number or literal)
-            if not isinstance(text, str):
-                continue
+        for start, (end, kinds, first_name) in spans.items():
             after = blob[end + 1:end + 2]
-            if after == b":":
-                if self.is_sensitive_name(text):
-                    names.add(text)
-                    value = blob[end + 2:end + 3]
-                    needed = needed or value in (b'"', b"{") or (
-                        value == b"[" and _NUMERIC_LIST.match(blob, end + 2) is None)
+            is_key = after == b":"
+            in_pair = blob[start - 1:start] == b"[" and after == b","
+            har_name = blob.endswith(_HAR_NAME_KEYS, 0, start)
+            if (kinds == _BY_NAME and not (is_key or in_pair or har_name)
+                    and not _may_hold_named_value(blob, first_name, end)):
                 continue
-            if self.is_sensitive_name(text):
+            text = _decode_string(blob, start, end)
+            if text is None:
+                continue
+            sensitive = bool(kinds & _BY_NAME) and self.is_sensitive_name(text)
+            if sensitive:
                 names.add(text)
-                needed = needed or (blob[start - 1:start] == b"[" and after == b",") or blob.endswith(
-                    _HAR_NAME_KEYS, 0, start)
-            redacted = self._scan(text)
+            if is_key:
+                value = blob[end + 2:end + 3]
+                needed = needed or (sensitive and (value in (b'"', b"{") or (
+                    value == b"[" and _NUMERIC_LIST.match(blob, end + 2) is None)))
+                continue
+            needed = needed or (sensitive and (in_pair or har_name))
+            redacted = self._scan(text, kinds)
             if redacted is not None:
                 changed[text] = redacted
                 needed = True
         return _Context(names, changed) if needed else None
+
+    def _spans(self, blob: bytes, translated: bytes) -> dict[int, list[int]]:
+        """Every JSON string with a hit: its opening quote -> [closing quote, kinds, first name hit]."""
+        hits: list[tuple[int, int]] = []
+        kinds_at = self._needle_kinds.get
+        width = self._needle_width
+        for probe in self._probes:
+            hits.extend((m.start(), kinds_at(translated[m.end() - width:m.end()], _ALL))
+                        for m in probe.finditer(translated))
+        at = blob.find(b"@")
+        while at >= 0:
+            hits.append((at, _BY_SHAPE))
+            at = blob.find(b"@", at + 1)
+        if self._patterns:
+            hits.extend((pos, _BY_PATTERN) for pos in self._pattern_hits(blob))
+        spans: dict[int, list[int]] = {}
+        for pos, kinds in hits:
+            start, end = _string_bounds(blob, pos)
+            if start < 0 or end < 0:
+                continue
+            span = spans.get(start)
+            if span is None:
+                spans[start] = [end, kinds, pos if kinds & _BY_NAME else end]
+            else:
+                span[1] |= kinds
+                if kinds & _BY_NAME:
+                    span[2] = min(span[2], pos)
+        return spans
 
     def _pattern_hits(self, blob: bytes) -> list[int]:
         text = blob.decode()
@@ -459,19 +527,24 @@ class Redactor:
 
     # In-string rules ------------------------------------------------------------------------------------
 
-    def _scan(self, text: str) -> str | None:
+    def _scan(self, text: str, kinds: int) -> str | None:
+        """Apply the in-string rules of the given kinds; None when nothing changed."""
         out = text
-        if "=" in out:
-            out = _KV.sub(self._named_value, out)
-        if ":" in out:
-            if '"' in out or "'" in out:
-                out = _QUOTED.sub(self._named_value, out)
-            out = _AUTH_LINE.sub(self._group_value, out)
+        if kinds & _BY_NAME:
+            if "=" in out:
+                out = _KV.sub(self._named_value, out)
+            if ":" in out:
+                if '"' in out or "'" in out:
+                    out = _QUOTED.sub(self._named_value, out)
+                if "uthoriz" in out.lower():
+                    out = _AUTH_LINE.sub(self._group_value, out)
+        if kinds & _BY_SHAPE:
             if "@" in out:
                 out = _USERINFO.sub(self._group_value, out)
-        out = _TOKENS.sub(self._token, out)
-        for pattern in self._patterns:
-            out = pattern.sub(self._custom, out)
+            out = _TOKENS.sub(self._token, out)
+        if kinds & _BY_PATTERN:
+            for pattern in self._patterns:
+                out = pattern.sub(self._custom, out)
         return None if out == text else out
 
     def _splice(self, m: re.Match[str], group: str) -> str:
@@ -513,7 +586,7 @@ class Redactor:
 
     def _walk(self, value: Any, allow: _Node | None, context: _Context) -> tuple[Any, _Paths]:
         if isinstance(value, str):
-            redacted = (context.changed.get(value) if context.changed is not None else self._scan(value))
+            redacted = (context.changed.get(value) if context.changed is not None else self._scan(value, _ALL))
             return (value, _NO_PATHS) if redacted is None else (redacted, [()])
         if isinstance(value, dict):
             return self._walk_dict(value, allow, context)
@@ -543,16 +616,24 @@ class Redactor:
                 paths.extend((segment, *p) for p in found)
         return (value if out is None else out), paths
 
-    def _walk_list(self, value: list[Any] | tuple[Any, ...], allow: _Node | None,
-                   context: _Context) -> tuple[Any, _Paths]:
-        pair = len(value) == 2 and self._name_hit(value[0], context)
+    def _walk_list(self, value: list[Any] | tuple[Any, ...], allow: _Node | None, context: _Context,
+                   *, pair: bool = False) -> tuple[Any, _Paths]:
+        # A list of [name, value] pairs (headers, query parameters) redacts the value of a sensitive name.
+        pairs = not pair and bool(value) and all(
+            isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], str) for item in value)
+        sensitive_pair = pair and self._name_hit(value[0], context)
         out: list[Any] | None = None
         paths: _Paths = []
         for i, item in enumerate(value):
             sub = allow.children.get(i) if allow is not None else None
             if sub is not None and sub.terminal:
                 continue
-            new, found = self._scrub(item, sub) if pair and i == 1 else self._walk(item, sub, context)
+            if sensitive_pair and i == 1:
+                new, found = self._scrub(item, sub)
+            elif pairs:
+                new, found = self._walk_list(item, sub, context, pair=True)
+            else:
+                new, found = self._walk(item, sub, context)
             if new is not item:
                 if out is None:
                     out = list(value)
