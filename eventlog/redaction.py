@@ -22,9 +22,10 @@ are never names. `RedactionPolicy.names` adds fragments matched the same way (``
 whole names (matched by their parts) and JSON paths (with everything beneath them).
 
 What is replaced:
-- under a sensitive key, the string value, or every string anywhere inside a list or object value; numbers,
-  booleans and null are kept (``prompt_tokens: 12``), and so are empty strings and strings already equal to
-  the marker;
+- under a sensitive key, the string value, or every string anywhere inside a list or object value (but
+  only the value of a ``{"name": ..., "value": ...}`` object in it, such as a HAR cookie); numbers, booleans
+  and null are kept (``prompt_tokens: 12``), and so are empty strings and strings already equal to the
+  marker;
 - header containers in all three shapes: an object (by key), a list of ``[name, value]`` pairs (a list
   whose items are all two-element lists starting with a string; a lone pair or a two-word list of tags is
   not one), and a list of ``{"name": ..., "value": ...}`` or ``{"key": ..., "value": ...}`` objects (HAR,
@@ -594,9 +595,9 @@ class Redactor:
             return self._walk_list(value, allow, context)
         return value, _NO_PATHS
 
-    def _walk_dict(self, value: dict[Any, Any], allow: _Node | None,
-                   context: _Context) -> tuple[Any, _Paths]:
-        named_value = "value" in value and (self._name_hit(value.get("name"), context)
+    def _walk_dict(self, value: dict[Any, Any], allow: _Node | None, context: _Context,
+                   *, scrub_value: bool = False) -> tuple[Any, _Paths]:
+        named_value = "value" in value and (scrub_value or self._name_hit(value.get("name"), context)
                                             or self._name_hit(value.get("key"), context))
         out: dict[Any, Any] | None = None
         paths: _Paths = []
@@ -605,7 +606,7 @@ class Redactor:
             if sub is not None and sub.terminal:
                 continue
             if (named_value and key == "value") or self._name_hit(key, context):
-                new, found = self._scrub(item, sub)
+                new, found = self._scrub(item, sub, context)
             else:
                 new, found = self._walk(item, sub, context)
             if new is not item:
@@ -629,7 +630,7 @@ class Redactor:
             if sub is not None and sub.terminal:
                 continue
             if sensitive_pair and i == 1:
-                new, found = self._scrub(item, sub)
+                new, found = self._scrub(item, sub, context)
             elif pairs:
                 new, found = self._walk_list(item, sub, context, pair=True)
             else:
@@ -643,12 +644,19 @@ class Redactor:
             return value, paths
         return (tuple(out) if isinstance(value, tuple) else out), paths
 
-    def _scrub(self, value: Any, allow: _Node | None) -> tuple[Any, _Paths]:
-        """Replace every non-empty string in `value` (the value of a sensitive name) with the marker."""
+    def _scrub(self, value: Any, allow: _Node | None, context: _Context) -> tuple[Any, _Paths]:
+        """Replace every non-empty string in `value` (the value of a sensitive name) with the marker.
+
+        A ``{"name": ..., "value": ...}`` object inside (a HAR cookie) loses only its value; its other
+        fields are walked as usual.
+        """
         if isinstance(value, str):
             if value and value != self._marker:
                 return self._marker, [()]
             return value, _NO_PATHS
+        if isinstance(value, dict) and "value" in value and (
+                isinstance(value.get("name"), str) or isinstance(value.get("key"), str)):
+            return self._walk_dict(value, allow, context, scrub_value=True)
         if isinstance(value, dict | list | tuple):
             items = value.items() if isinstance(value, dict) else enumerate(value)
             out: Any = None
@@ -657,7 +665,7 @@ class Redactor:
                 sub = allow.children.get(key) if allow is not None else None
                 if sub is not None and sub.terminal:
                     continue
-                new, found = self._scrub(item, sub)
+                new, found = self._scrub(item, sub, context)
                 if new is not item:
                     if out is None:
                         out = dict(value) if isinstance(value, dict) else list(value)

@@ -89,6 +89,15 @@ def test_a_lone_pair_or_two_tags_is_not_a_header_list() -> None:
     assert req(request) == (request, ())
 
 
+def test_har_cookies_lose_only_their_values() -> None:
+    cookies = [{"name": "sid", "value": "31d4", "path": "/", "domain": "x.example", "httpOnly": True},
+               {"name": "pref", "value": "dark", "session_key": "sk1"}]
+    new, paths = req({"cookies": cookies})
+    assert new == {"cookies": [{"name": "sid", "value": R, "path": "/", "domain": "x.example", "httpOnly": True},
+                               {"name": "pref", "value": R, "session_key": R}]}
+    assert paths == ("$.request.cookies[0].value", "$.request.cookies[1].session_key", "$.request.cookies[1].value")
+
+
 def test_tuples_are_walked_and_kept_tuples() -> None:
     new, paths = req({"headers": (("Authorization", "Basic abc"), ("Accept", "x"))})
     assert new == {"headers": (("Authorization", R), ("Accept", "x"))}
@@ -425,7 +434,10 @@ WORDS = ["token", "Authorization", "X-Api-Key", "apiKey", "password", "session",
 text = st.lists(st.sampled_from(WORDS), max_size=6).map("".join)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | text,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4), max_leaves=20)
+    lambda inner: (st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4)
+                   | st.lists(st.tuples(text, inner).map(list), min_size=1, max_size=3)
+                   | st.fixed_dictionaries({"name": text, "value": inner}, optional={"path": text})),
+    max_leaves=20)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
