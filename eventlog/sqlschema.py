@@ -100,7 +100,7 @@ def build_tables(schema: str | None = DEFAULT_SCHEMA) -> LakeTables:
         sa.Column("source_system", name_text(200)),
         sa.Column("entity_type", name_text(200)),
         sa.Column("natural_key", long_text()),
-        sa.Column("record_key", ascii_key(64), index=True),
+        sa.Column("record_key", ascii_key(64)),
         sa.Column("observed_at_utc", ascii_key(UTC_TEXT_LENGTH)),
         sa.Column("recorded_at_utc", ascii_key(UTC_TEXT_LENGTH), nullable=False),
         sa.Column("origin", name_text(100), nullable=False),
@@ -180,7 +180,12 @@ def record_key(source_system: str, entity_type: str, natural_key: str | None, co
     [source_system, entity_type, null, content_sha256]. A fixed-width hash rather than the raw columns, so the
     unique key fits every backend's index length limit (MySQL 3072 bytes, SQL Server 1700) whatever the key's length.
     """
-    identity: list[str | None] = [source_system, entity_type, natural_key]
+    parts: list[str | None] = [source_system, entity_type, natural_key]
     if natural_key is None:
-        identity.append(content_sha256)
-    return hashlib.sha256(canonical_json(identity)).hexdigest()
+        parts.append(content_sha256)
+    return record_key_of_encoded([canonical_json(part) for part in parts])
+
+
+def record_key_of_encoded(parts: list[bytes]) -> str:
+    """`record_key` from the canonical JSON of its parts, for callers that have them encoded already."""
+    return hashlib.sha256(b"[" + b",".join(parts) + b"]").hexdigest()

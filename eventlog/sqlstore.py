@@ -22,9 +22,11 @@ import sqlalchemy as sa
 from eventlog.canonical import canonical_json
 from eventlog.ddl import view_sql
 from eventlog.dialects import (
+    bulk_insert,
     check_schema_name,
     create_schema_sql,
     engine_options,
+    in_values,
     insert_ignore,
     on_connect,
     translate_error,
@@ -34,9 +36,16 @@ from eventlog.dialects import (
 from eventlog.envelope import format_utc
 from eventlog.errors import InputError, IntegrityError
 from eventlog.events import Event, EventType
-from eventlog.sqlschema import APPEND_LOCK_NAME, DEFAULT_SCHEMA, LakeTables, build_tables, record_key
+from eventlog.sqlschema import (
+    APPEND_LOCK_NAME,
+    DEFAULT_SCHEMA,
+    LakeTables,
+    build_tables,
+    record_key_of_encoded,
+)
 
 EVENT_TYPES = ("observed", "revisited", "resolved")
+LOOKUP_CHUNK = 1000
 UTC_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 HEX64 = re.compile(r"[0-9a-f]{64}")
 ASCII_ID = re.compile(r"[\x21-\x7e]{1,64}")
@@ -57,6 +66,11 @@ _SCALAR_KEYS: dict[str, Callable[[Any], bool]] = {
 _JSON_KEYS = ("provenance", "redactions_applied", "response_ref", "tags")
 ENVELOPE_KEYS = (*_SCALAR_KEYS, *_JSON_KEYS)
 PAYLOAD_KEYS = ("request", "response")
+_SCALAR_ITEMS = tuple(_SCALAR_KEYS.items())
+_ENVELOPE_KEY_SET = frozenset(ENVELOPE_KEYS)
+_OBSERVED_KEYS = _ENVELOPE_KEY_SET | frozenset(PAYLOAD_KEYS)
+_REVISITED_SIZE, _OBSERVED_SIZE = len(_ENVELOPE_KEY_SET), len(_OBSERVED_KEYS)
+_NO_ENVELOPE = dict.fromkeys(ENVELOPE_KEYS)
 
 _decode_json = msgspec.json.Decoder().decode
 
@@ -81,6 +95,7 @@ class SqlEventStore:
         except ModuleNotFoundError as exc:
             raise translate_error(exc, self._url) from exc
         self.dialect_name: str = self._engine.dialect.name
+        self._driver_error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
         sa.event.listen(self._engine, "connect",
                         lambda dbapi_connection, _record: on_connect(dbapi_connection, self.dialect_name))
         self.tables: LakeTables = build_tables(schema if uses_schema(self.dialect_name) else None)
@@ -108,6 +123,8 @@ class SqlEventStore:
             yield
         except sa.exc.DBAPIError as exc:
             raise translate_error(exc, self._url) from exc
+        except self._driver_error as exc:  # raised by driver calls made outside SQLAlchemy (PostgreSQL COPY)
+            raise translate_error(exc, self._url) from exc
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
@@ -129,14 +146,15 @@ class SqlEventStore:
             conn.execute(self.statements.seed_lock, [self._lock_row()])
 
     def append_events(self, events: Iterable[Event], *, conn: sa.Connection | None = None,
-                      batch: int = 1000) -> int:
+                      batch: int = 5000) -> int:
         """Append events not yet present (by event_id); returns how many were written.
 
         All or nothing: in one transaction of its own, or in `conn`'s. Payloads of observed events go to
         ExchangeContent once per content hash. Raises IntegrityError if an event_id is already present (or
         repeated) with another digest, or an observed event's payload does not hash to its content_sha256;
         InputError for an event that cannot be stored (bad id, digest or timestamp). Concurrent appends wait
-        for each other, so event_seq order is commit order.
+        for each other, so event_seq order is commit order. Events are encoded and written `batch` at a time
+        (COPY on PostgreSQL, executemany elsewhere); memory grows with `batch`, not with the input.
         """
         if conn is None:
             with self.begin() as own:
@@ -152,6 +170,7 @@ class SqlEventStore:
             conn.execute(statements.take_lock, taken)
         seen: dict[str, str] = {}
         stored_content: set[str] = set()
+        strings: dict[str, bytes] = {}
         written = 0
         iterator = iter(events)
         while chunk := list(islice(iterator, batch)):
@@ -163,25 +182,28 @@ class SqlEventStore:
                     fresh.append(event)
                 elif known != event.digest:
                     raise _digest_conflict(event.event_id, known, event.digest)
-            present: dict[str, str] = {row.event_id: row.digest for row in conn.execute(
-                statements.event_digests, {"ids": [event.event_id for event in fresh]})}
+            present: dict[str, str] = {row.event_id: row.digest for row in _lookup(
+                conn, statements.event_digests, "ids", [event.event_id for event in fresh])}
             event_rows: list[dict[str, Any]] = []
-            content_rows: list[dict[str, Any]] = []
+            content_rows: dict[str, dict[str, Any]] = {}
             for event in fresh:
                 stored = present.get(event.event_id)
                 if stored is not None:
                     if stored != event.digest:
                         raise _digest_conflict(event.event_id, stored, event.digest)
                     continue
-                row, content = encode_event(event)
+                row, content = encode_event(event, strings=strings)
                 event_rows.append(row)
                 if content is not None and content["content_sha256"] not in stored_content:
-                    stored_content.add(content["content_sha256"])
-                    content_rows.append(content)
+                    content_rows[content["content_sha256"]] = content
             if content_rows:
-                conn.execute(statements.insert_content, content_rows)
+                # Under the append lock nobody else adds content, so what is absent now can be inserted plainly.
+                for content_hash, in _lookup(conn, statements.content_present, "hashes", list(content_rows)):
+                    del content_rows[content_hash]
+                stored_content.update(content_rows)
+                bulk_insert(conn, self.tables.content, list(content_rows.values()))
             if event_rows:
-                conn.execute(statements.insert_event, event_rows)
+                bulk_insert(conn, self.tables.event, event_rows)
                 written += len(event_rows)
         return written
 
@@ -252,18 +274,23 @@ class SqlEventStore:
 
 
 class StoreStatements:
-    """Every statement the store issues, built once per dialect (and compiled in tests for SQL Server too)."""
+    """Every statement the store issues, built once per dialect (and compiled in tests for SQL Server too).
+
+    The two inserts run through `dialects.bulk_insert` (COPY on PostgreSQL, the driver's executemany elsewhere).
+    """
 
     def __init__(self, tables: LakeTables, dialect_name: str) -> None:
         event, content, lock = tables.event, tables.content, tables.append_lock
         self.tables = tables
         self.insert_event = event.insert()
-        self.insert_content = insert_ignore(content, dialect_name)
+        self.insert_content = content.insert()
         self.seed_lock = insert_ignore(lock, dialect_name)
         self.take_lock = (lock.update().where(lock.c.name == sa.bindparam("lock_name"))
                           .values(updated_at_utc=sa.bindparam("taken_at")))
         self.event_digests = sa.select(event.c.event_id, event.c.digest).where(
-            event.c.event_id.in_(sa.bindparam("ids", expanding=True)))
+            in_values(event.c.event_id, "ids", dialect_name))
+        self.content_present = sa.select(content.c.content_sha256).where(
+            in_values(content.c.content_sha256, "hashes", dialect_name))
         self.max_event_seq = sa.select(sa.func.max(event.c.event_seq))
         sync = tables.sync_state
         self.get_watermark = sa.select(sync.c.watermark).where(sync.c.sync_key == sa.bindparam("sync_key"))
@@ -286,55 +313,70 @@ class StoreStatements:
     def all(self) -> list[sa.Executable]:
         """Every statement, for compile checks."""
         return [self.insert_event, self.insert_content, self.seed_lock, self.take_lock, self.event_digests,
-                self.max_event_seq, self.get_watermark, self.set_watermark, self.read_events(1000),
+                self.content_present, self.max_event_seq, self.get_watermark, self.set_watermark, self.read_events(1000),
                 self.ids_after(1000)]
 
 
-def encode_event(event: Event) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def encode_event(event: Event, *, strings: dict[str, bytes] | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The ExchangeEvent row of an event and, for an observed one, its ExchangeContent row.
 
-    Raises InputError for what no row can hold, IntegrityError for a payload that does not match its hash.
+    `strings` caches the canonical JSON of short strings that repeat from event to event (source system, entity
+    type, exchange type). Raises InputError for what no row can hold, IntegrityError for a payload that does
+    not match its hash.
     """
     _check_event(event)
+    body = event.body
     row: dict[str, Any] = {
         "event_id": event.event_id, "type": event.type, "recorded_at_utc": event.recorded_at_utc,
         "origin": event.origin, "digest": event.digest, "log_seq": event.seq, "log_prev": event.prev,
         "record_key": None, "body": None,
     }
-    row.update(dict.fromkeys(ENVELOPE_KEYS))
-    body = event.body
     if event.type == "resolved":
+        row.update(_NO_ENVELOPE)
         row["body"] = _encode_json(body)
         return row, None
-    missing = [key for key in ENVELOPE_KEYS if key not in body]
-    if event.type == "observed":
-        missing += [key for key in PAYLOAD_KEYS if key not in body]
-    if missing:
-        raise InputError(f"{event.type} event {event.event_id} has no {', '.join(missing)} in its body")
     rest: dict[str, Any] = {}
-    for key, value in body.items():
-        if key in _JSON_KEYS:
+    try:
+        for key, fits in _SCALAR_ITEMS:
+            value = body[key]
+            if value is None or fits(value):
+                row[key] = value
+            else:
+                row[key] = None
+                rest[key] = value
+        for key in _JSON_KEYS:
+            value = body[key]
             row[key] = None if value is None else _encode_json(value)
-        elif key in _SCALAR_KEYS and (value is None or _SCALAR_KEYS[key](value)):
-            row[key] = value
-        elif key not in PAYLOAD_KEYS or event.type != "observed":
-            rest[key] = value
+    except KeyError:
+        missing = [key for key in ENVELOPE_KEYS if key not in body]
+        raise InputError(f"{event.type} event {event.event_id} has no {', '.join(missing)} in its body") from None
+    observed = event.type == "observed"
+    if observed and ("request" not in body or "response" not in body):
+        missing = [key for key in PAYLOAD_KEYS if key not in body]
+        raise InputError(f"observed event {event.event_id} has no {', '.join(missing)} in its body")
+    if len(body) > (_OBSERVED_SIZE if observed else _REVISITED_SIZE):
+        for key in body.keys() - (_OBSERVED_KEYS if observed else _ENVELOPE_KEY_SET):
+            rest[key] = body[key]
     if rest:
         row["body"] = _encode_json(rest)
-    if isinstance(body["source_system"], str) and isinstance(body["entity_type"], str) and (
-            body["natural_key"] is None or isinstance(body["natural_key"], str)) and row["content_sha256"]:
-        row["record_key"] = record_key(body["source_system"], body["entity_type"], body["natural_key"],
-                                       row["content_sha256"])
+    cache = {} if strings is None else strings
+    source, entity = _cached_json(body["source_system"], cache), _cached_json(body["entity_type"], cache)
+    natural_key = body["natural_key"]
+    natural = canonical_json(natural_key)
+    if isinstance(body["source_system"], str) and isinstance(body["entity_type"], str) and row["content_sha256"]:
+        if isinstance(natural_key, str):
+            row["record_key"] = record_key_of_encoded([source, entity, natural])
+        elif natural_key is None:
+            row["record_key"] = record_key_of_encoded([source, entity, natural, canonical_json(row["content_sha256"])])
     if event.type != "observed":
         return row, None
     request = canonical_json(body["request"])
     response = canonical_json(body["response"])
     content = b"".join((
-        b'{"entity_type":', canonical_json(body["entity_type"]),
-        b',"exchange_type":', canonical_json(body["exchange_type"]),
-        b',"natural_key":', canonical_json(body["natural_key"]),
-        b',"request":', request, b',"response":', response,
-        b',"source_system":', canonical_json(body["source_system"]), b"}",
+        b'{"entity_type":', entity, b',"exchange_type":', _cached_json(body["exchange_type"], cache),
+        b',"natural_key":', natural, b',"request":', request, b',"response":', response,
+        b',"source_system":', source, b"}",
     ))
     digest = hashlib.sha256(content).hexdigest()
     if digest != body["content_sha256"]:
@@ -385,12 +427,34 @@ def _check_event(event: Event) -> None:
         raise InputError(f"event {event.event_id} has a body that is not a JSON object")
 
 
+def _lookup(conn: sa.Connection, stmt: sa.Executable, name: str, keys: list[str]) -> Iterator[sa.Row[Any]]:
+    """Rows of `stmt` for `keys` bound to the list parameter `name`, at most LOOKUP_CHUNK keys per query.
+
+    The cap keeps every backend under its parameter limit (SQL Server allows 2100 per statement).
+    """
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        yield from conn.execute(stmt, {name: keys[start:start + LOOKUP_CHUNK]})
+
+
 def _digest_conflict(event_id: str, stored: str, incoming: str) -> IntegrityError:
     return IntegrityError(f"event {event_id} is already stored with digest {stored} but arrives with {incoming}")
 
 
 def _encode_json(value: Any) -> str:
+    if not value and isinstance(value, list | dict):
+        return "[]" if isinstance(value, list) else "{}"
     return canonical_json(value).decode()
+
+
+def _cached_json(value: Any, cache: dict[str, bytes]) -> bytes:
+    if not isinstance(value, str) or len(value) > 200:
+        return canonical_json(value)
+    encoded = cache.get(value)
+    if encoded is None:
+        if len(cache) > 10_000:
+            cache.clear()
+        encoded = cache[value] = canonical_json(value)
+    return encoded
 
 
 def _now() -> str:

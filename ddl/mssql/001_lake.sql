@@ -56,10 +56,6 @@ IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ExchangeEvent_content
 CREATE INDEX [ix_ExchangeEvent_content_sha256] ON lake.[ExchangeEvent] (content_sha256)
 GO
 
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'ix_ExchangeEvent_record_key' AND object_id = OBJECT_ID(N'lake.[ExchangeEvent]'))
-CREATE INDEX [ix_ExchangeEvent_record_key] ON lake.[ExchangeEvent] (record_key)
-GO
-
 IF OBJECT_ID(N'lake.[ProjectionCheckpoint]', N'U') IS NULL
 CREATE TABLE lake.[ProjectionCheckpoint] (
 	projection NVARCHAR(200) NOT NULL,

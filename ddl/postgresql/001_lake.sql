@@ -47,8 +47,6 @@ CREATE TABLE IF NOT EXISTS lake."ExchangeEvent" (
 
 CREATE INDEX IF NOT EXISTS "ix_ExchangeEvent_content_sha256" ON lake."ExchangeEvent" (content_sha256);
 
-CREATE INDEX IF NOT EXISTS "ix_ExchangeEvent_record_key" ON lake."ExchangeEvent" (record_key);
-
 CREATE TABLE IF NOT EXISTS lake."ProjectionCheckpoint" (
 	projection VARCHAR(200) NOT NULL,
 	position BIGINT NOT NULL,

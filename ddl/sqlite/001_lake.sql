@@ -44,8 +44,6 @@ CREATE TABLE IF NOT EXISTS "ExchangeEvent" (
 
 CREATE INDEX IF NOT EXISTS "ix_ExchangeEvent_content_sha256" ON "ExchangeEvent" (content_sha256);
 
-CREATE INDEX IF NOT EXISTS "ix_ExchangeEvent_record_key" ON "ExchangeEvent" (record_key);
-
 CREATE TABLE IF NOT EXISTS "ProjectionCheckpoint" (
 	projection VARCHAR(200) NOT NULL,
 	position BIGINT NOT NULL,

@@ -54,7 +54,7 @@ def test_everything_compiles_for_sql_server() -> None:
     for statement in statements:
         sql = str(statement.compile(dialect=dialect))  # type: ignore[attr-defined]
         assert "lake" in sql, sql
-    merge = str(StoreStatements(tables, "mssql").insert_content.compile(dialect=dialect))  # type: ignore[attr-defined]
+    merge = str(insert_ignore(tables.content, "mssql").compile(dialect=dialect))  # type: ignore[attr-defined]
     assert merge.startswith("MERGE INTO lake.[ExchangeContent]") and "WHEN MATCHED" not in merge
     assert create_schema_sql("mssql", "lake") == "IF SCHEMA_ID(N'lake') IS NULL EXEC(N'CREATE SCHEMA [lake]')"
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from eventlog.envelope import content_sha256, decode_record, derive_exchange_id, envelope_dict
 from eventlog.errors import DatabaseError, InputError, IntegrityError
 from eventlog.events import GENESIS, Event, EventType, event_digest, new_resolution
+from eventlog.sqlschema import record_key
 from eventlog.sqlstore import SqlEventStore
 from tests.factories import openalex_record, page_record
 
@@ -235,3 +236,23 @@ def test_bad_url_is_input_error() -> None:
         SqlEventStore("not a url with s3cret")
     with pytest.raises(InputError, match="unknown backend"):
         SqlEventStore("nosuchdb://user:pw@host/db")
+
+
+def test_large_batch_lookups_span_several_queries(store: SqlEventStore) -> None:
+    events = sample_events(1205, seed=11)
+    assert store.append_events(events[:600]) == 600
+    assert store.append_events(events) == 605
+    assert store.append_events(events) == 0
+    assert count(store, store.tables.content) == 1205
+
+
+def test_record_key_column_matches_the_schema_function(store: SqlEventStore) -> None:
+    events = [make_event(page_record("Keyed", 1)), make_event({**page_record("Unkeyed", 1), "natural_key": None})]
+    store.append_events(events)
+    table = store.tables.event
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(table.c.event_id, table.c.record_key)).all())
+    for event in events:
+        body = event.body
+        assert stored[event.event_id] == record_key(body["source_system"], body["entity_type"],
+                                                    body["natural_key"], body["content_sha256"])

@@ -1,0 +1,159 @@
+"""Mirror throughput: SqlEventStore.append_events against a plain executemany floor, in one run.
+
+    PYTHONPATH=. python tests/benchmarks/bench_mirror.py [--events N] [--seed S] [--batch B]
+
+SQLite always; PostgreSQL and MariaDB when EVENTLOG_TEST_POSTGRES_URL / EVENTLOG_TEST_MYSQL_URL are set (each
+run uses a schema of its own and drops it afterwards). The floor inserts the very rows the store writes
+(ExchangeEvent and ExchangeContent rows, encoded beforehand) into bare tables without keys or indexes with the
+driver's executemany, in batches of the same size, in one transaction. One JSON line per backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from eventlog.envelope import content_sha256, decode_record, derive_exchange_id, envelope_dict
+from eventlog.events import GENESIS, Event, event_digest
+from eventlog.sqlstore import SqlEventStore, encode_event
+from tests.factories import BASE_TIME, openalex_record
+
+ORIGIN = "0d9e4a8c-1b2f-4c3d-8e5f-6a7b8c9d0e1f"
+
+
+def make_events(count: int, seed: int) -> list[Event]:
+    """Seeded OpenAlex-shaped events of about 2 KB; every tenth one revisits earlier content."""
+    rng = random.Random(seed)
+    events: list[Event] = []
+    prev = GENESIS
+    for n in range(count):
+        revisit = n % 10 == 9
+        source = n - 5 if revisit else n
+        record = openalex_record(source, rng=random.Random(seed * 1_000_003 + source),
+                                 observed=BASE_TIME + timedelta(seconds=n))
+        prepared = decode_record(record)
+        digest = content_sha256(prepared)
+        prepared = msgspec.structs.replace(prepared, content_sha256=digest,
+                                           exchange_id=derive_exchange_id(digest, prepared.observed_at_utc))
+        body = envelope_dict(prepared)
+        if revisit:
+            del body["request"], body["response"]
+        recorded = f"2024-06-01T00:00:{n // 1_000_000:02d}.{n % 1_000_000:06d}Z"
+        unsealed = Event(type="revisited" if revisit else "observed", event_id=body["exchange_id"], seq=n + 1,
+                         recorded_at_utc=recorded, origin=ORIGIN, prev=prev, digest="", body=body)
+        events.append(msgspec.structs.replace(unsealed, digest=event_digest(unsealed)))
+        prev = f"{rng.getrandbits(256):064x}"
+    return events
+
+
+def bare_tables(store: SqlEventStore) -> tuple[sa.MetaData, sa.Table, sa.Table]:
+    """Tables with the store's columns and types but no key, constraint or index."""
+    metadata = sa.MetaData(schema=store.tables.schema)
+    copies = []
+    for source in (store.tables.event, store.tables.content):
+        columns = [sa.Column(column.name, column.type) for column in source.columns if column.name != "event_seq"]
+        copies.append(sa.Table(f"Bare{source.name}", metadata, *columns))
+    return metadata, copies[0], copies[1]
+
+
+def floor_insert(store: SqlEventStore, events: list[Event], batch: int) -> float:
+    """Seconds for a plain executemany of the store's own rows into bare tables."""
+    metadata, bare_event, bare_content = bare_tables(store)
+    rows = [encode_event(event) for event in events]
+    with store.begin() as conn:
+        metadata.create_all(conn)
+    dialect = store.engine.dialect
+    compiled_event = bare_event.insert().compile(dialect=dialect)
+    compiled_content = bare_content.insert().compile(dialect=dialect)
+
+    def params(row: dict[str, Any], compiled: Any) -> Any:
+        if dialect.positional:
+            return tuple(row[name] for name in compiled.positiontup)
+        return row
+
+    batches = []
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        batches.append(([params(row, compiled_event) for row, _ in chunk],
+                        [params(content, compiled_content) for _, content in chunk if content is not None]))
+    raw = store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        started = time.perf_counter()
+        for event_params, content_params in batches:
+            if content_params:
+                cursor.executemany(str(compiled_content), content_params)
+            cursor.executemany(str(compiled_event), event_params)
+        raw.commit()
+        elapsed = time.perf_counter() - started
+        cursor.close()
+    finally:
+        raw.close()
+    return elapsed
+
+
+def run(backend: str, url: str, schema: str, events: list[Event], batch: int, seed: int) -> dict[str, Any]:
+    with SqlEventStore(url, schema=schema) as store:
+        store.create_schema()
+        started = time.perf_counter()
+        written = store.append_events(events, batch=batch)
+        elapsed = time.perf_counter() - started
+        assert written == len(events), (written, len(events))
+        floor = floor_insert(store, events, batch)
+    payload = sum(len(json.dumps(event.body)) for event in events[:1000]) / min(len(events), 1000)
+    return {"bench": "mirror_append", "backend": backend, "events": len(events), "batch": batch, "seed": seed,
+            "avg_event_bytes": round(payload), "seconds": round(elapsed, 3),
+            "events_per_s": round(len(events) / elapsed), "floor_seconds": round(floor, 3),
+            "floor_events_per_s": round(len(events) / floor), "ratio": round(floor / elapsed, 3)}
+
+
+def drop_schema(url: str, schema: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            else:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{schema}`")
+    finally:
+        engine.dispose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--batch", type=int, default=5000)
+    args = parser.parse_args()
+    print(f"# seed {args.seed}, building {args.events} events", file=sys.stderr)
+    events = make_events(args.events, args.seed)
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{Path(folder) / 'lake.db'}"
+        print(json.dumps(run("sqlite", url, "lake", events, args.batch, args.seed)), flush=True)
+    for backend, variable in (("postgresql", "EVENTLOG_TEST_POSTGRES_URL"), ("mysql", "EVENTLOG_TEST_MYSQL_URL")):
+        url = os.environ.get(variable, "")
+        if not url:
+            print(f"# {variable} is not set: {backend} skipped", file=sys.stderr)
+            continue
+        schema = f"t_bench_{uuid.uuid4().hex[:12]}"
+        try:
+            print(json.dumps(run(backend, url, schema, events, args.batch, args.seed)), flush=True)
+        finally:
+            drop_schema(url, schema)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
