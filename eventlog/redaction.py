@@ -160,19 +160,47 @@ _BY_PATTERN: Final = 4
 _ALL: Final = 7
 
 
+def _anchor(translated: bytes) -> tuple[bytes, int]:
+    """The byte a needle is searched by, and its index: a rare letter, else "s", else its first byte."""
+    for anchor in (b"\x01", b"s"):
+        i = translated.find(anchor)
+        if i >= 0:
+            return anchor, i
+    return translated[:1], 0
+
+
 @functools.lru_cache(maxsize=32)
 def _probes(needles: tuple[str, ...]) -> tuple[re.Pattern[bytes], ...]:
     """Compile needles into as few regexes as possible, each starting with a single literal byte."""
     groups: dict[bytes, dict[bytes, set[bytes]]] = {}
     for needle in needles:
         translated = needle.encode().translate(_TABLE)
-        for anchor in (b"\x01", b"s", translated[:1]):
-            i = translated.find(anchor)
-            if i >= 0:
-                break
+        anchor, i = _anchor(translated)
         check = b"(?<=" + re.escape(translated) + b")" if i else b""
         groups.setdefault(anchor, {}).setdefault(translated[i + 1:], set()).add(check)
     return tuple(re.compile(re.escape(anchor) + _alternation(branches)) for anchor, branches in sorted(groups.items()))
+
+
+@functools.lru_cache(maxsize=32)
+def _needle_kinds(needles: tuple[str, ...]) -> tuple[int, dict[bytes, int]]:
+    """How many last bytes of a hit identify its needle, and the kinds of rule each such tail triggers.
+
+    A needle that starts like another one with the same anchor may be matched in its place, so both
+    tails carry both kinds.
+    """
+    width = min(3, *(len(needle) for needle in needles))
+    kinds: dict[bytes, int] = {}
+    keyed = []
+    for needle in needles:
+        text = needle.encode().translate(_TABLE)
+        anchor, i = _anchor(text)
+        keyed.append((anchor, text[i:], text[-width:], _BY_SHAPE if needle in _TOKEN_NEEDLES else _BY_NAME))
+    for anchor, suffix, tail, kind in keyed:
+        for other_anchor, other_suffix, other_tail, _ in keyed:
+            if anchor == other_anchor and (other_suffix.startswith(suffix) or suffix.startswith(other_suffix)):
+                kinds[tail] = kinds.get(tail, 0) | kind
+                kinds[other_tail] = kinds.get(other_tail, 0) | kind
+    return width, kinds
 
 
 def _alternation(branches: dict[bytes, set[bytes]]) -> bytes:
@@ -402,13 +430,7 @@ class Redactor:
         self._prefilter = prefilter
         needles = _NAME_NEEDLES + _TOKEN_NEEDLES + compiled.anchors
         self._probes = _probes(needles)
-        # A hit's kind is read from the last bytes of the needle it ends with.
-        self._needle_width = min(3, *(len(needle) for needle in needles))
-        self._needle_kinds: dict[bytes, int] = {}
-        for needle in needles:
-            tail = needle.encode().translate(_TABLE)[-self._needle_width:]
-            kind = _BY_SHAPE if needle in _TOKEN_NEEDLES else _BY_NAME
-            self._needle_kinds[tail] = self._needle_kinds.get(tail, 0) | kind
+        self._needle_width, self._needle_kinds = _needle_kinds(needles)
         self._names: dict[str, bool] = {}
 
     def redact(self, request: Any, response: Any) -> tuple[Any, Any, tuple[str, ...]]:
@@ -456,13 +478,15 @@ class Redactor:
         except (TypeError, ValueError, OverflowError):
             return _EVERYTHING
         translated = blob.translate(_TABLE)
-        for probe in self._probes:
-            if probe.search(translated) is not None:
+        for first, probe in enumerate(self._probes):
+            m = probe.search(translated)
+            if m is not None:
+                spans = self._spans(blob, translated, first, m.start())
                 break
         else:
             if blob.find(b"@") < 0 and not self._patterns:
                 return None
-        spans = self._spans(blob, translated)
+            spans = self._spans(blob, translated, len(self._probes), 0)
         names: set[str] = set()
         changed: dict[str, str] = {}
         needed = False
@@ -492,14 +516,20 @@ class Redactor:
                 needed = True
         return _Context(names, changed) if needed else None
 
-    def _spans(self, blob: bytes, translated: bytes) -> dict[int, list[int]]:
-        """Every JSON string with a hit: its opening quote -> [closing quote, kinds, first name hit]."""
-        hits: list[tuple[int, int]] = []
+    def _spans(self, blob: bytes, translated: bytes, first: int, offset: int) -> dict[int, list[int]]:
+        """Every JSON string with a hit: its opening quote -> [closing quote, kinds, first name hit].
+
+        Probes before `first` found nothing; probe `first` finds nothing before `offset`.
+        """
         kinds_at = self._needle_kinds.get
         width = self._needle_width
-        for probe in self._probes:
-            hits.extend((m.start(), kinds_at(translated[m.end() - width:m.end()], _ALL))
-                        for m in probe.finditer(translated))
+        hits: list[tuple[int, int]] = []
+        for i, probe in enumerate(self._probes[first:], first):
+            # Resume one byte after each hit, not after its end: needles may overlap.
+            m = probe.search(translated, offset if i == first else 0)
+            while m is not None:
+                hits.append((m.start(), kinds_at(translated[m.end() - width:m.end()], _ALL)))
+                m = probe.search(translated, m.start() + 1)
         at = blob.find(b"@")
         while at >= 0:
             hits.append((at, _BY_SHAPE))
@@ -508,16 +538,21 @@ class Redactor:
             hits.extend((pos, _BY_PATTERN) for pos in self._pattern_hits(blob))
         spans: dict[int, list[int]] = {}
         for pos, kinds in hits:
-            start, end = _string_bounds(blob, pos)
-            if start < 0 or end < 0:
-                continue
+            start = blob.rfind(b'"', 0, pos)
+            if start > 0 and blob[start - 1] == 0x5C:
+                start, _ = _string_bounds(blob, pos)
             span = spans.get(start)
             if span is None:
+                end = blob.find(b'"', pos)
+                if end > 0 and blob[end - 1] == 0x5C:
+                    _, end = _string_bounds(blob, pos)
+                if start < 0 or end < 0:
+                    continue
                 spans[start] = [end, kinds, pos if kinds & _BY_NAME else end]
             else:
                 span[1] |= kinds
-                if kinds & _BY_NAME:
-                    span[2] = min(span[2], pos)
+                if kinds & _BY_NAME and pos < span[2]:
+                    span[2] = pos
         return spans
 
     def _pattern_hits(self, blob: bytes) -> list[int]:
@@ -599,16 +634,25 @@ class Redactor:
                    *, scrub_value: bool = False) -> tuple[Any, _Paths]:
         named_value = "value" in value and (scrub_value or self._name_hit(value.get("name"), context)
                                             or self._name_hit(value.get("key"), context))
+        names, changed = context.names, context.changed
         out: dict[Any, Any] | None = None
         paths: _Paths = []
         for key, item in value.items():
             sub = allow.children.get(key) if allow is not None else None
             if sub is not None and sub.terminal:
                 continue
-            if (named_value and key == "value") or self._name_hit(key, context):
+            if (named_value and key == "value") or (
+                    key in names if names is not None else self._name_hit(key, context)):
                 new, found = self._scrub(item, sub, context)
-            else:
+            elif isinstance(item, str):
+                redacted = changed.get(item) if changed is not None else self._scan(item, _ALL)
+                if redacted is None:
+                    continue
+                new, found = redacted, [()]
+            elif isinstance(item, dict | list | tuple):
                 new, found = self._walk(item, sub, context)
+            else:
+                continue
             if new is not item:
                 if out is None:
                     out = dict(value)
