@@ -62,7 +62,7 @@ import msgspec
 
 from eventlog.errors import InputError
 
-__all__ = ["DEFAULT_MARKER", "RedactionPolicy", "Redactor", "name_parts"]
+__all__ = ["DEFAULT_MARKER", "RedactionPolicy", "Redactor", "format_path", "name_parts", "parse_path"]
 
 DEFAULT_MARKER: Final = "[REDACTED]"
 _MAX_NAME: Final = 256
@@ -128,7 +128,7 @@ _USERINFO = re.compile(
     r"""(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:'"\\]*:(?P<v>[^\s/?#@'"\\]+)@""")
 _TOKENS = re.compile(
     r"-----BEGIN (?P<pl>(?:[A-Z0-9]+ )*)PRIVATE KEY(?P<pt>(?: BLOCK)?)-----"
-    r"(?:[\s\S]*?-----END (?P=pl)PRIVATE KEY(?P=pt)-----|[A-Za-z0-9+/=\s:,\\-]*)"
+    r"(?:[\s\S]{0,16384}?-----END (?P=pl)PRIVATE KEY(?P=pt)-----|[A-Za-z0-9+/=\s:,\\-]*)"
     r"|(?<![A-Za-z0-9_-])(?i:bearer)[ \t\r\n]+(?P<bearer>(?=[A-Za-z0-9._~+/-]*[0-9])[A-Za-z0-9._~+/-]{8,}=*)"
     r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
     r"|(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"
@@ -379,6 +379,8 @@ class _Compiled:
             if entry.startswith("$"):
                 try:
                     segments = parse_path(entry)
+                    if segments and segments[0] not in ("request", "response"):
+                        raise ValueError(f"JSON path {entry!r} must start with $.request or $.response")
                 except ValueError as exc:
                     raise InputError(str(exc), source=source, path=f"{at}.allow[{i}]") from None
                 node = self.allow_paths

@@ -276,7 +276,7 @@ def test_prose_and_near_misses_are_left_alone() -> None:
         "ref": "git@github.com:org/repo.git", "ip": "http://[::1]:8080/a?b=c",
         "nextPageToken": "CAUQAA", "AKIA": "AKIA is a prefix", "tags": ["secret", "token"],
     }
-    request, new, paths = redact({"method": "GET"}, response)
+    _, new, paths = redact({"method": "GET"}, response)
     assert new is response and paths == ()
 
 
@@ -359,6 +359,7 @@ def test_disabled_policy_changes_nothing() -> None:
     ({"patterns": ["a*"]}, "$.redaction.patterns[0]", "matches the empty string"),
     ({"allow": ["$.request[x]"]}, "$.redaction.allow[0]", "malformed"),
     ({"allow": ["--"]}, "$.redaction.allow[0]", "no letters or digits"),
+    ({"allow": ["$.headers.Cookie"]}, "$.redaction.allow[0]", "must start with $.request or $.response"),
     ({"names": ["123"]}, "$.redaction.names[0]", "no letters"),
     ({"marker": ""}, "$.redaction.marker", "must not be empty"),
     ({"enabled": "yes"}, "$.redaction.enabled", "Expected `bool`"),
