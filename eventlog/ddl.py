@@ -33,10 +33,7 @@ def ddl_files(dialect: str, *, schema: str = DEFAULT_SCHEMA) -> dict[str, list[s
     """The statements of each DDL file for `dialect`, by file name, in the order they must run."""
     compiler = dialect_by_name(dialect)
     tables = build_tables(schema if uses_schema(dialect) else None)
-    setup: list[str] = []
-    schema_sql = create_schema_sql(dialect, schema) if uses_schema(dialect) else None
-    if schema_sql is not None:
-        setup.append(schema_sql)
+    setup = [create_schema_sql(dialect, schema)] if uses_schema(dialect) else []
     for table in tables.metadata.sorted_tables:
         setup.append(_create_table(table, compiler))
         for index in sorted(table.indexes, key=lambda ix: str(ix.name)):

@@ -9,7 +9,7 @@ and the upsert, engine options for the fastest sound bulk path, and the translat
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -122,14 +122,12 @@ def table_options() -> dict[str, Any]:
 
 # --- schema creation ------------------------------------------------------------------------------------------
 
-def create_schema_sql(dialect_name: str, schema: str) -> str | None:
-    """Statement creating `schema` if it is missing, or None on SQLite.
+def create_schema_sql(dialect_name: str, schema: str) -> str:
+    """Statement creating `schema` if it is missing (not for SQLite, which has no schemas).
 
     On MySQL/MariaDB a schema is a database, created with utf8mb4 and binary collation.
     """
     check_schema_name(schema)
-    if dialect_name == "sqlite":
-        return None
     quoted = dialect_by_name(dialect_name).identifier_preparer.quote_identifier(schema)
     if dialect_name == "postgresql":
         return f"CREATE SCHEMA IF NOT EXISTS {quoted}"
@@ -138,6 +136,8 @@ def create_schema_sql(dialect_name: str, schema: str) -> str | None:
     if dialect_name == "mssql":
         # CREATE SCHEMA must be alone in its batch, hence EXEC.
         return f"IF SCHEMA_ID(N'{schema}') IS NULL EXEC(N'CREATE SCHEMA {quoted}')"
+    if dialect_name == "sqlite":
+        raise InputError("SQLite has no schemas: its tables live in the database file itself")
     raise InputError(f"unknown SQL dialect {dialect_name!r}")
 
 
@@ -210,25 +210,32 @@ def _is_identity(column: sa.Column[Any]) -> bool:
     return column.identity is not None
 
 
-def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def bulk_insert(conn: sa.Connection, table: sa.Table, rows: Iterable[dict[str, Any]]) -> None:
     """Insert `rows` (dicts keyed by column name, identity column left out) by the fastest sound path.
 
-    PostgreSQL: COPY FROM STDIN on the same connection and transaction. Elsewhere: the compiled INSERT through
-    the driver's executemany (pymysql rewrites it into multi-row INSERTs; SQL Server uses fast_executemany),
-    skipping SQLAlchemy's per-row parameter processing, which none of these column types needs.
+    PostgreSQL: COPY FROM STDIN on the same connection and transaction, consuming `rows` lazily so the server
+    works while the caller produces them. Elsewhere: the compiled INSERT through the driver's executemany
+    (pymysql rewrites it into multi-row INSERTs; SQL Server uses fast_executemany), skipping SQLAlchemy's
+    per-row parameter processing, which none of these column types needs.
     """
-    if not rows:
-        return
     names = [column.name for column in table.columns if not _is_identity(column)]
     dialect = conn.dialect
     if dialect.name == "postgresql":
         preparer = dialect.identifier_preparer
-        columns = ", ".join(preparer.quote(name) for name in names)
         values = itemgetter(*names)
+        iterator = iter(rows)
+        first = next(iterator, None)
+        if first is None:
+            return
+        columns = ", ".join(preparer.quote(name) for name in names)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor.copy(f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN") as copy:
-            for row in rows:
+            copy.write_row(values(first))
+            for row in iterator:
                 copy.write_row(values(row))
+        return
+    rows = rows if isinstance(rows, list) else list(rows)
+    if not rows:
         return
     if dialect.name == "sqlite":
         # sqlite3 reads named parameters straight from the dicts.

@@ -73,6 +73,7 @@ _REVISITED_SIZE, _OBSERVED_SIZE = len(_ENVELOPE_KEY_SET), len(_OBSERVED_KEYS)
 _NO_ENVELOPE = dict.fromkeys(ENVELOPE_KEYS)
 
 _decode_json = msgspec.json.Decoder().decode
+_SORTED = msgspec.json.Encoder(order="sorted")
 
 
 class SqlEventStore:
@@ -135,14 +136,16 @@ class SqlEventStore:
     def create_schema(self) -> None:
         """Create the schema, tables, indexes and the audit view if missing; never drops or alters anything.
 
-        Safe to call on every start: a second call changes nothing and keeps every row.
+        Safe to call on every start: a second call changes nothing and keeps every row. What exists is looked up
+        first, so a user without CREATE rights can call it on a schema an administrator created.
         """
+        schema = self.tables.schema
         with self.begin() as conn:
-            schema_sql = create_schema_sql(self.dialect_name, self.tables.schema) if self.tables.schema else None
-            if schema_sql is not None:
-                conn.exec_driver_sql(schema_sql)
+            if schema is not None and not sa.inspect(conn).has_schema(schema):
+                conn.exec_driver_sql(create_schema_sql(self.dialect_name, schema))
             self.tables.metadata.create_all(conn, checkfirst=True)
-            conn.exec_driver_sql(view_sql(self.tables, conn.dialect))
+            if self.tables.history_name not in sa.inspect(conn).get_view_names(schema=schema):
+                conn.exec_driver_sql(view_sql(self.tables, conn.dialect))
             conn.execute(self.statements.seed_lock, [self._lock_row()])
 
     def append_events(self, events: Iterable[Event], *, conn: sa.Connection | None = None,
@@ -184,27 +187,28 @@ class SqlEventStore:
                     raise _digest_conflict(event.event_id, known, event.digest)
             present: dict[str, str] = {row.event_id: row.digest for row in _lookup(
                 conn, statements.event_digests, "ids", [event.event_id for event in fresh])}
-            event_rows: list[dict[str, Any]] = []
-            content_rows: dict[str, dict[str, Any]] = {}
+            new_events: list[Event] = []
             for event in fresh:
                 stored = present.get(event.event_id)
-                if stored is not None:
-                    if stored != event.digest:
-                        raise _digest_conflict(event.event_id, stored, event.digest)
-                    continue
-                row, content = encode_event(event, strings=strings)
-                event_rows.append(row)
-                if content is not None and content["content_sha256"] not in stored_content:
-                    content_rows[content["content_sha256"]] = content
-            if content_rows:
-                # Under the append lock nobody else adds content, so what is absent now can be inserted plainly.
-                for content_hash, in _lookup(conn, statements.content_present, "hashes", list(content_rows)):
-                    del content_rows[content_hash]
-                stored_content.update(content_rows)
-                bulk_insert(conn, self.tables.content, list(content_rows.values()))
-            if event_rows:
-                bulk_insert(conn, self.tables.event, event_rows)
-                written += len(event_rows)
+                if stored is None:
+                    new_events.append(event)
+                elif stored != event.digest:
+                    raise _digest_conflict(event.event_id, stored, event.digest)
+            # Under the append lock nobody else adds content, so what is absent now can be inserted plainly.
+            wanted: set[str] = set()
+            for event in new_events:
+                content_hash = event.body.get("content_sha256") if event.type == "observed" else None
+                if isinstance(content_hash, str) and content_hash not in stored_content:
+                    wanted.add(content_hash)
+            for content_hash, in _lookup(conn, statements.content_present, "hashes", sorted(wanted)):
+                wanted.discard(content_hash)
+            stored_content.update(wanted)
+            event_rows: list[dict[str, Any]] = []
+            # Content rows stream while events are encoded (COPY on PostgreSQL overlaps the two); the event
+            # rows follow once all of them are encoded.
+            bulk_insert(conn, self.tables.content, _encode_all(new_events, event_rows, wanted, strings))
+            bulk_insert(conn, self.tables.event, event_rows)
+            written += len(event_rows)
         return written
 
     def max_event_seq(self, *, conn: sa.Connection | None = None) -> int:
@@ -371,19 +375,37 @@ def encode_event(event: Event, *, strings: dict[str, bytes] | None = None,
             row["record_key"] = record_key_of_encoded([source, entity, natural, canonical_json(row["content_sha256"])])
     if event.type != "observed":
         return row, None
-    request = canonical_json(body["request"])
-    response = canonical_json(body["response"])
-    content = b"".join((
-        b'{"entity_type":', entity, b',"exchange_type":', _cached_json(body["exchange_type"], cache),
-        b',"natural_key":', natural, b',"request":', request, b',"response":', response,
-        b',"source_system":', source, b"}",
-    ))
+    head = b'{"entity_type":' + entity + b',"exchange_type":' + _cached_json(body["exchange_type"], cache) + (
+        b',"natural_key":' + natural + b',"request":')
+    tail = b',"source_system":' + source + b"}"
+    # msgspec's sorted output is the canonical form for most payloads, at a fraction of the cost. A match of the
+    # content hash proves the bytes are the canonical ones; anything else takes the exact canonical encoder.
+    try:
+        request, response = _SORTED.encode(body["request"]), _SORTED.encode(body["response"])
+    except (TypeError, msgspec.EncodeError):
+        request = response = b""
+    content = b"".join((head, request, b',"response":', response, tail))
     digest = hashlib.sha256(content).hexdigest()
     if digest != body["content_sha256"]:
-        raise IntegrityError(f"observed event {event.event_id} carries content_sha256 "
-                             f"{body['content_sha256']!r} but its content hashes to {digest}")
+        request, response = canonical_json(body["request"]), canonical_json(body["response"])
+        content = b"".join((head, request, b',"response":', response, tail))
+        digest = hashlib.sha256(content).hexdigest()
+        if digest != body["content_sha256"]:
+            raise IntegrityError(f"observed event {event.event_id} carries content_sha256 "
+                                 f"{body['content_sha256']!r} but its content hashes to {digest}")
     return row, {"content_sha256": digest, "request": request.decode(), "response": response.decode(),
                  "content_bytes": len(content), "first_event_id": event.event_id}
+
+
+def _encode_all(events: list[Event], event_rows: list[dict[str, Any]], wanted: set[str],
+                strings: dict[str, bytes]) -> Iterator[dict[str, Any]]:
+    """Encode `events`, appending their ExchangeEvent rows to `event_rows`; yields the content rows in `wanted`."""
+    for event in events:
+        row, content = encode_event(event, strings=strings)
+        event_rows.append(row)
+        if content is not None and content["content_sha256"] in wanted:
+            wanted.discard(content["content_sha256"])
+            yield content
 
 
 def decode_event(row: Mapping[Any, Any]) -> Event:
