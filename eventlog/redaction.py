@@ -128,7 +128,7 @@ _USERINFO = re.compile(
     r"""(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:'"\\]*:(?P<v>[^\s/?#@'"\\]+)@""")
 _TOKENS = re.compile(
     r"-----BEGIN (?P<pl>(?:[A-Z0-9]+ )*)PRIVATE KEY(?P<pt>(?: BLOCK)?)-----"
-    r"(?:[\s\S]{0,16384}?-----END (?P=pl)PRIVATE KEY(?P=pt)-----|[A-Za-z0-9+/=\s:,\\-]*)"
+    r"(?:[\s\S]{0,8192}?-----END (?P=pl)PRIVATE KEY(?P=pt)-----|[A-Za-z0-9+/=\s:,\\-]*)"
     r"|(?<![A-Za-z0-9_-])(?i:bearer)[ \t\r\n]+(?P<bearer>(?=[A-Za-z0-9._~+/-]*[0-9])[A-Za-z0-9._~+/-]{8,}=*)"
     r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
     r"|(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"
@@ -143,12 +143,18 @@ _TOKENS = re.compile(
 # literal byte, find every candidate (Python's re scans for a literal prefix fast, for a character set slowly).
 # Needles without those letters are anchored on "s", the rest on their first byte. "@" (user info in URLs)
 # is found with a plain byte search.
+_KEY_NEEDLE: Final = "key"
 _NAME_NEEDLES: Final = ("token", "secret", "passw", "passp", "session", "sessid", "signature", "credential",
-                        "authorization", "cookie", "key")
+                        "authorization", "cookie", _KEY_NEEDLE)
+# "key" is sensitive only after a qualifier part (apikey, api_key, X-Api-Key, privateKey, api%5Fkey).
+_QUALIFIER_BYTES: Final = tuple(q.encode() for q in sorted(_KEY_QUALIFIERS))
+_SEPARATOR_BYTES: Final = bytes(c for c in range(256) if not bytes([c]).isalnum())
+_ESCAPE_TAIL = re.compile(rb"%[0-9a-f]{2}\Z")
+_Candidate = tuple[int, bytes, int, bool]
 _TOKEN_NEEDLES: Final = ("eyj", "akia", "asia", "sk-", "k_live_", "k_test_", "ghp_", "gho_", "ghu_", "ghs_",
                          "ghr_", "github_pat_", "aiza", "-----begin", "bearer",
                          "xoxa-", "xoxb-", "xoxo-", "xoxp-", "xoxr-", "xoxs-")
-_ANCHORS: Final = b"bgjkxz"
+_ANCHORS: Final = b"bgjkxyz"
 _TABLE: Final = bytes((1 if c in _ANCHORS else c) for c in bytes(range(256)).lower())
 _NUMERIC_LIST = re.compile(rb"\[[-0-9.eE+,]*\]")
 _HAR_NAME_KEYS: Final = (b'"name":', b'"key":')
@@ -158,6 +164,8 @@ _BY_NAME: Final = 1
 _BY_SHAPE: Final = 2
 _BY_PATTERN: Final = 4
 _ALL: Final = 7
+# Past this many strings with hits, examining every string is cheaper than locating each one.
+_MAX_SPANS: Final = 64
 
 
 def _anchor(translated: bytes) -> tuple[bytes, int]:
@@ -182,25 +190,38 @@ def _probes(needles: tuple[str, ...]) -> tuple[re.Pattern[bytes], ...]:
 
 
 @functools.lru_cache(maxsize=32)
-def _needle_kinds(needles: tuple[str, ...]) -> tuple[int, dict[bytes, int]]:
-    """How many last bytes of a hit identify its needle, and the kinds of rule each such tail triggers.
+def _candidates(needles: tuple[str, ...]) -> tuple[int, dict[bytes, tuple[_Candidate, ...]]]:
+    """How many last bytes of a probe match identify it, and for each such tail the needles it may be.
 
-    A needle that starts like another one with the same anchor may be matched in its place, so both
-    tails carry both kinds.
+    A candidate is (its anchor's index, the needle, the kinds of rule it triggers, whether it counts only
+    after a key qualifier: the built-in "key"; user names never do). Translation makes the
+    anchor letters alike, and a probe reports only the first of two needles whose suffixes start alike,
+    so a tail stands for every needle sharing its anchor whose suffix is a prefix of its own, or the
+    reverse; a hit checks which of them the lower-cased bytes really hold.
     """
     width = min(3, *(len(needle) for needle in needles))
-    kinds: dict[bytes, int] = {}
     keyed = []
     for needle in needles:
         text = needle.encode().translate(_TABLE)
         anchor, i = _anchor(text)
-        keyed.append((anchor, text[i:], text[-width:], _BY_SHAPE if needle in _TOKEN_NEEDLES else _BY_NAME))
-    for anchor, suffix, tail, kind in keyed:
-        for other_anchor, other_suffix, other_tail, _ in keyed:
+        kind = _BY_SHAPE if needle in _TOKEN_NEEDLES else _BY_NAME
+        keyed.append((anchor, text[i:], text[-width:], (i, needle.encode(), kind, needle is _KEY_NEEDLE)))
+    candidates: dict[bytes, set[_Candidate]] = {}
+    for anchor, suffix, tail, _ in keyed:
+        for other_anchor, other_suffix, _, candidate in keyed:
             if anchor == other_anchor and (other_suffix.startswith(suffix) or suffix.startswith(other_suffix)):
-                kinds[tail] = kinds.get(tail, 0) | kind
-                kinds[other_tail] = kinds.get(other_tail, 0) | kind
-    return width, kinds
+                candidates.setdefault(tail, set()).add(candidate)
+    return width, {tail: tuple(sorted(found)) for tail, found in candidates.items()}
+
+
+@functools.lru_cache(maxsize=32)
+def _probe_kinds(needles: tuple[str, ...]) -> tuple[int, ...]:
+    """For each probe of `_probes(needles)`, the kinds of rule its hits can trigger."""
+    kinds: dict[bytes, int] = {}
+    for needle in needles:
+        anchor, _ = _anchor(needle.encode().translate(_TABLE))
+        kinds[anchor] = kinds.get(anchor, 0) | (_BY_SHAPE if needle in _TOKEN_NEEDLES else _BY_NAME)
+    return tuple(kinds[anchor] for anchor in sorted(kinds))
 
 
 def _alternation(branches: dict[bytes, set[bytes]]) -> bytes:
@@ -229,6 +250,23 @@ def _string_bounds(blob: bytes, pos: int) -> tuple[int, int]:
     while end > 0 and _escaped(blob, end):
         end = blob.find(b'"', end + 1)
     return start, end
+
+
+def _after_key_qualifier(blob: bytes, at: int) -> bool:
+    """Whether the name part before `at` may be a key qualifier (or lies beyond the bytes looked at)."""
+    before = blob[max(0, at - 96):at].lower().rstrip(_SEPARATOR_BYTES)
+    while _ESCAPE_TAIL.search(before) is not None:
+        before = before[:-3].rstrip(_SEPARATOR_BYTES)
+    return not before or before.endswith(_QUALIFIER_BYTES)
+
+
+def _positions(blob: bytes, byte: bytes) -> list[int]:
+    found = []
+    at = blob.find(byte)
+    while at >= 0:
+        found.append(at)
+        at = blob.find(byte, at + 1)
+    return found
 
 
 def _may_hold_named_value(blob: bytes, name: int, end: int) -> bool:
@@ -432,7 +470,8 @@ class Redactor:
         self._prefilter = prefilter
         needles = _NAME_NEEDLES + _TOKEN_NEEDLES + compiled.anchors
         self._probes = _probes(needles)
-        self._needle_width, self._needle_kinds = _needle_kinds(needles)
+        self._needle_width, self._candidates = _candidates(needles)
+        self._probe_kinds = _probe_kinds(needles)
         self._names: dict[str, bool] = {}
 
     def redact(self, request: Any, response: Any) -> tuple[Any, Any, tuple[str, ...]]:
@@ -489,6 +528,8 @@ class Redactor:
             if blob.find(b"@") < 0 and not self._patterns:
                 return None
             spans = self._spans(blob, translated, len(self._probes), 0)
+        if spans is None:
+            return _EVERYTHING
         names: set[str] = set()
         changed: dict[str, str] = {}
         needed = False
@@ -518,43 +559,54 @@ class Redactor:
                 needed = True
         return _Context(names, changed) if needed else None
 
-    def _spans(self, blob: bytes, translated: bytes, first: int, offset: int) -> dict[int, list[int]]:
+    def _spans(self, blob: bytes, translated: bytes, first: int, offset: int) -> dict[int, list[int]] | None:
         """Every JSON string with a hit: its opening quote -> [closing quote, kinds, first name hit].
 
-        Probes before `first` found nothing; probe `first` finds nothing before `offset`.
+        Probes before `first` found nothing; probe `first` finds nothing before `offset`. None when hits
+        are so many that walking everything is cheaper.
         """
-        kinds_at = self._needle_kinds.get
-        width = self._needle_width
-        hits: list[tuple[int, int]] = []
-        for i, probe in enumerate(self._probes[first:], first):
-            # Resume one byte after each hit, not after its end: needles may overlap.
-            m = probe.search(translated, offset if i == first else 0)
-            while m is not None:
-                hits.append((m.start(), kinds_at(translated[m.end() - width:m.end()], _ALL)))
-                m = probe.search(translated, m.start() + 1)
-        at = blob.find(b"@")
-        while at >= 0:
-            hits.append((at, _BY_SHAPE))
-            at = blob.find(b"@", at + 1)
-        if self._patterns:
-            hits.extend((pos, _BY_PATTERN) for pos in self._pattern_hits(blob))
         spans: dict[int, list[int]] = {}
-        for pos, kinds in hits:
-            start = blob.rfind(b'"', 0, pos)
-            if start > 0 and blob[start - 1] == 0x5C:
-                start, _ = _string_bounds(blob, pos)
-            span = spans.get(start)
-            if span is None:
-                end = blob.find(b'"', pos)
-                if end > 0 and blob[end - 1] == 0x5C:
-                    _, end = _string_bounds(blob, pos)
-                if start < 0 or end < 0:
+        candidates_at = self._candidates.get
+        width = self._needle_width
+        for i in range(first, len(self._probes)):
+            search, possible = self._probes[i].search, self._probe_kinds[i]
+            start = end = -1
+            entry: list[int] = []
+            m = search(translated, offset if i == first else 0)
+            while m is not None:
+                hit = m.start()
+                kinds = 0
+                for index, needle, kind, qualified in candidates_at(translated[m.end() - width:m.end()], ()):
+                    at = hit - index
+                    if blob[at:at + len(needle)].lower() == needle and (
+                            not qualified or _after_key_qualifier(blob, at)):
+                        kinds |= kind
+                if not kinds:  # letters that only look alike once translated
+                    m = search(translated, hit + 1)
                     continue
-                spans[start] = [end, kinds, pos if kinds & _BY_NAME else end]
-            else:
-                span[1] |= kinds
-                if kinds & _BY_NAME and pos < span[2]:
-                    span[2] = pos
+                if not start < hit < end:
+                    start, end = _string_bounds(blob, hit)
+                    if start < 0 or end < 0:
+                        start = end = -1
+                        m = search(translated, hit + 1)
+                        continue
+                    entry = spans.setdefault(start, [end, 0, end])
+                    if len(spans) > _MAX_SPANS:
+                        return None
+                entry[1] |= kinds
+                if kinds & _BY_NAME and hit < entry[2]:
+                    entry[2] = hit
+                # Needles may overlap: resume one byte on, or past the string once it has every kind.
+                m = search(translated, end if entry[1] & possible == possible else hit + 1)
+        extra = [(at, _BY_SHAPE) for at in _positions(blob, b"@")]
+        if self._patterns:
+            extra.extend((hit, _BY_PATTERN) for hit in self._pattern_hits(blob))
+        for hit, kinds in extra:
+            start, end = _string_bounds(blob, hit)
+            if start >= 0 and end >= 0:
+                spans.setdefault(start, [end, 0, end])[1] |= kinds
+                if len(spans) > _MAX_SPANS:
+                    return None
         return spans
 
     def _pattern_hits(self, blob: bytes) -> list[int]:

@@ -402,6 +402,14 @@ def test_deterministic_idempotent_and_inputs_not_mutated() -> None:
     assert again[0] is first[0]
 
 
+def test_many_hits_fall_back_to_a_full_walk() -> None:
+    items = [{"title": f"session {i}", "token": f"t{i}", "url": f"https://x.example/?a=1&token=v{i}"}
+             for i in range(100)]
+    _, response, paths = redact(None, {"items": items})
+    assert response["items"][99] == {"title": "session 99", "token": R, "url": "https://x.example/?a=1&token=[REDACTED]"}
+    assert len(paths) == 200
+
+
 def test_values_msgspec_cannot_encode_fall_back_to_a_full_walk() -> None:
     marker = object()
     new, paths = req({"obj": marker, "password": "pw"})
