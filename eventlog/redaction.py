@@ -1,54 +1,55 @@
 """Redaction of secrets from an exchange's request and response, before hashing and before any write.
 
-`Redactor.redact(request, response)` returns new values with every secret replaced by a fixed marker
-(default ``[REDACTED]``) and the sorted JSON paths of the strings it changed (``$.request.headers.Authorization``,
-``$.response.items[3].access_token``, ``$.request.headers["X-Api-Key"]``; paths sort as plain strings). Inputs are
-never mutated; a value with nothing to redact comes back as the very same object. The output depends only on the
-input and the policy, so redaction is deterministic and idempotent (redacting twice changes nothing more).
+`Redactor.redact(request, response)` returns new values with every secret replaced by a fixed marker (default
+``[REDACTED]``) and the sorted JSON paths of the strings it changed (``$.request.headers.Authorization``,
+``$.response.items[3].access_token``, ``$.request.headers["X-Api-Key"]``; paths sort as plain strings). Inputs
+are never mutated; a value with nothing to redact comes back as the very same object. The output depends only
+on the input and the policy, so redaction is deterministic and idempotent (redacting twice changes nothing
+more).
 
-What is a sensitive name (JSON keys, header names, query and form field names): the name is cut into lower-case
-word parts at non-alphanumerics, ``%XX`` escapes, camelCase and letter/digit boundaries (``X-Goog-Api-Key`` ->
-x goog api key, ``apiToken`` -> api token, ``user%5Bpassword%5D`` -> user password). It is sensitive when a part is
-token, secret, password, passwd, passphrase, session, sessionid, sessid, signature, credential(s),
-authorization, cookie(s), apikey or privatekey; when a part ends in token, secret, password, passwd, apikey,
-privatekey, sessionid or sessid (``csrftoken``, ``clientsecret``, ``jsessionid``); or when ``key`` follows api,
-private, access, signing, client, consumer, app, master or encryption. So ``access_token``, ``X-Auth-Token``,
-``Proxy-Authorization``, ``Set-Cookie`` match, while ``tokenizer``, ``max_tokens``, ``tokens_used``, ``keywords``
-and ``possession`` do not. Names whose last part is a descriptor (type, types, endpoint, url, uri, count,
-counts, limit, limits, usage) describe a secret rather than hold one (``token_type``, ``token_endpoint``) and
-are kept, as are pagination cursors (``pageToken``, ``next_page_token``). Names longer than 256 characters
-are never names. `RedactionPolicy.names` adds fragments matched the same way (``"tenant id"`` matches
-``X-Tenant-Id``), and they win over the descriptor and cursor exemptions; `RedactionPolicy.allow` exempts
-whole names (matched by their parts) and JSON paths (with everything beneath them).
+What is a sensitive name (JSON keys, header names, query and form field names): the name is cut into
+lower-case word parts at non-alphanumerics, ``%XX`` escapes, camelCase and letter/digit boundaries
+(``X-Goog-Api-Key`` -> x goog api key, ``apiToken`` -> api token, ``user%5Bpassword%5D`` -> user password). It
+is sensitive when a part is token, secret, password, passwd, passphrase, session, sessionid, sessid,
+signature, credential(s), authorization, cookie(s), apikey or privatekey; when a part ends in token, secret,
+password, passwd, apikey, privatekey, sessionid or sessid (``csrftoken``, ``clientsecret``, ``jsessionid``);
+or when ``key`` follows api, private, access, signing, client, consumer, app, master or encryption. So
+``access_token``, ``X-Auth-Token``, ``Proxy-Authorization``, ``Set-Cookie`` match, while ``tokenizer``,
+``max_tokens``, ``tokens_used``, ``keywords`` and ``possession`` do not. Names whose last part is a descriptor
+(type, types, endpoint, url, uri, count, counts, limit, limits, usage) describe a secret rather than hold one
+(``token_type``, ``token_endpoint``) and are kept, as are pagination cursors (``pageToken``,
+``next_page_token``). Names longer than 256 characters are never names. `RedactionPolicy.names` adds fragments
+matched the same way (``"tenant id"`` matches ``X-Tenant-Id``), and they win over the descriptor and cursor
+exemptions; `RedactionPolicy.allow` exempts whole names (matched by their parts) and JSON paths (with
+everything beneath them).
 
 What is replaced:
-- under a sensitive key, the string value, or every string anywhere inside a list or object value (but
-  only the value of a ``{"name": ..., "value": ...}`` object in it, such as a HAR cookie); numbers, booleans
-  and null are kept (``prompt_tokens: 12``), and so are empty strings and strings already equal to the
-  marker;
-- header containers in all three shapes: an object (by key), a list of ``[name, value]`` pairs (a list
-  whose items are all two-element lists starting with a string; a lone pair or a two-word list of tags is
-  not one), and a list of ``{"name": ..., "value": ...}`` or ``{"key": ..., "value": ...}`` objects (HAR,
-  Postman); query parameters given as pairs or objects are the same shapes;
-- inside any string: values of sensitive ``name=value`` fields (URL query and fragment parameters, form bodies,
-  cookies, ``;jsessionid=``, also ``name="value"``), values of sensitive keys in JSON or Python text embedded
-  in the string (``{"password": "x"}``, ``{'password': 'x'}``, one level of encoding), credentials after
-  ``Authorization: <scheme>`` in header text, the password of ``scheme://user:password@host``, and
+- under a sensitive key, the string value, or every string anywhere inside a list or object value (but only
+  the value of a ``{"name": ..., "value": ...}`` object in it, such as a HAR cookie); numbers, booleans and
+  null are kept (``prompt_tokens: 12``), and so are empty strings and strings already equal to the marker;
+- header containers in all three shapes: an object (by key), a list of ``[name, value]`` pairs (a list whose
+  items are all two-element lists starting with a string; a lone pair or a two-word list of tags is not one),
+  and a list of ``{"name": ..., "value": ...}`` or ``{"key": ..., "value": ...}`` objects (HAR, Postman);
+  query parameters given as pairs or objects are the same shapes;
+- inside any string: values of sensitive ``name=value`` fields (URL query and fragment parameters, form
+  bodies, cookies, ``;jsessionid=``, also ``name="value"``), values of sensitive keys in JSON or Python text
+  embedded in the string (``{"password": "x"}``, ``{'password': 'x'}``, one level of encoding), credentials
+  after ``Authorization: <scheme>`` in header text, the password of ``scheme://user:password@host``, and
   token-shaped substrings: JWTs, AWS access key ids (AKIA, ASIA), ``Bearer <token>`` (the token must have a
   digit and 8+ characters, so "a bearer of bad news" stays), OpenAI/Anthropic ``sk-`` keys (20+ characters
-  with a digit, not preceded by a letter, so "risk-free" and "task-list" stay), Stripe ``sk_live_``/``rk_live_``
-  keys, GitHub ``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``/``github_pat_`` tokens, Google ``AIza`` keys, Slack
-  ``xox?-`` tokens and PEM private key blocks (the whole block). Only the secret's characters are replaced:
-  the rest of a URL or text stays byte-identical. Ordinary hex digests and UUIDs are not token shapes.
-  `RedactionPolicy.patterns` adds regular expressions; a match is replaced whole, or only its ``secret``
-  named group when it has one.
+  with a digit, not preceded by a letter, so "risk-free" and "task-list" stay), Stripe
+  ``sk_live_``/``rk_live_`` keys, GitHub ``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``/``github_pat_`` tokens,
+  Google ``AIza`` keys, Slack ``xox?-`` tokens and PEM private key blocks (the whole block). Only the secret's
+  characters are replaced: the rest of a URL or text stays byte-identical. Ordinary hex digests and UUIDs are
+  not token shapes. `RedactionPolicy.patterns` adds regular expressions; a match is replaced whole, or only
+  its ``secret`` named group when it has one.
 - Dict keys are never rewritten, and strings are not searched for names spelt across JSON escapes.
 
-Cost: one ``msgspec.json.encode`` of the pair and one translated copy of those bytes are searched for the
-few literals any rule needs (anchored regexes, single pass each); only the strings around a hit are decoded
-and examined, and the values are walked only when something will change. A custom pattern is also searched
-in the compact JSON text, so it must be able to match the secret there: no ``^``/``$`` anchors and no
-reliance on quotes, backslashes or control characters, which JSON escapes.
+Cost: one ``msgspec.json.encode`` of the pair and one translated copy of those bytes are searched for the few
+literals any rule needs (anchored regexes, single pass each); only the strings around a hit are decoded and
+examined, and the values are walked only when something will change. A custom pattern is also searched in the
+compact JSON text, so it must be able to match the secret there: no ``^``/``$`` anchors and no reliance on
+quotes, backslashes or control characters, which JSON escapes.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -75,8 +76,9 @@ _SUFFIXES: Final = ("token", "secret", "password", "passwd", "apikey", "privatek
 _KEY_QUALIFIERS: Final = frozenset({
     "api", "private", "access", "signing", "client", "consumer", "app", "master", "encryption",
 })
-_DESCRIPTORS: Final = frozenset({"type", "types", "endpoint", "url", "uri", "count", "counts", "limit", "limits",
-                                 "usage"})
+_DESCRIPTORS: Final = frozenset({
+    "type", "types", "endpoint", "url", "uri", "count", "counts", "limit", "limits", "usage",
+})
 
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -138,14 +140,13 @@ _TOKENS = re.compile(
     r"|(?<![A-Za-z0-9_-])AIza[A-Za-z0-9_-]{35,}"
     r"|(?<![A-Za-z0-9_-])xox[abposr]-[A-Za-z0-9-]{10,}")
 
-# Pre-filter: literals that every rule above needs, lower-cased. The encoded bytes are lower-cased and the
-# rarer letters below become one byte in a single translate; then a few regexes, each starting with one
-# literal byte, find every candidate (Python's re scans for a literal prefix fast, for a character set slowly).
-# Needles without those letters are anchored on "s", the rest on their first byte. "@" (user info in URLs)
-# is found with a plain byte search.
-_KEY_NEEDLE: Final = "key"
+# Pre-filter: literals ("needles") that every rule above needs, lower-cased. The encoded bytes are
+# lower-cased and the rarer letters in _ANCHORS become one byte in a single translate; then a few regexes,
+# each starting with one literal byte, find every candidate (Python's re scans for a literal prefix fast,
+# for a character set slowly). Needles without those letters are anchored on "s", the rest on their first
+# byte. "@" (user info in URLs) is found with a plain byte search.
 _NAME_NEEDLES: Final = ("token", "secret", "passw", "passp", "session", "sessid", "signature", "credential",
-                        "authorization", "cookie", _KEY_NEEDLE)
+                        "authorization", "cookie", "key")
 # "key" is sensitive only after a qualifier part (apikey, api_key, X-Api-Key, privateKey, api%5Fkey).
 _QUALIFIER_BYTES: Final = tuple(q.encode() for q in sorted(_KEY_QUALIFIERS))
 _SEPARATOR_BYTES: Final = bytes(c for c in range(256) if not bytes([c]).isalnum())
@@ -177,51 +178,46 @@ def _anchor(translated: bytes) -> tuple[bytes, int]:
     return translated[:1], 0
 
 
-@functools.lru_cache(maxsize=32)
-def _probes(needles: tuple[str, ...]) -> tuple[re.Pattern[bytes], ...]:
-    """Compile needles into as few regexes as possible, each starting with a single literal byte."""
-    groups: dict[bytes, dict[bytes, set[bytes]]] = {}
-    for needle in needles:
-        translated = needle.encode().translate(_TABLE)
-        anchor, i = _anchor(translated)
-        check = b"(?<=" + re.escape(translated) + b")" if i else b""
-        groups.setdefault(anchor, {}).setdefault(translated[i + 1:], set()).add(check)
-    return tuple(re.compile(re.escape(anchor) + _alternation(branches)) for anchor, branches in sorted(groups.items()))
+class _Needles(NamedTuple):
+    probes: tuple[re.Pattern[bytes], ...]
+    probe_kinds: tuple[int, ...]  # per probe, the kinds of rule its hits can trigger
+    width: int  # how many last bytes of a probe match identify the needle it matched
+    candidates: dict[bytes, tuple[_Candidate, ...]]  # per such tail, the needles it may stand for
 
 
 @functools.lru_cache(maxsize=32)
-def _candidates(needles: tuple[str, ...]) -> tuple[int, dict[bytes, tuple[_Candidate, ...]]]:
-    """How many last bytes of a probe match identify it, and for each such tail the needles it may be.
+def _needles(extra: tuple[str, ...]) -> _Needles:
+    """Compile the built-in needles plus `extra` name needles into probes.
 
-    A candidate is (its anchor's index, the needle, the kinds of rule it triggers, whether it counts only
-    after a key qualifier: the built-in "key"; user names never do). Translation makes the
-    anchor letters alike, and a probe reports only the first of two needles whose suffixes start alike,
+    Each probe is one regex starting with a single literal byte. A candidate is (its anchor's index, the
+    needle, the kinds of rule it triggers, whether it counts only after a key qualifier). Translation makes
+    the anchor letters alike, and a probe reports only the first of two needles whose suffixes start alike,
     so a tail stands for every needle sharing its anchor whose suffix is a prefix of its own, or the
     reverse; a hit checks which of them the lower-cased bytes really hold.
     """
-    width = min(3, *(len(needle) for needle in needles))
+    entries = [(n, _BY_NAME, n == "key") for n in _NAME_NEEDLES]
+    entries += [(n, _BY_SHAPE, False) for n in _TOKEN_NEEDLES] + [(n, _BY_NAME, False) for n in extra]
+    width = min(3, *(len(needle) for needle, _, _ in entries))
+    groups: dict[bytes, dict[bytes, set[bytes]]] = {}
+    kinds: dict[bytes, int] = {}
     keyed = []
-    for needle in needles:
+    for needle, kind, qualified in entries:
         text = needle.encode().translate(_TABLE)
         anchor, i = _anchor(text)
-        kind = _BY_SHAPE if needle in _TOKEN_NEEDLES else _BY_NAME
-        keyed.append((anchor, text[i:], text[-width:], (i, needle.encode(), kind, needle is _KEY_NEEDLE)))
+        check = b"(?<=" + re.escape(text) + b")" if i else b""
+        groups.setdefault(anchor, {}).setdefault(text[i + 1:], set()).add(check)
+        kinds[anchor] = kinds.get(anchor, 0) | kind
+        keyed.append((anchor, text[i:], text[-width:], (i, needle.encode(), kind, qualified)))
     candidates: dict[bytes, set[_Candidate]] = {}
     for anchor, suffix, tail, _ in keyed:
         for other_anchor, other_suffix, _, candidate in keyed:
-            if anchor == other_anchor and (other_suffix.startswith(suffix) or suffix.startswith(other_suffix)):
+            if anchor == other_anchor and (
+                    other_suffix.startswith(suffix) or suffix.startswith(other_suffix)):
                 candidates.setdefault(tail, set()).add(candidate)
-    return width, {tail: tuple(sorted(found)) for tail, found in candidates.items()}
-
-
-@functools.lru_cache(maxsize=32)
-def _probe_kinds(needles: tuple[str, ...]) -> tuple[int, ...]:
-    """For each probe of `_probes(needles)`, the kinds of rule its hits can trigger."""
-    kinds: dict[bytes, int] = {}
-    for needle in needles:
-        anchor, _ = _anchor(needle.encode().translate(_TABLE))
-        kinds[anchor] = kinds.get(anchor, 0) | (_BY_SHAPE if needle in _TOKEN_NEEDLES else _BY_NAME)
-    return tuple(kinds[anchor] for anchor in sorted(kinds))
+    order = sorted(groups)
+    return _Needles(probes=tuple(re.compile(re.escape(a) + _alternation(groups[a])) for a in order),
+                    probe_kinds=tuple(kinds[a] for a in order), width=width,
+                    candidates={tail: tuple(sorted(found)) for tail, found in candidates.items()})
 
 
 def _alternation(branches: dict[bytes, set[bytes]]) -> bytes:
@@ -270,7 +266,7 @@ def _positions(blob: bytes, byte: bytes) -> list[int]:
 
 
 def _may_hold_named_value(blob: bytes, name: int, end: int) -> bool:
-    """Whether a name found at `name` can be followed by ``=value``, by ``": value`` or ``: <scheme> value``."""
+    """Whether a name found at `name` can be followed by ``=value``, ``": value`` or ``: <scheme> value``."""
     return blob.find(b"=", name, end) >= 0 or blob.find(b":", name, end) >= 0
 
 
@@ -368,7 +364,8 @@ class RedactionPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             enabled=self.enabled and other.enabled)
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, source: str, at: str = "$.redaction") -> RedactionPolicy:
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str,
+                     at: str = "$.redaction") -> RedactionPolicy:
         """Validate a policy object (``{"names": [...], "patterns": [...], "allow": [...], ...}``).
 
         Raises InputError naming `source` and the JSON path (under `at`) of a wrong type, an unknown key,
@@ -468,10 +465,7 @@ class Redactor:
         self._allow_response = compiled.allow_paths.children.get("response")
         self._allow_all = compiled.allow_paths.terminal
         self._prefilter = prefilter
-        needles = _NAME_NEEDLES + _TOKEN_NEEDLES + compiled.anchors
-        self._probes = _probes(needles)
-        self._needle_width, self._candidates = _candidates(needles)
-        self._probe_kinds = _probe_kinds(needles)
+        self._needles = _needles(compiled.anchors)
         self._names: dict[str, bool] = {}
 
     def redact(self, request: Any, response: Any) -> tuple[Any, Any, tuple[str, ...]]:
@@ -519,7 +513,8 @@ class Redactor:
         except (TypeError, ValueError, OverflowError):
             return _EVERYTHING
         translated = blob.translate(_TABLE)
-        for first, probe in enumerate(self._probes):
+        probes = self._needles.probes
+        for first, probe in enumerate(probes):
             m = probe.search(translated)
             if m is not None:
                 spans = self._spans(blob, translated, first, m.start())
@@ -527,7 +522,7 @@ class Redactor:
         else:
             if blob.find(b"@") < 0 and not self._patterns:
                 return None
-            spans = self._spans(blob, translated, len(self._probes), 0)
+            spans = self._spans(blob, translated, len(probes), 0)
         if spans is None:
             return _EVERYTHING
         names: set[str] = set()
@@ -566,10 +561,10 @@ class Redactor:
         are so many that walking everything is cheaper.
         """
         spans: dict[int, list[int]] = {}
-        candidates_at = self._candidates.get
-        width = self._needle_width
-        for i in range(first, len(self._probes)):
-            search, possible = self._probes[i].search, self._probe_kinds[i]
+        candidates_at = self._needles.candidates.get
+        width = self._needles.width
+        for i in range(first, len(self._needles.probes)):
+            search, possible = self._needles.probes[i].search, self._needles.probe_kinds[i]
             start = end = -1
             entry: list[int] = []
             m = search(translated, offset if i == first else 0)
@@ -676,7 +671,8 @@ class Redactor:
 
     def _walk(self, value: Any, allow: _Node | None, context: _Context) -> tuple[Any, _Paths]:
         if isinstance(value, str):
-            redacted = (context.changed.get(value) if context.changed is not None else self._scan(value, _ALL))
+            changed = context.changed
+            redacted = changed.get(value) if changed is not None else self._scan(value, _ALL)
             return (value, _NO_PATHS) if redacted is None else (redacted, [()])
         if isinstance(value, dict):
             return self._walk_dict(value, allow, context)
