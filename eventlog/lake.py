@@ -11,6 +11,17 @@ from typing import Any
 
 import msgspec
 
+from eventlog.archive import (
+    ArchivedSegment,
+    ArchiveReport,
+    ColdStore,
+    RestoreReport,
+    SeqRange,
+    archive_segments,
+    merge_keys,
+    policy_keys,
+    restore_segments,
+)
 from eventlog.config import (
     CONFIG_NAME,
     LakeConfig,
@@ -19,10 +30,12 @@ from eventlog.config import (
     read_config,
     write_config,
 )
+from eventlog.cryptobox import Compression
 from eventlog.envelope import ExchangeRecord
 from eventlog.errors import LakeError
 from eventlog.events import Event
 from eventlog.index import IndexEntry, exchange_key
+from eventlog.keys import Argon2Params, Keys
 from eventlog.log import AppendResult, EventLog
 from eventlog.redaction import RedactionPolicy, Redactor
 from eventlog.verify import VerifyReport, verify_log
@@ -43,9 +56,10 @@ class Lake:
     """
 
     def __init__(self, root: Path, config: LakeConfig, *, clock: Callable[[], datetime] | None = None,
-                 redaction: RedactionPolicy | None = None) -> None:
+                 redaction: RedactionPolicy | None = None, keys: Keys | None = None) -> None:
         self.root = root
         self.config = config
+        self.cold = ColdStore(root, keys=keys)
         policy = RedactionPolicy.from_mapping(config.redaction, source=str(root / CONFIG_NAME))
         if redaction is not None:
             policy = policy.merged(redaction)
@@ -53,7 +67,7 @@ class Lake:
         self.log = EventLog(root / "log", replica_id=config.replica_id, policy=config.segment_policy,
                             redactor=Redactor(policy), durable=config.durability == "fsync",
                             lock_timeout=config.lock_timeout_seconds, max_record_bytes=config.max_record_bytes,
-                            clock=clock)
+                            clock=clock, cold=self.cold)
 
     @classmethod
     def init(cls, path: str | os.PathLike[str], *, database_url: str | None = None, replica_id: str | None = None,
@@ -79,13 +93,19 @@ class Lake:
         return cls(root, config, clock=clock)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None) -> Lake:
-        """Open an existing lake; recovers a torn tail and catches the index up under the writer lock."""
+    def open(cls, path: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None,
+             keys: Keys | None = None) -> Lake:
+        """Open an existing lake; recovers a torn tail and catches the index up under the writer lock.
+
+        `keys` opens archives of evicted segments when they are read; None takes them from the environment
+        (EVENTLOG_IDENTITY, EVENTLOG_KEY_FILE, EVENTLOG_PASSPHRASE) when first needed, `Keys()` uses none.
+        """
         root = Path(path)
-        return cls(root, read_config(root), clock=clock)
+        return cls(root, read_config(root), clock=clock, keys=keys)
 
     def close(self) -> None:
         self.log.close()
+        self.cold.close()
 
     def __enter__(self) -> Lake:
         return self
@@ -109,8 +129,12 @@ class Lake:
         return self.log.events(after_seq=after_seq)
 
     def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
-        """Recompute hashes, chain, seals and seal chain; the report names the first disagreement."""
-        return verify_log(self.root / "log", progress=progress)
+        """Recompute hashes, chain, seals and seal chain; the report names the first disagreement.
+
+        Evicted segments are checked through their archives: fully when a key is at hand, else by the archive's
+        SHA-256 against its location and its header against the seal.
+        """
+        return verify_log(self.root / "log", progress=progress, cold=self.cold)
 
     def seal(self) -> str | None:
         """Seal the active segment now; returns its seq range, or None when there is nothing to seal."""
@@ -119,6 +143,26 @@ class Lake:
     def reindex(self) -> int:
         """Rebuild log/index.sqlite from the segments."""
         return self.log.reindex()
+
+    def archive(self, *, keys: Keys | None = None, before: datetime | None = None, seqs: SeqRange | None = None,
+                compression: Compression | None = None, evict: bool | None = None, kdf: Argon2Params | None = None,
+                progress: Callable[[ArchivedSegment], None] | None = None) -> ArchiveReport:
+        """Archive sealed segments to archive/ (see eventlog.archive.archive_segments), evicting when asked.
+
+        Seals to `keys` plus lake.json's `archive.recipients`; `compression` and `evict` default to lake.json's
+        `archive` policy. A hot segment is removed only after its archive was written, read back and verified.
+        """
+        policy = self.config.archive
+        return archive_segments(self.log, self.root, keys=merge_keys(keys, policy_keys(policy, self.root)),
+                                before=before, seqs=seqs, compression=compression or policy.compression,
+                                evict=policy.evict if evict is None else evict, kdf=kdf, progress=progress)
+
+    def restore(self, archives: Iterable[Path], *, keys: Keys | None = None) -> RestoreReport:
+        """Put archived segments back under log/segments, verified first (see eventlog.archive.restore_segments).
+
+        `keys` None uses the keys the lake was opened with (or the environment's).
+        """
+        return restore_segments(self.log, archives, keys=keys if keys is not None else self.cold.keys())
 
     def get(self, exchange_id: str) -> Event | None:
         """The event of one exchange with its payload (taken from the first observation of that content)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 import msgspec
 
@@ -123,6 +123,59 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
                     record.content_sha256 is not None and record.content_sha256 != content_hash, bool(paths))
 
 
+class ColdSegments(Protocol):
+    """Sealed segments that left log/segments for cold storage, and how to read them back (see eventlog.archive)."""
+
+    def evicted(self) -> list[SegmentName]:
+        """Sealed segments whose only copy is in cold storage, in log order."""
+        ...
+
+    def can_read(self) -> bool:
+        """Whether a key to open the archives is at hand."""
+        ...
+
+    def open_segment(self, name: SegmentName) -> BinaryIO:
+        """The segment's exact bytes, checked against its seal, at offset 0; the caller closes it.
+
+        Raises ArchiveError naming the archive when it cannot be read (no key, wrong key, damaged archive).
+        """
+        ...
+
+    def read_line(self, name: SegmentName, offset: int, length: int) -> bytes:
+        """One line of an evicted segment, by its offset and length."""
+        ...
+
+    def check(self, name: SegmentName) -> list[tuple[str, str]]:
+        """Problems (file, message) with an evicted segment's archive that show without a key."""
+        ...
+
+
+def segment_sources(segments_dir: Path, cold: ColdSegments | None) -> list[tuple[SegmentName, Path | None]]:
+    """Every segment in log order: hot ones with their path, evicted ones (path None) from `cold`."""
+    hot: list[tuple[SegmentName, Path | None]] = list(list_segments(segments_dir))
+    if cold is None:
+        return hot
+    present = {name.first_seq for name, _ in hot}
+    hot.extend((name, None) for name in cold.evicted() if name.first_seq not in present)
+    hot.sort(key=lambda item: (item[0].first_seq, item[0].active))
+    return hot
+
+
+def lines_of(handle: BinaryIO, *, start_offset: int = 0, chunk_size: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, line without newline) for every complete line of an open file, from `start_offset`."""
+    handle.seek(start_offset)
+    offset = start_offset
+    pending = b""
+    while chunk := handle.read(chunk_size):
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            yield offset, pending[start:end]
+            offset += end - start + 1
+            start = end + 1
+        pending = pending[start:]
+
+
 @dataclass
 class _Tail:
     """Where the log ends: the next seq, the last line hash, and the active segment if there is one."""
@@ -137,12 +190,16 @@ class _Tail:
 
 
 class EventLog:
-    """The segment log under <lake>/log. Reading needs no lock; every write holds the writer lock."""
+    """The segment log under <lake>/log. Reading needs no lock; every write holds the writer lock.
+
+    `cold` makes segments evicted to cold storage readable in `scan`, `events` and `read_at`.
+    """
 
     def __init__(self, root: Path, *, replica_id: str, policy: SegmentPolicy, redactor: Redactor,
                  durable: bool = True, lock_timeout: float = 30.0, max_record_bytes: int = MAX_RECORD_BYTES,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, cold: ColdSegments | None = None) -> None:
         self.root = root
+        self.cold = cold
         self.segments_dir = root / "segments"
         self.seals_dir = root / "seals"
         self.replica_id = replica_id
@@ -473,16 +530,20 @@ class EventLog:
     # -- reading -------------------------------------------------------------------------------------------------
 
     def scan(self, *, after_seq: int = 0) -> Iterator[tuple[int, int, bytes, Event]]:
-        """Yield (segment first seq, offset, raw line, event) for every event after `after_seq`, in log order."""
+        """Yield (segment first seq, offset, raw line, event) for every event after `after_seq`, in log order.
+
+        Evicted segments are read from cold storage; without a key that raises ArchiveError naming the archive.
+        """
         start = self.index.position_after(after_seq) if after_seq else None
-        for name, path in list_segments(self.segments_dir):
+        for name, path in segment_sources(self.segments_dir, self.cold):
             if name.last_seq is not None and name.last_seq <= after_seq:
                 continue
             offset = start[1] if start is not None and start[0] == name.first_seq else 0
-            for position, raw in iter_lines(path, start_offset=offset):
-                event = decode_line(raw)
-                if event.seq > after_seq:
-                    yield name.first_seq, position, raw, event
+            with self._open_source(name, path) as handle:
+                for position, raw in lines_of(handle, start_offset=offset):
+                    event = decode_line(raw)
+                    if event.seq > after_seq:
+                        yield name.first_seq, position, raw, event
 
     def events(self, *, after_seq: int = 0) -> Iterator[Event]:
         """Every event after `after_seq`, in log order. Reads only complete lines; takes no lock."""
@@ -490,13 +551,28 @@ class EventLog:
             yield event
 
     def read_at(self, entry: IndexEntry) -> Event:
-        """The event an index entry points to."""
-        for name, path in list_segments(self.segments_dir):
-            if name.first_seq == entry.segment:
-                with open(path, "rb") as handle:
-                    handle.seek(entry.offset)
-                    return decode_line(handle.read(entry.length))
+        """The event an index entry points to (from cold storage when its segment was evicted)."""
+        for name, path in segment_sources(self.segments_dir, self.cold):
+            if name.first_seq != entry.segment:
+                continue
+            if path is None and self.cold is not None:
+                return decode_line(self.cold.read_line(name, entry.offset, entry.length))
+            with self._open_source(name, path) as handle:
+                handle.seek(entry.offset)
+                return decode_line(handle.read(entry.length))
         raise EventLogError(f"segment {entry.segment} holding event {entry.event_id} is not in the hot log")
+
+    def _open_source(self, name: SegmentName, path: Path | None) -> BinaryIO:
+        if path is not None:
+            try:
+                return open(path, "rb")
+            except FileNotFoundError:
+                # Evicted between listing and opening: its archive is the copy now.
+                if self.cold is None or name.active:
+                    raise
+        if self.cold is None:
+            raise EventLogError(f"segment {name.label} is not in the hot log")
+        return self.cold.open_segment(name)
 
     @property
     def last_seq(self) -> int:
