@@ -18,8 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
@@ -30,13 +29,6 @@ __all__ = ["canonical_json", "format_path", "parse_json"]
 
 _SORTED: Final = msgspec.json.Encoder(order="sorted")
 _DECODE: Final = msgspec.json.decode
-
-# A string above this length makes decoding dearer than walking the few values around it, so documents made
-# mostly of long text take the exact path (see `_canonical_fast`).
-_LONG_TEXT: Final = 4096
-_WALK_BUDGET: Final = 64
-
-_SAFE_FLOAT: Final = 2.0**53
 
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -64,73 +56,114 @@ def _quote(text: str) -> str:
 # Numbers
 
 
-def format_float(number: float) -> str:
-    """ECMAScript Number-to-String of a finite float, as RFC 8785 section 3.2.2.3 requires.
+def _jcs_float(token: str) -> str:
+    """ECMAScript Number-to-String layout (RFC 8785 section 3.2.2.3) of a float token written by msgspec.
 
-    repr() gives the shortest digits that round-trip, the same digits ECMAScript chooses; only their layout
-    differs: Python switches to exponent form outside 1e-4 <= |x| < 1e16, ECMAScript outside 1e-6 <= |x| < 1e21.
+    msgspec writes floats with Ryu: the shortest digits that round-trip, the nearest of them to the exact value,
+    ties to even, which are exactly the digits ECMAScript (and repr()) pick. Only the layout differs. With n the
+    position of the decimal point (value = 0.DIGITS * 10**n), msgspec writes integral values with n <= 16 in full
+    plus ".0", other values with -5 < n <= 16 in fixed notation, and the rest as D[.DIGITS]e[-]X with X = n - 1
+    and no "+". ECMAScript uses fixed notation for -6 < n <= 21, no ".0", and "e+" for positive exponents.
     """
-    text = repr(number)
-    if "e" not in text:
-        if text.endswith(".0"):
-            text = text[:-2]
-            return "0" if text == "-0" else text
-        return text
-    mantissa, _, exp_text = text.partition("e")
-    exponent = int(exp_text)
-    if -7 < exponent < 21:
-        sign = ""
-        if mantissa[0] == "-":
-            sign, mantissa = "-", mantissa[1:]
-        digits = mantissa.replace(".", "")
-        if exponent > 0:
-            return sign + digits + "0" * (exponent + 1 - len(digits))
-        return sign + "0." + "0" * (-exponent - 1) + digits
-    return f"{mantissa}e{'+' if exponent > 0 else '-'}{-exponent if exponent < 0 else exponent}"
+    mantissa, mark, exponent = token.partition("e")
+    if not mark:
+        if token[-2:] != ".0":
+            return token
+        return "0" if token == "0.0" or token == "-0.0" else token[:-2]
+    # Compared as text, which is cheaper than int(): exponents below -6 or above 20 keep exponent notation.
+    if exponent[0] == "-":
+        if len(exponent) > 2 or exponent > "-6":
+            return token
+    elif len(exponent) > 2 or (len(exponent) == 2 and exponent > "20"):
+        return f"{mantissa}e+{exponent}"
+    return _jcs_fixed(mantissa, int(exponent))
 
 
-class _Pending:
-    """A decoded float whose msgspec layout differs from JCS; equal to the float, encoded as its JCS text."""
+def _jcs_fixed(mantissa: str, exponent: int) -> str:
+    """Fixed notation of D[.DIGITS] * 10**exponent, for -6 <= exponent <= 20."""
+    sign = ""
+    if mantissa[0] == "-":
+        sign, mantissa = "-", mantissa[1:]
+    digits = mantissa.replace(".", "").rstrip("0") or "0"
+    point = exponent + 1
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return f"{sign}{digits[:point]}.{digits[point:]}"
 
-    __slots__ = ("number", "raw")
 
-    def __init__(self, number: float, text: str) -> None:
-        self.number = number
-        self.raw = msgspec.Raw(text.encode("ascii"))
+class _Float:
+    """A float token of msgspec's output, decoded as its JCS text.
+
+    It equals any float: by construction the value at its place in the input was a finite float (NaN and
+    Infinity become null, nothing else is written as a float token), so the comparison with the input only has to
+    prove the types. It is written back as its JCS text through `_as_raw`.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
     def __eq__(self, other: object) -> bool:
-        return bool(other == self.number)
+        return isinstance(other, float)
 
     __hash__ = None  # type: ignore[assignment]
 
 
-def _pending_raw(obj: object) -> msgspec.Raw:
-    if type(obj) is _Pending:
-        return obj.raw
+_ANY_FLOAT: Final = _Float("")
+
+
+def _as_raw(obj: object) -> msgspec.Raw:
+    if type(obj) is _Float:
+        return msgspec.Raw(obj.text.encode("ascii"))
     raise NotImplementedError
 
 
-# Writes dicts in their own order and each _Pending as its JCS text.
-_AS_IS: Final = msgspec.json.Encoder(enc_hook=_pending_raw)
+# Writes dicts in their own order and each _Float as its JCS text.
+_AS_IS: Final = msgspec.json.Encoder(enc_hook=_as_raw)
 
 
-class _FloatCheck(threading.local):
-    """Per-thread decoder whose float hook compares each float token with its JCS text."""
-
-    def __init__(self) -> None:
-        self.pending = False
-        self.decode: Callable[[bytes], Any] = msgspec.json.Decoder(float_hook=self._check).decode
-
-    def _check(self, token: str) -> object:
-        number = float(token)
-        text = format_float(number)
-        if text == token:
-            return number
-        self.pending = True
-        return _Pending(number, text)
+class _Relayout(Exception):
+    """Raised from the checking decoder's float hook: a float token needs the ECMAScript layout."""
 
 
-_FLOATS: Final = _FloatCheck()
+class _ManyFloats(Exception):
+    """Raised from the relayout decoder's float hook: the exact path, which lays out arrays in bulk, is cheaper."""
+
+
+# Past this many floats, decoding them one hook call at a time costs more than the exact path.
+_MANY_FLOATS: Final = 32
+
+
+def _float_as_is(token: str) -> _Float:
+    # Fixed notation without ".0" is already JCS (see _jcs_float).
+    if "e" in token or token[-2:] == ".0":
+        raise _Relayout
+    return _ANY_FLOAT
+
+
+_CHECK: Final = msgspec.json.Decoder(float_hook=_float_as_is).decode
+
+
+def _relayout(value: object, out: bytes) -> bytes | None:
+    """`out` with its float tokens in ECMAScript layout, if decoding it gives back `value`; else None."""
+    floats = 0
+
+    def relayout(token: str) -> _Float:
+        nonlocal floats
+        floats += 1
+        if floats > _MANY_FLOATS:
+            raise _ManyFloats
+        return _Float(_jcs_float(token))
+
+    try:
+        decoded = msgspec.json.Decoder(float_hook=relayout).decode(out)
+        same = decoded == value
+    except Exception:  # _ManyFloats, or a user-defined __eq__ that raises: let the exact path decide
+        return None
+    return _AS_IS.encode(decoded) if same else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -142,7 +175,7 @@ def canonical_json(value: object) -> bytes:
 
     Accepts dict (str keys), list, tuple (as an array), str, int, float, bool and None, subclasses read as their
     base type. Raises CanonicalError, whose `path` names the offending value (``$.a.b[3]``), for NaN, Infinity,
-    lone surrogates in strings or keys, non-string keys and every other type. Costs about two msgspec passes.
+    lone surrogates in strings or keys, non-string keys and every other type. Costs two to four msgspec passes.
     """
     kind = type(value)
     if kind is str:
@@ -157,44 +190,58 @@ def canonical_json(value: object) -> bytes:
 
 
 def _canonical_fast(value: object) -> bytes | None:
-    """msgspec's sorted encoding where it is proven to equal JCS, else None."""
+    """msgspec's sorted encoding where it is proven to equal JCS (float tokens rewritten), else None."""
     try:
         out = _SORTED.encode(value)
     except Exception:  # unsupported type, non-string key, lone surrogate, cycle: the exact path explains it
         return None
-    if not out.isascii():
-        # Code point order (msgspec) and UTF-16 order (JCS) differ only between U+E000..U+FFFF (UTF-8 lead byte
-        # EE or EF) and characters above U+FFFF (lead bytes F0..F4).
-        if (b"\xee" in out or b"\xef" in out) and (
-                b"\xf0" in out or b"\xf1" in out or b"\xf2" in out or b"\xf3" in out or b"\xf4" in out):
-            return None
-        if len(out) > _LONG_TEXT and _few_values(value):
-            return None
-    check = _FLOATS
-    check.pending = False
+    # Code point order (msgspec) and UTF-16 order (JCS) differ only between U+E000..U+FFFF (UTF-8 lead byte EE
+    # or EF) and characters above U+FFFF (lead bytes F0..F4); with both present the keys need a look.
+    keys_at_risk = not out.isascii() and (b"\xee" in out or b"\xef" in out) and (
+        b"\xf0" in out or b"\xf1" in out or b"\xf2" in out or b"\xf3" in out or b"\xf4" in out)
+    if len(out) >= _LONG and _plain(value, len(out) >> _BYTES_PER_VALUE_SHIFT, keys_at_risk):
+        return out
+    if keys_at_risk:
+        return None
     try:
-        decoded = check.decode(out)
-        same = decoded == value
+        same = _CHECK(out) == value
+    except _Relayout:
+        return _relayout(value, out)
     except Exception:  # a user-defined __eq__ that raises: let the exact path decide
         return None
-    if not same:
-        return None
-    return _AS_IS.encode(decoded) if check.pending else out
+    return out if same else None
 
 
-def _few_values(value: object) -> bool:
-    """Whether `value` holds at most _WALK_BUDGET containers and scalars; stops counting past the budget."""
-    pending = [value]
-    seen = 0
-    while pending:
-        item = pending.pop()
-        seen += 1
-        if seen > _WALK_BUDGET:
+# Decoding costs per byte, walking per value: a long document of few values (a page of text) is proven faster
+# by walking it, once it has at most one value per 128 bytes.
+_LONG: Final = 2048
+_HIGH_KEY: Final = re.compile("[\ue000-\U0010ffff]")
+_BYTES_PER_VALUE_SHIFT: Final = 7
+
+
+def _plain(value: object, budget: int, keys_at_risk: bool) -> bool:
+    """Whether `value` is at most `budget` dicts, lists, str, int, bool and None (exact types, so no floats).
+
+    With msgspec's output in hand (string keys, no lone surrogates) that output is then JCS as it stands, unless
+    `keys_at_risk` and some key has a character at or above U+E000.
+    """
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict or kind is list:
+            # Counting on the way in stops a document of many values at its first large container.
+            budget -= len(item)
+            if budget < 0:
+                return False
+            if kind is list:
+                stack.extend(item)
+                continue
+            if keys_at_risk and _HIGH_KEY.search("".join(item)):
+                return False
+            stack.extend(item.values())
+        elif not (kind is str or kind is int or kind is bool or item is None):
             return False
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            pending.extend(item)
     return True
 
 
@@ -206,17 +253,19 @@ def _utf16_key(key: str) -> bytes:
     return key.encode("utf-16-be")
 
 
-def _normalize(value: object) -> object:
+def _normalize(value: Any) -> object:
     """`value` rebuilt so that msgspec's unsorted encoding of it is exactly JCS (lone surrogates aside)."""
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is float:
-        return _normalize_float(value)  # type: ignore[arg-type]
+        return _normalize_float(value)
     if kind is dict:
-        return _normalize_dict(value)  # type: ignore[arg-type]
+        return _normalize_dict(value)
     if kind is list or kind is tuple:
-        return [_normalize(item) for item in value]  # type: ignore[attr-defined]
+        if value and type(value[0]) is float and set(map(type, value)) == _FLOAT_ONLY:
+            return _float_array(value)
+        return [_normalize(item) for item in value]
     # Subclasses are read as their base type; the base methods are called directly so overrides cannot change
     # what is written.
     if isinstance(value, str):
@@ -235,16 +284,32 @@ def _normalize(value: object) -> object:
 def _normalize_float(value: float) -> object:
     if not math.isfinite(value):
         raise _Refused
-    if value.is_integer() and abs(value) <= _SAFE_FLOAT:
-        return int(value)  # cheaper than a Raw, and the same digits where every integer is exact
-    return msgspec.Raw(format_float(value).encode("ascii"))
+    return msgspec.Raw(_jcs_float(_SORTED.encode(value).decode("ascii")).encode("ascii"))
+
+
+_FLOAT_ONLY: Final = {float}
+_STR_ONLY: Final = {str}
+
+
+def _float_array(values: Sequence[float]) -> msgspec.Raw:
+    """An array of floats laid out from one msgspec call: embeddings and series stay cheap."""
+    inner = _SORTED.encode(values).decode("ascii")[1:-1]
+    if "null" in inner:  # NaN or Infinity
+        raise _Refused
+    probe = inner + ","
+    if (".0," in probe or "e-6," in probe or "e16," in probe or "e17," in probe or "e18," in probe
+            or "e19," in probe or "e20," in probe):
+        inner = ",".join([_jcs_float(token) for token in inner.split(",")])
+    else:
+        # Only positive exponents differ (see _jcs_float): they gain their "+" in one pass.
+        inner = inner.replace("e", "e+").replace("e+-", "e-")
+    return msgspec.Raw(f"[{inner}]".encode("ascii"))
 
 
 def _normalize_dict(value: dict[Any, Any]) -> dict[str, object]:
     keys = list(value)
-    for key in keys:
-        if not isinstance(key, str):
-            raise _Refused
+    if set(map(type, keys)) != _STR_ONLY and not all(isinstance(key, str) for key in keys):
+        raise _Refused
     if "".join(keys).isascii():
         keys.sort()
     else:
