@@ -433,16 +433,21 @@ class _Compiled:
 
 
 class _Context:
-    """What one `redact` call may change: from the pre-filter, or None for "examine everything"."""
+    """What one `redact` call may change, from the pre-filter; None fields mean "examine everything".
 
-    __slots__ = ("changed", "names")
+    `names` are the sensitive names present, `changed` the strings that change and what they become,
+    `sides` which of request (1) and response (2) hold anything that changes.
+    """
 
-    def __init__(self, names: set[str] | None, changed: dict[str, str] | None) -> None:
+    __slots__ = ("changed", "names", "sides")
+
+    def __init__(self, names: set[str] | None, changed: dict[str, str] | None, sides: int) -> None:
         self.names = names
         self.changed = changed
+        self.sides = sides
 
 
-_EVERYTHING: Final = _Context(None, None)
+_EVERYTHING: Final = _Context(None, None, 3)
 _Paths = list[tuple[str | int, ...]]
 _NO_PATHS: Final[_Paths] = []
 
@@ -475,8 +480,10 @@ class Redactor:
         context = self._prefiltered(request, response) if self._prefilter else _EVERYTHING
         if context is None:
             return request, response, ()
-        new_request, request_paths = self._walk(request, self._allow_request, context)
-        new_response, response_paths = self._walk(response, self._allow_response, context)
+        new_request, request_paths = (self._walk(request, self._allow_request, context) if context.sides & 1
+                                      else (request, _NO_PATHS))
+        new_response, response_paths = (self._walk(response, self._allow_response, context)
+                                        if context.sides & 2 else (response, _NO_PATHS))
         paths = {format_path(p, root="$.request") for p in request_paths}
         paths.update(format_path(p, root="$.response") for p in response_paths)
         return new_request, new_response, tuple(sorted(paths))
@@ -525,10 +532,12 @@ class Redactor:
             spans = self._spans(blob, translated, len(probes), 0)
         if spans is None:
             return _EVERYTHING
+        split = 1 + len(_ENCODER.encode(request))  # the response's bytes start after this
         names: set[str] = set()
         changed: dict[str, str] = {}
-        needed = False
+        sides = 0
         for start, (end, kinds, first_name) in spans.items():
+            side = 1 if start < split else 2
             after = blob[end + 1:end + 2]
             is_key = after == b":"
             in_pair = blob[start - 1:start] == b"[" and after == b","
@@ -544,15 +553,17 @@ class Redactor:
                 names.add(text)
             if is_key:
                 value = blob[end + 2:end + 3]
-                needed = needed or (sensitive and (value in (b'"', b"{") or (
-                    value == b"[" and _NUMERIC_LIST.match(blob, end + 2) is None)))
+                if sensitive and (value in (b'"', b"{") or (
+                        value == b"[" and _NUMERIC_LIST.match(blob, end + 2) is None)):
+                    sides |= side
                 continue
-            needed = needed or (sensitive and (in_pair or har_name))
+            if sensitive and (in_pair or har_name):
+                sides |= side
             redacted = self._scan(text, kinds)
             if redacted is not None:
                 changed[text] = redacted
-                needed = True
-        return _Context(names, changed) if needed else None
+                sides |= side
+        return _Context(names, changed, sides) if sides else None
 
     def _spans(self, blob: bytes, translated: bytes, first: int, offset: int) -> dict[int, list[int]] | None:
         """Every JSON string with a hit: its opening quote -> [closing quote, kinds, first name hit].
