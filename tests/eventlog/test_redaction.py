@@ -18,7 +18,8 @@ R = DEFAULT_MARKER
 DATA = Path(__file__).parent.parent / "data" / "redaction"
 
 # Fake secrets, assembled so that no literal here looks like a live credential.
-JWT = "eyJhbGciOiJIUzI1NiJ9" + "." + "eyJzdWIiOiIxMjM0NTY3ODkwIn0" + "." + "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+JWT = ".".join(["eyJhbGciOiJIUzI1NiJ9", "eyJzdWIiOiIxMjM0NTY3ODkwIn0",
+                "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"])
 AWS_ID = "AKIA" + "IOSFODNN7EXAMPLE"
 AWS_TEMP_ID = "ASIA" + "Y34FZKBOKMUTVV7A"
 OPENAI = "sk-" + "proj-" + "T3BlbkFJ" + "a1B2c3D4e5F6g7H8i9J0"
@@ -50,14 +51,15 @@ def req(request: Any, **policy: Any) -> tuple[Any, tuple[str, ...]]:
 def test_header_dict_case_insensitive() -> None:
     headers = {"Authorization": "Bearer abc123def456", "proxy-authorization": "Basic dXNlcjpwYXNz",
                "COOKIE": "sid=1; theme=dark", "X-Goog-Api-Key": "k", "x-auth-token": "t",
-               "X-Amz-Security-Token": "st", "X-CSRF-Token": "c", "X-Session-Id": "s", "X-Hub-Signature-256": "h",
+               "X-Amz-Security-Token": "st", "X-CSRF-Token": "c", "X-Session-Id": "s",
+               "X-Hub-Signature-256": "h",
                "X-Client-Credential": "cc", "X-Api-Key": "a", "apikey": "b", "Accept": "application/json",
                "X-Request-Id": "r-1", "Content-Type": "text/plain"}
     new, paths = req({"headers": headers})
     kept = {"Accept", "X-Request-Id", "Content-Type"}
     assert new["headers"] == {k: (v if k in kept else R) for k, v in headers.items()}
-    assert paths == tuple(sorted(
-        "$.request.headers" + (f".{k}" if k.isidentifier() else f'["{k}"]') for k in headers if k not in kept))
+    assert paths == tuple(sorted("$.request.headers" + (f".{k}" if k.isidentifier() else f'["{k}"]')
+                                 for k in headers if k not in kept))
 
 
 def test_set_cookie_list_values() -> None:
@@ -69,7 +71,8 @@ def test_set_cookie_list_values() -> None:
 def test_header_pairs() -> None:
     new, paths = req({"headers": [["Authorization", "Bearer x1y2z3w4v5"], ["Accept", "*/*"],
                                   ["set-cookie", "sid=abc"], ["X-Api-Key", ["k1", "k2"]]]})
-    assert new == {"headers": [["Authorization", R], ["Accept", "*/*"], ["set-cookie", R], ["X-Api-Key", [R, R]]]}
+    assert new == {"headers": [["Authorization", R], ["Accept", "*/*"], ["set-cookie", R], ["X-Api-Key",
+                                                                                            [R, R]]]}
     assert paths == ("$.request.headers[0][1]", "$.request.headers[2][1]", "$.request.headers[3][1][0]",
                      "$.request.headers[3][1][1]")
 
@@ -79,7 +82,8 @@ def test_header_name_value_objects() -> None:
            {"name": "Accept", "value": "*/*"}, {"key": "apiKey", "value": "pm", "type": "text"}]
     new, paths = req({"headers": har})
     assert new == {"headers": [{"name": "Cookie", "value": R}, {"value": R, "name": "X-Auth-Token"},
-                               {"name": "Accept", "value": "*/*"}, {"key": "apiKey", "value": R, "type": "text"}]}
+                               {"name": "Accept", "value": "*/*"}, {"key": "apiKey", "value": R,
+                                                                    "type": "text"}]}
     assert paths == ("$.request.headers[0].value", "$.request.headers[1].value", "$.request.headers[3].value")
 
 
@@ -93,9 +97,11 @@ def test_har_cookies_lose_only_their_values() -> None:
     cookies = [{"name": "sid", "value": "31d4", "path": "/", "domain": "x.example", "httpOnly": True},
                {"name": "pref", "value": "dark", "session_key": "sk1"}]
     new, paths = req({"cookies": cookies})
-    assert new == {"cookies": [{"name": "sid", "value": R, "path": "/", "domain": "x.example", "httpOnly": True},
+    assert new == {"cookies": [{"name": "sid", "value": R, "path": "/", "domain": "x.example",
+                                "httpOnly": True},
                                {"name": "pref", "value": R, "session_key": R}]}
-    assert paths == ("$.request.cookies[0].value", "$.request.cookies[1].session_key", "$.request.cookies[1].value")
+    assert paths == ("$.request.cookies[0].value", "$.request.cookies[1].session_key",
+                     "$.request.cookies[1].value")
 
 
 def test_tuples_are_walked_and_kept_tuples() -> None:
@@ -111,8 +117,8 @@ def test_query_parameters_keep_the_rest_of_the_url_byte_identical() -> None:
            "&client_secret=s%2Fx&X-Amz-Signature=0f1e&X-Amz-Credential=AK%2F2024&sort=asc#section")
     new, paths = req({"url": url})
     assert new["url"] == ("https://api.example.com/v1/items?q=caf%C3%A9&access_token=[REDACTED]&page=2"
-                          "&api_key=[REDACTED]&apiKey=[REDACTED]&client_secret=[REDACTED]&X-Amz-Signature=[REDACTED]"
-                          "&X-Amz-Credential=[REDACTED]&sort=asc#section")
+                          "&api_key=[REDACTED]&apiKey=[REDACTED]&client_secret=[REDACTED]"
+                          "&X-Amz-Signature=[REDACTED]&X-Amz-Credential=[REDACTED]&sort=asc#section")
     assert paths == ("$.request.url",)
 
 
@@ -136,8 +142,10 @@ def test_url_anywhere_in_a_response() -> None:
 
 
 def test_url_user_info_password() -> None:
-    new, paths = req({"url": "postgresql://app:s3cr3t@db.example:5432/lake", "doc": "mail me at bob@example.org"})
-    assert new == {"url": "postgresql://app:[REDACTED]@db.example:5432/lake", "doc": "mail me at bob@example.org"}
+    new, paths = req({"url": "postgresql://app:s3cr3t@db.example:5432/lake",
+                      "doc": "mail me at bob@example.org"})
+    assert new == {"url": "postgresql://app:[REDACTED]@db.example:5432/lake",
+                   "doc": "mail me at bob@example.org"}
     assert paths == ("$.request.url",)
 
 
@@ -182,7 +190,8 @@ def test_nested_keys_at_any_depth() -> None:
     response = {"body": {"items": [{"id": 1}, {"id": 2}, {"id": 3},
                                    {"access_token": "at", "refresh_token": "rt", "id_token": "it",
                                     "token_type": "Bearer", "expires_in": 3600, "scope": "read"}],
-                         "config": {"db": {"password": "pw", "host": "h", "privateKey": "pk", "private_key": "pk2",
+                         "config": {"db": {"password": "pw", "host": "h", "privateKey": "pk",
+                                           "private_key": "pk2",
                                            "secretAccessKey": "sak", "signingKey": "sk", "passwd": "p"}}}}
     _, new, paths = redact(None, response)
     items = new["body"]["items"]
@@ -198,14 +207,16 @@ def test_nested_keys_at_any_depth() -> None:
 
 
 def test_containers_under_sensitive_keys_keep_numbers_and_empty_strings() -> None:
-    request = {"credentials": {"user": "bob", "pass": "pw", "pin": 1234, "mfa": True, "note": None, "hint": "",
+    request = {"credentials": {"user": "bob", "pass": "pw", "pin": 1234, "mfa": True, "note": None,
+                               "hint": "",
                                "tags": ["a", 2]},
                "session": {"id": "abc", "ttl": 60}, "password": 12345, "api_key": None, "secret": ""}
     new, paths = req(request)
     assert new == {"credentials": {"user": R, "pass": R, "pin": 1234, "mfa": True, "note": None, "hint": "",
                                    "tags": [R, 2]},
                    "session": {"id": R, "ttl": 60}, "password": 12345, "api_key": None, "secret": ""}
-    assert paths == ("$.request.credentials.pass", "$.request.credentials.tags[0]", "$.request.credentials.user",
+    assert paths == ("$.request.credentials.pass", "$.request.credentials.tags[0]",
+                     "$.request.credentials.user",
                      "$.request.session.id")
 
 
@@ -214,7 +225,7 @@ def test_llm_usage_counts_and_tokenizer_are_kept() -> None:
                "messages": [{"role": "user", "content": "Explain what a session token is."}]}
     response = {"usage": {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42},
                 "logprobs": {"tokens": ["A", " session", " token"], "token_logprobs": [-0.1, -0.2, -0.3]},
-                "choices": [{"text": "A session token is a secret that identifies a login; keep it private."}]}
+                "choices": [{"text": "A session token is a secret that identifies a login; keep it safe."}]}
     new_request, new_response, paths = redact(request, response)
     assert new_request is request and new_response is response and paths == ()
 
@@ -225,7 +236,8 @@ def test_names_split_into_word_parts() -> None:
     assert name_parts("XMLHttpRequest") == ("xml", "http", "request")
     assert name_parts("user%5Bpassword%5D") == ("user", "password")
     redactor = Redactor()
-    sensitive = ["access_token", "X-Auth-Token", "apiToken", "csrftoken", "clientSecret", "JSESSIONID", "PHPSESSID",
+    sensitive = ["access_token", "X-Auth-Token", "apiToken", "csrftoken", "clientSecret", "JSESSIONID",
+                 "PHPSESSID",
                  "AccessKeyId", "aws_secret_access_key", "consumer_key", "Proxy-Authorization", "set-cookie",
                  "credentials", "passphrase", "TOKEN", "x-signature"]
     kept = ["tokenizer", "tokens", "max_tokens", "tokens_used", "keywords", "key", "monkey", "possession",
@@ -237,9 +249,10 @@ def test_names_split_into_word_parts() -> None:
 
 # Token shapes --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("secret", [JWT, AWS_ID, AWS_TEMP_ID, OPENAI, ANTHROPIC, GITHUB, GITHUB_FINE, GOOGLE, SLACK,
-                                    STRIPE, PEM], ids=["jwt", "aws", "aws-temporary", "openai", "anthropic",
-                                                       "github", "github-fine", "google", "slack", "stripe", "pem"])
+@pytest.mark.parametrize(
+    "secret", [JWT, AWS_ID, AWS_TEMP_ID, OPENAI, ANTHROPIC, GITHUB, GITHUB_FINE, GOOGLE, SLACK, STRIPE, PEM],
+    ids=["jwt", "aws", "aws-temporary", "openai", "anthropic", "github", "github-fine", "google", "slack",
+         "stripe", "pem"])
 def test_token_shapes_replaced_in_place(secret: str) -> None:
     text = f"before {secret} after"
     new, paths = req({"prompt": text, "alone": secret, "list": [secret]})
@@ -264,11 +277,12 @@ def test_pem_blocks() -> None:
 
 def test_prose_and_near_misses_are_left_alone() -> None:
     response = {
-        "text": ("He was a bearer of bad news. Bearer bonds are risk-free, see the task-list and the desk-top. "
-                 "Use sk-learn for the tokenizer. The secret to success is a good password policy."),
+        "text": ("He was a bearer of bad news. Bearer bonds are risk-free, see the task-list and the "
+                 "desk-top. Use sk-learn for the tokenizer. The secret to success is a password policy."),
         "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         "sha1": "2fd4e1c67a2d28fced849ee1bb76e7391b93eb12", "uuid": "123e4567-e89b-12d3-a456-426614174000",
-        "title": "Session types for Rust", "url": "https://openalex.org/keywords/session-types?page=2&per-page=25",
+        "title": "Session types for Rust",
+        "url": "https://openalex.org/keywords/session-types?page=2&per-page=25",
         "authors": ["A. Token", "B. Secret"], "doi": "https://doi.org/10.1145/3243176.3243195",
         "abstract_inverted_index": {"session": [0, 7], "token": [3], "key": [5]},
         "oauth": {"token_endpoint": "https://auth.example/oauth/token", "token_type": "bearer"},
@@ -296,13 +310,15 @@ def test_unchanged_values_are_the_same_objects() -> None:
 def test_allow_list_by_name_and_by_path() -> None:
     request = {"headers": {"X-Session-Id": "visible", "Authorization": "Bearer abc123def456",
                            "X-Api-Key": "hidden"},
-               "json": {"items": [{"password": "a"}, {"password": "b"}], "session": {"id": "s", "nested": "n"}},
+               "json": {"items": [{"password": "a"}, {"password": "b"}], "session": {"id": "s",
+                                                                                     "nested": "n"}},
                "oddly named": {"token": "t"}}
     allow = ("x-session-id", "$.request.json.items[1].password", '$.request["oddly named"].token',
              "$.request.json.session.nested")
     new, paths = req(request, allow=allow)
     assert new == {"headers": {"X-Session-Id": "visible", "Authorization": R, "X-Api-Key": R},
-                   "json": {"items": [{"password": R}, {"password": "b"}], "session": {"id": R, "nested": "n"}},
+                   "json": {"items": [{"password": R}, {"password": "b"}], "session": {"id": R,
+                                                                                       "nested": "n"}},
                    "oddly named": {"token": "t"}}
     assert paths == ("$.request.headers.Authorization", '$.request.headers["X-Api-Key"]',
                      "$.request.json.items[0].password", "$.request.json.session.id")
@@ -406,7 +422,8 @@ def test_many_hits_fall_back_to_a_full_walk() -> None:
     items = [{"title": f"session {i}", "token": f"t{i}", "url": f"https://x.example/?a=1&token=v{i}"}
              for i in range(100)]
     _, response, paths = redact(None, {"items": items})
-    assert response["items"][99] == {"title": "session 99", "token": R, "url": "https://x.example/?a=1&token=[REDACTED]"}
+    assert response["items"][99] == {"title": "session 99", "token": R,
+                                     "url": "https://x.example/?a=1&token=[REDACTED]"}
     assert len(paths) == 200
 
 
@@ -433,13 +450,14 @@ def test_recorded_exchanges(case: str) -> None:
 
 # The pre-filter never misses what the full walk finds ----------------------------------------------------
 
-WORDS = ["token", "Authorization", "X-Api-Key", "apiKey", "password", "session", "sessid", "keywords", "key",
-         "max_tokens", "name", "value", "key", "cookie", "Set-Cookie", "client_secret", "tokenizer", "Bearer",
-         "bearer", "possession", "secret", "signature", "credential", "pageToken", "token_type", "url", "pass",
-         "api%5Fkey", "user[password]", "risk-free", "sk-", "@", "://", "=", "&", "?", ":", '"', "'", " ", "\n",
-         "\\", "[", "]", "{", "}", "AKIA", "ASIA", "eyJ", ".", "-----BEGIN ", "PRIVATE KEY-----", "ghp_", "xoxb-",
-         "é", "\u2028", "0", "1234567890", "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOP", JWT, OPENAI, GOOGLE,
-         SLACK, STRIPE, AWS_ID, "https://x.example/?a=1&token=2", "u:p@h", "x://u:p@h", "authorization: basic "]
+WORDS = ["token", "Authorization", "X-Api-Key", "apiKey", "password", "session", "sessid", "keywords",
+         "key", "max_tokens", "name", "value", "key", "cookie", "Set-Cookie", "client_secret", "tokenizer",
+         "Bearer", "bearer", "possession", "secret", "signature", "credential", "pageToken", "token_type",
+         "url", "pass", "api%5Fkey", "user[password]", "risk-free", "sk-", "@", "://", "=", "&", "?", ":",
+         '"', "'", " ", "\n", "\\", "[", "]", "{", "}", "AKIA", "ASIA", "eyJ", ".", "-----BEGIN ",
+         "PRIVATE KEY-----", "ghp_", "xoxb-", "é", "\u2028", "0", "1234567890", "abcdefghijklmnopqrstuvwxyz",
+         "ABCDEFGHIJKLMNOP", JWT, OPENAI, GOOGLE, SLACK, STRIPE, AWS_ID, "https://x.example/?a=1&token=2",
+         "u:p@h", "x://u:p@h", "authorization: basic "]
 text = st.lists(st.sampled_from(WORDS), max_size=6).map("".join)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | text,
