@@ -31,7 +31,7 @@ from typing import Any, BinaryIO, Literal, NamedTuple, cast
 import msgspec
 
 from eventlog.canonical import canonical_json
-from eventlog.config import ArchivePolicy
+from eventlog.config import ArchivePolicy, read_config
 from eventlog.cryptobox import (
     ArchiveHeader,
     ArchiveInfo,
@@ -414,6 +414,7 @@ def pack_dataset(root: Path, manifest: Path, out: Path, *, keys: Keys | None = N
     Raises NotFoundError when the lake has no such folder, ManifestError for a bad manifest or a name that is
     not one plain folder name, ArchiveError from packing (see packs.pack_folder).
     """
+    read_config(root)
     dataset = read_manifest(manifest).name
     if "/" in dataset or entry_problem(dataset) is not None:
         raise ManifestError(f"dataset name {dataset!r} cannot name a folder under snapshots/", source=str(manifest),
@@ -635,9 +636,9 @@ def _no_key_message(archive: Path, label: str, name: SegmentName) -> str:
         kinds = " (it opens with: " + ", ".join(sorted({_STANZA_NAMES[type(s)] for s in header.recipients})) + ")"
     except (OSError, ArchiveError):
         pass
-    return (f"segment {name.label} was evicted to {label}{kinds}; reading it needs a key: pass keys to "
-            f"Lake.open, or set {ENV_IDENTITY}, {ENV_KEY_FILE} or {ENV_PASSPHRASE} (or run `eventlog restore "
-            f"{label}`)")
+    return (f"segment {name.label} was evicted to {label}{kinds}; reading it needs its key: set {ENV_IDENTITY}, "
+            f"{ENV_KEY_FILE} or {ENV_PASSPHRASE} (in Python, Lake.open(..., keys=...)), or bring it back with "
+            f"`eventlog restore --segments {name.first_seq}-{name.last_seq}`")
 
 
 _STANZA_NAMES: dict[type[Stanza], str] = {PassphraseStanza: "passphrase", KeyStanza: "key file",
