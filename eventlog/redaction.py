@@ -404,9 +404,9 @@ class _Compiled:
             except re.error as exc:
                 raise InputError(f"invalid regular expression {text!r}: {exc}", source=source,
                                  path=f"{at}.patterns[{i}]") from None
-            if pattern.search("") is not None:
-                raise InputError(f"regular expression {text!r} matches the empty string", source=source,
-                                 path=f"{at}.patterns[{i}]")
+            if pattern.search("") is not None or pattern.search(policy.marker) is not None:
+                raise InputError(f"regular expression {text!r} matches the empty string or the marker",
+                                 source=source, path=f"{at}.patterns[{i}]")
             self.patterns.append(pattern)
         self.allow_names: set[tuple[str, ...]] = set()
         self.allow_paths = _Node()
@@ -548,21 +548,24 @@ class Redactor:
             text = _decode_string(blob, start, end)
             if text is None:
                 continue
-            sensitive = bool(kinds & _BY_NAME) and self.is_sensitive_name(text)
-            if sensitive:
-                names.add(text)
             if is_key:
-                value = blob[end + 2:end + 3]
-                if sensitive and (value in (b'"', b"{") or (
-                        value == b"[" and _NUMERIC_LIST.match(blob, end + 2) is None)):
-                    sides |= side
+                if kinds & _BY_NAME and self.is_sensitive_name(text):
+                    names.add(text)
+                    value = blob[end + 2:end + 3]
+                    if value in (b'"', b"{") or (
+                            value == b"[" and _NUMERIC_LIST.match(blob, end + 2) is None):
+                        sides |= side
                 continue
-            if sensitive and (in_pair or har_name):
-                sides |= side
             redacted = self._scan(text, kinds)
             if redacted is not None:
                 changed[text] = redacted
                 sides |= side
+            # A pair's or HAR entry's name is judged once redacted itself, as the walk sees it.
+            final = text if redacted is None else redacted
+            if (kinds & _BY_NAME or redacted is not None) and self.is_sensitive_name(final):
+                names.add(final)
+                if in_pair or har_name:
+                    sides |= side
         return _Context(names, changed, sides) if sides else None
 
     def _spans(self, blob: bytes, translated: bytes, first: int, offset: int) -> dict[int, list[int]] | None:
@@ -624,7 +627,22 @@ class Redactor:
     # In-string rules ------------------------------------------------------------------------------------
 
     def _scan(self, text: str, kinds: int) -> str | None:
-        """Apply the in-string rules of the given kinds; None when nothing changed."""
+        """Apply the in-string rules of the given kinds; None when nothing changed.
+
+        A replacement can expose another secret (a marker ends a word that hid a token's start), so a
+        changed string is scanned again with every rule until it stays the same: redacting is idempotent.
+        """
+        out = self._scan_once(text, kinds)
+        if out == text:
+            return None
+        for _ in range(8):
+            again = self._scan_once(out, _ALL)
+            if again == out:
+                break
+            out = again
+        return out
+
+    def _scan_once(self, text: str, kinds: int) -> str:
         out = text
         if kinds & _BY_NAME:
             if "=" in out:
@@ -641,7 +659,7 @@ class Redactor:
         if kinds & _BY_PATTERN:
             for pattern in self._patterns:
                 out = pattern.sub(self._custom, out)
-        return None if out == text else out
+        return out
 
     def _splice(self, m: re.Match[str], group: str) -> str:
         start, end = m.span(group)
@@ -673,9 +691,13 @@ class Redactor:
 
     # Walk -----------------------------------------------------------------------------------------------
 
-    def _name_hit(self, name: Any, context: _Context) -> bool:
+    def _name_hit(self, name: Any, context: _Context, *, redacted: bool = False) -> bool:
+        """Whether `name` is sensitive; with `redacted`, judge the string as the walk will leave it."""
         if not isinstance(name, str):
             return False
+        if redacted:
+            final = (context.changed.get(name) if context.changed is not None else self._scan(name, _ALL))
+            name = name if final is None else final
         if context.names is not None:
             return name in context.names
         return self.is_sensitive_name(name)
@@ -693,8 +715,9 @@ class Redactor:
 
     def _walk_dict(self, value: dict[Any, Any], allow: _Node | None, context: _Context,
                    *, scrub_value: bool = False) -> tuple[Any, _Paths]:
-        named_value = "value" in value and (scrub_value or self._name_hit(value.get("name"), context)
-                                            or self._name_hit(value.get("key"), context))
+        named_value = "value" in value and (
+            scrub_value or self._name_hit(value.get("name"), context, redacted=True)
+            or self._name_hit(value.get("key"), context, redacted=True))
         names, changed = context.names, context.changed
         out: dict[Any, Any] | None = None
         paths: _Paths = []
@@ -727,7 +750,7 @@ class Redactor:
         # A list of [name, value] pairs (headers, query parameters) redacts the value of a sensitive name.
         pairs = not pair and bool(value) and all(
             isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], str) for item in value)
-        sensitive_pair = pair and self._name_hit(value[0], context)
+        sensitive_pair = pair and self._name_hit(value[0], context, redacted=True)
         out: list[Any] | None = None
         paths: _Paths = []
         for i, item in enumerate(value):

@@ -373,6 +373,7 @@ def test_disabled_policy_changes_nothing() -> None:
     ({"nmes": ["x"]}, "$.redaction", "unknown field `nmes`"),
     ({"patterns": ["ok", "(unclosed"]}, "$.redaction.patterns[1]", "invalid regular expression"),
     ({"patterns": ["a*"]}, "$.redaction.patterns[0]", "matches the empty string"),
+    ({"patterns": ["RED"]}, "$.redaction.patterns[0]", "or the marker"),
     ({"allow": ["$.request[x]"]}, "$.redaction.allow[0]", "malformed"),
     ({"allow": ["--"]}, "$.redaction.allow[0]", "no letters or digits"),
     ({"allow": ["$.headers.Cookie"]}, "$.redaction.allow[0]", "must start with $.request or $.response"),
@@ -413,6 +414,8 @@ def test_deterministic_idempotent_and_inputs_not_mutated() -> None:
     second = Redactor().redact(request, response)
     assert first == second
     assert (request, response) == before
+    glued = Redactor().redact({"t": AWS_ID + JWT + "=" + GITHUB}, None)
+    assert glued[0]["t"] == R + R + "=" + R and Redactor().redact(glued[0], None)[2] == ()
     again = Redactor().redact(first[0], first[1])
     assert again == (first[0], first[1], ())
     assert again[0] is first[0]
@@ -479,6 +482,6 @@ def test_prefilter_agrees_with_the_full_walk(request: Any, response: Any) -> Non
 @settings(max_examples=100, deadline=None)
 @given(request=json_values)
 def test_prefilter_agrees_with_extensions(request: Any) -> None:
-    policy = RedactionPolicy(names=("name", "bear", "sess", "s"), patterns=("abcdef",),
+    policy = RedactionPolicy(names=("name", "bear", "sess", "s", "x"), patterns=("abcdef",),
                              allow=("cookie", "$.request[0]"))
     assert Redactor(policy).redact(request, None) == Redactor(policy, prefilter=False).redact(request, None)
