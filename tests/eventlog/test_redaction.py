@@ -472,10 +472,11 @@ json_values = st.recursive(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(request=json_values, response=json_values)
-def test_prefilter_agrees_with_the_full_walk(request: Any, response: Any) -> None:
+def test_prefilter_agrees_with_the_full_walk_and_is_idempotent(request: Any, response: Any) -> None:
     fast = Redactor().redact(request, response)
     full = Redactor(prefilter=False).redact(request, response)
     assert fast == full
+    assert Redactor().redact(fast[0], fast[1]) == (fast[0], fast[1], ())
     assert [p for p in fast[2] if not (p.startswith("$.request") or p.startswith("$.response"))] == []
 
 
