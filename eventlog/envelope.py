@@ -83,8 +83,9 @@ def decode_record(value: Any, *, source: str | None = None, line: int | None = N
         return msgspec.convert(value, ExchangeRecord, strict=False)
     except msgspec.ValidationError as exc:
         message, _, path = str(exc).rpartition(" - at `")
-        if not message:
-            raise EnvelopeError(str(exc), source=source, line=line) from None
+        if not message:  # raised by __post_init__, which names the field first
+            message = str(exc)
+            path = "$." + message.split(" ", 1)[0] if message.startswith("exchange_id ") else "$"
         if "with a timezone component" in message:
             message = "the timestamp is naive; write it with a UTC offset such as Z or +02:00"
         raise EnvelopeError(_lower_first(message), source=source, line=line, path=path.rstrip("`")) from None
