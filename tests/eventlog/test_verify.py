@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -99,6 +100,28 @@ def test_missing_segment_and_missing_seal_are_reported(pristine: Path, tmp_path:
     messages = [problem.message for problem in verify_log(root / "log").problems]
     assert any("starts at seq 5, expected 1" in message for message in messages)
     assert any("segment this seal describes is missing" in message for message in messages)
+
+
+FIXTURES = Path(__file__).parents[1] / "data" / "lakes"
+BROKEN = sorted(path.name for path in FIXTURES.iterdir() if (path / "expected.json").exists())
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_broken_lake_fixtures_fail_verify_where_expected(case: str) -> None:
+    expected = json.loads((FIXTURES / case / "expected.json").read_text())
+    report = verify_log(FIXTURES / case / "log")
+    assert not report.ok
+    first = report.problems[0]
+    assert (first.file, first.line) == (expected["file"], expected["line"]), first
+    assert expected["message"] in first.message, first
+
+
+def test_torn_tail_fixture_is_repaired_by_opening(tmp_path: Path) -> None:
+    shutil.copytree(FIXTURES / "torn-tail" / "log", tmp_path / "lake" / "log")
+    (tmp_path / "lake" / "lake.json").write_text("{}")
+    with Lake.open(tmp_path / "lake") as lake:
+        assert lake.verify().ok
+        assert [event.seq for event in lake.events()] == list(range(1, 8))
 
 
 def _reference_root(leaves: list[bytes]) -> bytes:
