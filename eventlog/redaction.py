@@ -536,13 +536,16 @@ class Redactor:
         names: set[str] = set()
         changed: dict[str, str] = {}
         sides = 0
-        for start, (end, kinds, first_name) in spans.items():
+        scrubbed = -1  # the string value of a sensitive key: replaced whole, no need to scan it
+        for start in sorted(spans):
+            end, kinds, first_name = spans[start]
             side = 1 if start < split else 2
             after = blob[end + 1:end + 2]
             is_key = after == b":"
             in_pair = blob[start - 1:start] == b"[" and after == b","
             har_name = blob.endswith(_HAR_NAME_KEYS, 0, start)
-            if (kinds == _BY_NAME and not (is_key or in_pair or har_name)
+            if (start == scrubbed and not har_name) or (
+                    kinds == _BY_NAME and not (is_key or in_pair or har_name)
                     and not _may_hold_named_value(blob, first_name, end)):
                 continue
             text = _decode_string(blob, start, end)
@@ -552,6 +555,8 @@ class Redactor:
                 if kinds & _BY_NAME and self.is_sensitive_name(text):
                     names.add(text)
                     value = blob[end + 2:end + 3]
+                    if value == b'"':
+                        scrubbed = end + 2
                     if value in (b'"', b"{") or (
                             value == b"[" and _NUMERIC_LIST.match(blob, end + 2) is None):
                         sides |= side
