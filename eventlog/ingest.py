@@ -15,7 +15,7 @@ import msgspec
 from eventlog.canonical import parse_json
 from eventlog.envelope import MAX_RECORD_BYTES, ExchangeRecord, content_sha256, decode_record
 from eventlog.errors import InputError
-from eventlog.manifest import read_manifest
+from eventlog.manifest import manifest_redactor, read_manifest
 from eventlog.redaction import Redactor
 
 ProgressHook = Callable[[int], None]
@@ -68,15 +68,31 @@ def pack_chunk_files(folder: Path) -> list[Path]:
 
 
 def read_pack(folder: Path, *, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
-    """Records of a snapshot pack: manifest.json, index.jsonl, records/YYYY/YYYY-MM-DD/chunk-NNNN.ndjson."""
+    """Records of a snapshot pack: manifest.json, index.jsonl, records/YYYY/YYYY-MM-DD/chunk-NNNN.ndjson.
+
+    The manifest's redaction additions are applied here; the lake's own policy runs again at append.
+    """
     manifest = read_manifest(folder / "manifest.json")
+    redactor = manifest_redactor(manifest, source=str(folder / "manifest.json"))
     for chunk in pack_chunk_files(folder):
-        for record in read_ndjson(chunk, max_bytes=max_bytes):
+        records = read_ndjson(chunk, max_bytes=max_bytes)
+        for record in records if redactor is None else redact_records(records, redactor):
             if (record.source_system, record.entity_type) != (manifest.source_system, manifest.entity_type):
                 raise InputError(
                     f"record {record.exchange_id} belongs to {record.source_system}/{record.entity_type}, "
                     f"not to the pack's {manifest.source_system}/{manifest.entity_type}", source=str(chunk))
             yield record
+
+
+def redact_records(records: Iterable[ExchangeRecord], redactor: Redactor) -> Iterator[ExchangeRecord]:
+    """Apply an additional redaction policy (a dataset manifest's) to records, noting the paths it redacted."""
+    for record in records:
+        request, response, paths = redactor.redact(record.request, record.response)
+        if paths:
+            record = msgspec.structs.replace(
+                record, request=request, response=response,
+                redactions_applied=tuple(sorted(set(record.redactions_applied).union(paths))))
+        yield record
 
 
 def expand_inputs(paths: Iterable[str]) -> list[Path]:

@@ -16,6 +16,7 @@ import msgspec
 from eventlog.canonical import parse_json
 from eventlog.envelope import EXCHANGE_TYPES, ExchangeType, format_utc
 from eventlog.errors import InputError, ManifestError
+from eventlog.redaction import RedactionPolicy, Redactor
 
 MANIFEST_FORMAT = 1
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -66,7 +67,15 @@ def read_manifest(path: Path) -> DatasetManifest:
         raise ManifestError(message or str(exc), source=source, path=where.rstrip("`") or None) from None
     validate_identifier(manifest.schema, what="schema", source=source, path="$.schema")
     validate_identifier(manifest.table, what="table", source=source, path="$.table")
+    RedactionPolicy.from_mapping(manifest.redaction, source=source, at="$.redaction")
     return manifest
+
+
+def manifest_redactor(manifest: DatasetManifest, *, source: str) -> Redactor | None:
+    """The redactor for a manifest's additions to the lake's policy, or None when it adds nothing."""
+    if not manifest.redaction:
+        return None
+    return Redactor(RedactionPolicy.from_mapping(manifest.redaction, source=source, at="$.redaction"))
 
 
 def new_manifest(*, name: str, source_system: str, entity_type: str, exchange_type: str = "generic",

@@ -12,10 +12,10 @@ import msgspec
 from eventlog.cli.app import Progress, app, cli, emit, json_option
 from eventlog.envelope import EXCHANGE_TYPES
 from eventlog.errors import InputError, IntegrityError, NotFoundError
-from eventlog.ingest import expand_inputs, hash_envelope, read_inputs
+from eventlog.ingest import expand_inputs, hash_envelope, read_inputs, redact_records
 from eventlog.lake import Lake
 from eventlog.log import AppendResult
-from eventlog.manifest import manifest_bytes, new_manifest
+from eventlog.manifest import manifest_bytes, manifest_redactor, new_manifest, read_manifest
 from eventlog.segments import write_atomic
 
 
@@ -69,34 +69,45 @@ def _append_summary(result: AppendResult, files: int) -> str:
     return text
 
 
-def _ingest(ctx: click.Context, paths: tuple[str, ...], label: str) -> None:
+def _ingest(ctx: click.Context, paths: tuple[str, ...], label: str, manifest_path: Path | None) -> None:
     inputs = expand_inputs(paths)
+    redactor = None
+    if manifest_path is not None:
+        redactor = manifest_redactor(read_manifest(manifest_path), source=str(manifest_path))
     progress = Progress(ctx, label)
     with app(ctx).open_lake() as lake:
+        records = read_inputs(inputs, progress=progress, max_bytes=lake.config.max_record_bytes)
         try:
-            result = lake.append(read_inputs(inputs, progress=progress, max_bytes=lake.config.max_record_bytes))
+            result = lake.append(records if redactor is None else redact_records(records, redactor))
         finally:
             progress.done()
     emit(ctx, {"inputs": [str(path) for path in inputs], **msgspec.to_builtins(result)},
          lambda: _append_summary(result, len(inputs)))
 
 
+MANIFEST_OPTION = click.option(
+    "--manifest", "manifest_path", type=click.Path(path_type=Path, dir_okay=False),
+    help="Dataset manifest whose redaction additions apply to these inputs.")
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
+@MANIFEST_OPTION
 @json_option
 @click.pass_context
-def append(ctx: click.Context, files: tuple[str, ...]) -> None:
+def append(ctx: click.Context, files: tuple[str, ...], manifest_path: Path | None) -> None:
     """Append NDJSON exchange envelopes from FILES (or - for standard input) as one durable batch."""
-    _ingest(ctx, files, "appending")
+    _ingest(ctx, files, "appending", manifest_path)
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
+@MANIFEST_OPTION
 @json_option
 @click.pass_context
-def ingest(ctx: click.Context, paths: tuple[str, ...]) -> None:
+def ingest(ctx: click.Context, paths: tuple[str, ...], manifest_path: Path | None) -> None:
     """Ingest snapshot pack folders, NDJSON files or folders of them; a second ingest adds nothing."""
-    _ingest(ctx, paths, "ingesting")
+    _ingest(ctx, paths, "ingesting", manifest_path)
 
 
 cli.add_command(ingest, name="import")

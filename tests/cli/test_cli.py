@@ -181,3 +181,29 @@ def test_console_script_runs_as_a_process(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == b""  # no progress output when stderr is not a terminal
     assert b"observed" in done.stdout
+
+
+def test_manifest_redaction_additions_apply_to_inputs(run: Run, tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"name": "pages", "source": "wikipedia-en", "entity": "page",
+                                    "redaction": {"names": ["tenant id"]}}))
+    record = page_record("Ada", 1)
+    record["request"]["headers"] = {"X-Tenant-Id": "acme-internal-42"}
+    run("init")
+    code, out, _ = run("--json", "append", "--manifest", str(manifest),
+                       str(_write(tmp_path / "in.ndjson", [json.dumps(record)])))
+    assert code == 0 and json.loads(out)["observed"] == 1
+    assert b"acme-internal-42" not in _segment_bytes(run.lake)
+    code, out, _ = run("log", "--json")
+    shown = json.loads(run("show", json.loads(out)["event_id"])[1])
+    assert shown["body"]["redactions_applied"] == ['$.request.headers["X-Tenant-Id"]']
+
+
+def test_manifest_with_a_bad_table_name_is_refused(run: Run, tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"name": "pages", "source": "s", "entity": "e", "table": "Raw; DROP TABLE x"}))
+    run("init")
+    code, _, err = run("append", "--manifest", str(manifest), str(_write(tmp_path / "in.ndjson", [GOOD])))
+    assert code == 3
+    assert "at $.table: table 'Raw; DROP TABLE x' may contain only letters, digits and underscore" in err
+    assert _segment_bytes(run.lake) == b""
