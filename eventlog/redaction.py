@@ -43,13 +43,16 @@ What is replaced:
   characters are replaced: the rest of a URL or text stays byte-identical. Ordinary hex digests and UUIDs are
   not token shapes. `RedactionPolicy.patterns` adds regular expressions; a match is replaced whole, or only
   its ``secret`` named group when it has one.
-- Dict keys are never rewritten, and strings are not searched for names spelt across JSON escapes.
+- Dict keys are never rewritten: a secret used as a key stays.
 
 Cost: one ``msgspec.json.encode`` of the pair and one translated copy of those bytes are searched for the few
-literals any rule needs (anchored regexes, single pass each); only the strings around a hit are decoded and
-examined, and the values are walked only when something will change. A custom pattern is also searched in the
-compact JSON text, so it must be able to match the secret there: no ``^``/``$`` anchors and no reliance on
-quotes, backslashes or control characters, which JSON escapes.
+literals any rule needs (three anchored regexes, one pass each); only the strings around a hit are decoded and
+examined, and a side (request or response) is walked only when something in it will change. Past 64 strings
+with hits, every string is examined instead. `Redactor(prefilter=False)` always examines everything and gives
+the same result. Building a Redactor is cheap (compiled needles are cached), and one may be shared between
+threads. A custom pattern is also searched in the compact JSON text, so it must be able to match the secret
+there: no ``^``/``$`` anchors and no reliance on quotes, backslashes or control characters, which JSON
+escapes.
 """
 
 from __future__ import annotations
