@@ -3,6 +3,7 @@
 The public API is what `__all__` lists; everything else may change between releases.
 """
 
+from eventlog.archive import ArchivedSegment, ArchiveReport, RestoreReport, SeqRange
 from eventlog.canonical import canonical_json, parse_json
 from eventlog.config import LakeConfig, SegmentPolicy
 from eventlog.envelope import ExchangeRecord, ResponseRef, content_sha256, decode_record
@@ -22,6 +23,7 @@ from eventlog.errors import (
     UnsafeArchiveError,
 )
 from eventlog.events import Event
+from eventlog.keys import Keys
 from eventlog.lake import Lake
 from eventlog.log import AppendResult
 from eventlog.redaction import RedactionPolicy, Redactor
@@ -32,6 +34,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AppendResult",
     "ArchiveError",
+    "ArchiveReport",
+    "ArchivedSegment",
     "CanonicalError",
     "ConflictError",
     "DatabaseError",
@@ -41,6 +45,7 @@ __all__ = [
     "ExchangeRecord",
     "InputError",
     "IntegrityError",
+    "Keys",
     "Lake",
     "LakeConfig",
     "LakeError",
@@ -51,7 +56,9 @@ __all__ = [
     "RedactionPolicy",
     "Redactor",
     "ResponseRef",
+    "RestoreReport",
     "SegmentPolicy",
+    "SeqRange",
     "UnsafeArchiveError",
     "VerifyReport",
     "__version__",
