@@ -47,9 +47,8 @@ def format_path(segments: Sequence[str | int], *, root: str = "$") -> str:
 
 
 def _quote(text: str) -> str:
-    # json.dumps, unlike msgspec, accepts lone surrogates; they are shown as \udxxx escapes.
-    return json.dumps(text, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("ascii", "replace") \
-        if not text.isascii() else json.dumps(text)
+    # json.dumps, unlike msgspec, accepts lone surrogates; backslashreplace shows them as \udxxx escapes.
+    return json.dumps(text, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------------------------
