@@ -31,7 +31,16 @@ from eventlog.envelope import (
     parse_utc,
 )
 from eventlog.errors import EnvelopeError, EventLogError, IntegrityError
-from eventlog.events import GENESIS, Event, decode_line, encode_event, encode_observation, line_hash, split_envelope
+from eventlog.events import (
+    GENESIS,
+    Event,
+    EventType,
+    decode_line,
+    encode_event,
+    encode_observation,
+    line_hash,
+    split_envelope,
+)
 from eventlog.index import IndexEntry, LogIndex, exchange_key
 from eventlog.locking import WriterLock
 from eventlog.redaction import Redactor
@@ -300,7 +309,7 @@ class EventLog:
                         present += 1
                         continue
                     seen[p.exchange_id] = p.content_sha256
-                    event_type = "revisited" if p.content_sha256 in payloads else "observed"
+                    event_type: EventType = "revisited" if p.content_sha256 in payloads else "observed"
                     payloads.add(p.content_sha256)
                     line, digest = encode_observation(
                         event_type=event_type, event_id=p.exchange_id, envelope_head=p.head,

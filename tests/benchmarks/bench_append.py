@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from eventlog import Lake, canonical_json  # noqa: E402
-from tests.factories import openalex_record  # noqa: E402
+from eventlog import Lake, canonical_json
+from tests.factories import openalex_record
 
 SEED = 20261126
 
@@ -74,7 +74,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def small_events(count: int):  # noqa: ANN201 - a generator of dicts
+def small_events(count: int):
     for n in range(count):
         yield {"exchange_type": "generic", "source_system": "bench", "entity_type": "tick", "natural_key": f"k{n % 1000}",
                "observed_at_utc": f"2024-01-01T00:00:{n % 60:02d}Z", "request": {"n": n}, "response": {"ok": n % 7}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -158,10 +159,10 @@ def test_bad_input_is_one_sentence_exit_3_and_nothing_written(run: Run, tmp_path
     run("init")
     run("append", str(_write(tmp_path / "ok.ndjson", [json.dumps(page_record("Old", 1))])))
     before = _segment_bytes(run.lake)
-    code, out, err = run("append", str(_write(tmp_path / "bad.ndjson", lines)))
+    code, _, err = run("append", str(_write(tmp_path / "bad.ndjson", lines)))
     assert code == 3, err
     assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert __import__("re").search(message, err), err
+    assert re.search(message, err), err
     assert _segment_bytes(run.lake) == before
     assert run("verify")[0] == 0
 

@@ -246,5 +246,5 @@ def test_init_refuses_an_existing_lake_and_open_refuses_a_missing_one(tmp_path: 
     Lake.init(tmp_path / "lake").close()
     with pytest.raises(LakeError, match="already a lake"):
         Lake.init(tmp_path / "lake")
-    with pytest.raises(LakeError, match="lake.json is missing"):
+    with pytest.raises(LakeError, match=r"lake\.json is missing"):
         Lake.open(tmp_path / "elsewhere")

@@ -43,6 +43,11 @@ def edit_line(path: Path, number: int, old: bytes, new: bytes) -> None:
     path.write_bytes(b"\n".join(lines))
 
 
+def append_bytes(path: Path, data: bytes) -> None:
+    with open(path, "ab") as handle:
+        handle.write(data)
+
+
 def set_prev(path: Path, number: int, prev: str) -> None:
     lines = path.read_bytes().split(b"\n")
     event = json.loads(lines[number - 1])
@@ -62,7 +67,7 @@ def main() -> None:
     pristine(work)
     log = work / "log"
     cases = {
-        "torn-tail": (lambda d: open(d / "segments" / f"{ACTIVE}.ndjson", "ab").write(b'{"body":{"cont'),
+        "torn-tail": (lambda d: append_bytes(d / "segments" / f"{ACTIVE}.ndjson", b'{"body":{"cont'),
                       f"log/segments/{ACTIVE}.ndjson", 2, "torn line"),
         "bad-hash": (lambda d: edit_line(d / "segments" / f"{FIRST}.ndjson", 2, b"Ada revision 1", b"Ada revision X"),
                      f"log/segments/{FIRST}.ndjson", 2, "content_sha256"),
