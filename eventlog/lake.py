@@ -14,7 +14,6 @@ import msgspec
 from eventlog.archive import (
     ArchivedSegment,
     ArchiveReport,
-    ColdStore,
     RestoreReport,
     SeqRange,
     archive_segments,
@@ -22,6 +21,7 @@ from eventlog.archive import (
     policy_keys,
     restore_segments,
 )
+from eventlog.coldstore import ColdStore
 from eventlog.config import (
     CONFIG_NAME,
     LakeConfig,

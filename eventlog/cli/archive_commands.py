@@ -19,12 +19,12 @@ from eventlog.archive import (
     ArchivedSegment,
     ArchiveReport,
     evicted_archives,
-    keys_from_env,
     merge_keys,
     pack_dataset,
     parse_seq_range,
 )
 from eventlog.cli.app import Progress, app, cli, emit, json_option
+from eventlog.coldstore import keys_from_env
 from eventlog.cryptobox import Compression
 from eventlog.errors import InputError
 from eventlog.keys import (

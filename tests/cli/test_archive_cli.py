@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from eventlog import Lake, SegmentPolicy
-from eventlog.archive import format_archive_name, read_location
+from eventlog.coldstore import format_archive_name, read_location
 from eventlog.keys import Keys, SymmetricKey, load_key_file
 from eventlog.segments import format_segment_name, list_segments
 from tests.cli.test_cli import Run

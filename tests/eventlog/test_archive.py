@@ -14,15 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlog import ArchiveError, IntegrityError, Lake, NotFoundError, SegmentPolicy
-from eventlog.archive import (
-    SeqRange,
-    evicted_archives,
-    format_archive_name,
-    pack_dataset,
-    parse_archive_name,
-    parse_seq_range,
-    read_location,
-)
+from eventlog.archive import SeqRange, evicted_archives, pack_dataset, parse_seq_range
+from eventlog.coldstore import format_archive_name, parse_archive_name, read_location
 from eventlog.config import read_config, write_config
 from eventlog.errors import InputError
 from eventlog.keys import (
