@@ -104,9 +104,16 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
 
     Raises EnvelopeError when the payload is larger than `max_bytes` (such payloads go by reference).
     """
-    request, response, paths = redactor.redact(record.request, record.response)
-    request_json = canonical_json(request)
-    response_json = canonical_json(response)
+    # Encoding first lets the redactor's pre-filter search these bytes instead of encoding again; nothing is
+    # hashed or written before redaction.
+    request_json = canonical_json(record.request)
+    response_json = canonical_json(record.response)
+    request, response, paths = redactor.redact(record.request, record.response,
+                                               encoded=(request_json, response_json))
+    if request is not record.request:
+        request_json = canonical_json(request)
+    if response is not record.response:
+        response_json = canonical_json(response)
     if len(request_json) + len(response_json) > max_bytes:
         raise EnvelopeError(
             f"the payload is {len(request_json) + len(response_json):,} bytes, over the {max_bytes:,}-byte limit "

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from eventlog.canonical import canonical_json
 from eventlog.errors import InputError
 from eventlog.redaction import DEFAULT_MARKER, RedactionPolicy, Redactor, format_path, name_parts, parse_path
 
@@ -449,6 +450,8 @@ def test_recorded_exchanges(case: str) -> None:
     expected = json.loads((DATA / case / "expected.json").read_text(encoding="utf-8"))
     request, response, paths = redact(given_["request"], given_["response"])
     assert {"request": request, "response": response, "redactions_applied": list(paths)} == expected
+    encoded = (canonical_json(given_["request"]), canonical_json(given_["response"]))
+    assert Redactor().redact(given_["request"], given_["response"], encoded=encoded) == (request, response, paths)
 
 
 # The pre-filter never misses what the full walk finds ----------------------------------------------------
@@ -476,6 +479,8 @@ def test_prefilter_agrees_with_the_full_walk_and_is_idempotent(request: Any, res
     fast = Redactor().redact(request, response)
     full = Redactor(prefilter=False).redact(request, response)
     assert fast == full
+    encoded = (canonical_json(request), canonical_json(response))  # the log passes the bytes it already has
+    assert Redactor().redact(request, response, encoded=encoded) == full
     assert Redactor().redact(fast[0], fast[1]) == (fast[0], fast[1], ())
     assert [p for p in fast[2] if not (p.startswith("$.request") or p.startswith("$.response"))] == []
 
