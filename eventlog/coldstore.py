@@ -218,8 +218,7 @@ def segment_of(header: ArchiveHeader, label: str) -> SegmentName:
 def check_header(header: ArchiveHeader, seal: Seal, seal_raw: bytes, label: str) -> None:
     """Raise ArchiveError unless the header's metadata names exactly this seal's segment."""
     expected = segment_metadata(seal, seal_raw)
-    differ = sorted(key for key, value in expected.items() if key != "replica_id" and
-                    header.metadata.get(key) != value)
+    differ = sorted(key for key, value in expected.items() if header.metadata.get(key) != value)
     if differ:
         raise ArchiveError(f"{label} does not hold the segment log/seals/{format_seal_name(seal.first_seq, seal.last_seq)}"
                            f" describes ({', '.join(differ)} differ)")
