@@ -127,7 +127,8 @@ def verify(ctx: click.Context) -> None:
     if app(ctx).as_json:
         emit(ctx, report, "")
     elif report.ok:
-        click.echo(f"ok: {report.events} events in {report.segments} segment(s), {report.seals} seal(s)")
+        evicted = f" ({report.evicted} in cold storage)" if report.evicted else ""
+        click.echo(f"ok: {report.events} events in {report.segments} segment(s){evicted}, {report.seals} seal(s)")
     else:
         for problem in report.problems:
             click.echo(str(problem), err=True)
