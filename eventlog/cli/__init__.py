@@ -1,6 +1,7 @@
 """The `eventlog` command line: a thin layer that parses options, makes one library call and formats it."""
 
 from eventlog.cli import archive_commands as archive_commands
+from eventlog.cli import audit_commands as audit_commands
 from eventlog.cli import log_commands as log_commands
 from eventlog.cli.app import cli, main
 
