@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -31,14 +31,20 @@ from eventlog.config import (
     write_config,
 )
 from eventlog.cryptobox import Compression
-from eventlog.envelope import ExchangeRecord
+from eventlog.envelope import ExchangeRecord, format_utc
 from eventlog.errors import LakeError
 from eventlog.events import Event
 from eventlog.index import IndexEntry, exchange_key
 from eventlog.keys import Argon2Params, Keys
 from eventlog.log import AppendResult, EventLog
+from eventlog.mirror import MirrorResult, mirror_log
 from eventlog.redaction import RedactionPolicy, Redactor
+from eventlog.sqlschema import DEFAULT_SCHEMA
+from eventlog.sqlstore import SqlEventStore
 from eventlog.verify import VerifyReport, verify_log
+
+if TYPE_CHECKING:
+    from projections import ProjectionReport, ReprojectResult
 
 DEFAULT_LAKE = "lake"
 
@@ -163,6 +169,39 @@ class Lake:
         `keys` None uses the keys the lake was opened with (or the environment's).
         """
         return restore_segments(self.log, archives, keys=keys if keys is not None else self.cold.keys())
+
+    def sql_store(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA) -> SqlEventStore:
+        """The SQL side at `database_url` (default: the lake's), not yet connected; the caller disposes of it."""
+        return SqlEventStore(database_url or self.database_url, schema=schema)
+
+    def mirror(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
+               progress: Callable[[int], None] | None = None) -> MirrorResult:
+        """Copy the log's new events into the SQL event tables (see eventlog.mirror.mirror_log)."""
+        with self.sql_store(database_url=database_url, schema=schema) as store:
+            return mirror_log(self.log, store, progress=progress)
+
+    def reproject(self, *, rebuild: bool = False, as_of: datetime | str | None = None,
+                  known_at: datetime | str | None = None, at_seq: int | None = None,
+                  database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
+                  progress: Callable[[int], None] | None = None) -> ReprojectResult:
+        """Bring RawExchangeRecord up to the log, or rewrite it as of a point in time (see projections.reproject).
+
+        Timestamps need a UTC offset (InputError otherwise). The plain call after a point-in-time one rebuilds.
+        """
+        from projections import PointInTime, reproject  # imported here: projections import eventlog's modules
+
+        point = PointInTime.of(as_of=as_of, known_at=known_at, at_seq=at_seq)
+        with self.sql_store(database_url=database_url, schema=schema) as store:
+            return reproject(self.log, store, now=format_utc(self.log.clock()), rebuild=rebuild, point=point,
+                             progress=progress)
+
+    def verify_projection(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
+                          progress: Callable[[int], None] | None = None) -> ProjectionReport:
+        """Recompute RawExchangeRecord from the log in a scratch database and compare rows and digests with it."""
+        from projections import verify_projection
+
+        with self.sql_store(database_url=database_url, schema=schema) as store:
+            return verify_projection(self.log, store, now=format_utc(self.log.clock()), progress=progress)
 
     def get(self, exchange_id: str) -> Event | None:
         """The event of one exchange with its payload (taken from the first observation of that content)."""

@@ -1,0 +1,512 @@
+"""The RawExchangeRecord projection: one row per record key, folded from the log, incrementally or from scratch.
+
+A row per (source_system, entity_type, natural_key), or per content for records without a natural key
+(`eventlog.sqlschema.record_key`). The rules, which docs/projections.md states in full:
+
+- The current version is the observation with the largest (observed_at_utc, content_sha256, exchange_id): the
+  newest observed time wins, ties go to the larger content hash, so an older observation recorded late never
+  takes over. A `resolved` event makes its winner current, with the winner's newest observation applied before
+  it; later observations must be newer than that to take over.
+- Counts and times are order-independent: observation_count (observed + revisited events), version_count
+  (distinct contents), first/last_observed_at_utc, created_at_utc / updated_at_utc (the earliest / latest
+  recorded_at_utc among the events applied to the row). event_seq is the log seq of the last event applied.
+  No wall clock enters a row, so a rebuild reproduces every row exactly.
+
+Events are applied in chunks: the chunk's rows are loaded (without payloads), folded, and written back with the
+checkpoint and the state digest in the same transaction. A rebuild is the same fold from seq 0 into an emptied
+table, so it equals incremental application by construction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
+from itertools import islice
+from typing import Any, Literal, NamedTuple
+
+import msgspec
+import sqlalchemy as sa
+
+from eventlog.dialects import bulk_insert, in_values, upsert
+from eventlog.errors import IntegrityError
+from eventlog.events import Event
+from eventlog.index import IndexEntry
+from eventlog.log import EventLog
+from eventlog.sqlschema import LakeTables, record_key
+from eventlog.sqlstore import SqlEventStore, encode_event
+from projections.checkpoints import (
+    EMPTY_DIGEST,
+    Checkpoint,
+    add_digest,
+    format_digest,
+    parse_digest,
+    read_checkpoint,
+    row_digest,
+    write_checkpoint,
+)
+from projections.pointintime import PointInTime
+
+__all__ = ["CHUNK", "PROJECTION", "ReprojectResult", "hold_projection_lock", "reproject"]
+
+PROJECTION = "RawExchangeRecord"
+LOCK_NAME = "projection:RawExchangeRecord"
+CHUNK = 2000
+LOAD_CHUNK = 1000
+
+Mode = Literal["incremental", "rebuild", "point-in-time"]
+
+
+class ReprojectResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What one reprojection did. `reason` says why the table was rebuilt from scratch (None: incremental)."""
+
+    projection: str
+    mode: Mode
+    reason: str | None
+    point_in_time: PointInTime | None
+    position_before: int
+    position: int
+    events_read: int
+    events_applied: int
+    rows_inserted: int
+    rows_updated: int
+    resolutions_applied: int
+    resolutions_ignored: int
+    state_digest: str
+
+
+@dataclass(slots=True)
+class Row:
+    """One RawExchangeRecord row without its payload, as the fold keeps it."""
+
+    record_key: str
+    exchange_id: str
+    exchange_type: str
+    source_system: str
+    entity_type: str
+    natural_key: str | None
+    observed_at_utc: str
+    content_sha256: str
+    schema_version: int
+    created_at_utc: str
+    updated_at_utc: str
+    first_observed_at_utc: str
+    last_observed_at_utc: str
+    observation_count: int
+    version_count: int
+    event_seq: int
+
+
+ROW_COLUMNS = tuple(field.name for field in fields(Row))
+# event_seq is this replica's own numbering and payload_json is bound by content_sha256: the digest leaves both
+# out, so replicas holding the same events in another order agree on it.
+DIGEST_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "event_seq")
+
+
+def row_values(row: Row) -> dict[str, Any]:
+    """The row's columns by name (payload_json aside)."""
+    return {name: getattr(row, name) for name in ROW_COLUMNS}
+
+
+class Observation(NamedTuple):
+    """What the projection reads from an observed or revisited event."""
+
+    seq: int
+    recorded: str
+    observed: str
+    content: str
+    exchange_id: str
+    exchange_type: str
+    schema_version: int
+    source: str
+    entity: str
+    natural: str | None
+    key: str
+
+    @property
+    def rank(self) -> tuple[str, str, str]:
+        """Order of precedence for the current version: newest observed time, then content hash, then id."""
+        return (self.observed, self.content, self.exchange_id)
+
+
+def observation(event: Event) -> Observation:
+    """The projection's view of an observed or revisited event. Raises IntegrityError for a body it cannot use."""
+    body = event.body
+    try:
+        values = (body["observed_at_utc"], body["content_sha256"], body["exchange_id"], body["exchange_type"],
+                  body["schema_version"], body["source_system"], body["entity_type"], body["natural_key"])
+    except KeyError as missing:
+        raise IntegrityError(f"event {event.seq} ({event.event_id}) has no {missing.args[0]} in its body; "
+                             "it cannot be projected") from None
+    observed, content, exchange_id, exchange_type, version, source, entity, natural = values
+    if not (all(isinstance(value, str) for value in values[:4] + values[5:7])
+            and type(version) is int and (natural is None or isinstance(natural, str))):
+        raise IntegrityError(f"event {event.seq} ({event.event_id}) has an envelope field of the wrong type; "
+                             "it cannot be projected")
+    return Observation(event.seq, event.recorded_at_utc, observed, content, exchange_id, exchange_type, version,
+                       source, entity, natural, record_key(source, entity, natural, content))
+
+
+class IndexReader:
+    """Read-only queries on log/index.sqlite that `LogIndex` does not offer.
+
+    The table is read directly, by the columns docs/file-formats.md documents. Rows below a seq that a reader has
+    seen in the log are committed (the index is written in the append call, before the next one starts).
+    """
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self._db = sqlite3.connect(f"{log.index.path.resolve().as_uri()}?mode=ro", uri=True)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> IndexReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def first_seqs(self, hashes: Iterable[str], *, observed_by: str | None) -> dict[str, int]:
+        """The first seq at which each content was observed (observed_at_utc <= `observed_by` when given)."""
+        found: dict[str, int] = {}
+        wanted = list(hashes)
+        extra = "" if observed_by is None else " AND observed_at_utc <= ?"
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            sql = (f"SELECT content_sha256, min(seq) FROM events WHERE type != 'resolved' AND content_sha256 IN "
+                   f"({','.join('?' * len(part))}){extra} GROUP BY content_sha256")
+            params = [*part] if observed_by is None else [*part, observed_by]
+            found.update((content, int(seq)) for content, seq in self._db.execute(sql, params))
+        return found
+
+    def observations_of(self, content: str, *, before_seq: int) -> list[Event]:
+        """The observed and revisited events of one content before `before_seq`, in log order."""
+        rows = self._db.execute("SELECT * FROM events WHERE content_sha256 = ? AND seq < ? AND type != 'resolved' "
+                                "ORDER BY seq", (content, before_seq)).fetchall()
+        return [self.log.read_at(IndexEntry(*row)) for row in rows]
+
+
+class _Versions:
+    """Whether an observation brings its key a content it had not had before (a new version).
+
+    A content belongs to one key (its hash covers source, entity and natural key), so the question is whether an
+    applied event before this one carried the content. The index answers it for any filter it can express
+    (none, --at-seq, --as-of); under --known-at, whose recorded times the index lacks, the contents applied so far
+    are remembered (memory: one hash per distinct content).
+    """
+
+    def __init__(self, reader: IndexReader, point: PointInTime | None) -> None:
+        self._reader = reader
+        self._as_of = point.as_of if point is not None else None
+        self._applied: set[str] | None = set() if point is not None and point.known_at is not None else None
+
+    def new(self, observations: Sequence[Observation]) -> list[bool]:
+        applied = self._applied
+        if applied is not None:
+            flags = []
+            for item in observations:
+                flags.append(item.content not in applied)
+                applied.add(item.content)
+            return flags
+        firsts = self._reader.first_seqs({item.content for item in observations}, observed_by=self._as_of)
+        return [firsts.get(item.content, item.seq) >= item.seq for item in observations]
+
+
+class _Totals:
+    def __init__(self) -> None:
+        self.read = self.applied = self.inserted = self.updated = self.resolved = self.ignored = 0
+
+
+class _Statements:
+    """The statements one fold issues, built once per run."""
+
+    def __init__(self, tables: LakeTables, dialect_name: str) -> None:
+        record = tables.record
+        self.tables = tables
+        self.load = sa.select(*(record.c[name] for name in ROW_COLUMNS)).where(
+            in_values(record.c.record_key, "keys", dialect_name))
+        # executemany UPDATEs: the SET columns are the parameter keys other than b_key.
+        self.update = record.update().where(record.c.record_key == sa.bindparam("b_key"))
+
+
+class _Fold:
+    """Applies chunks of events to RawExchangeRecord inside one transaction, keeping the state digest."""
+
+    def __init__(self, conn: sa.Connection, statements: _Statements, reader: IndexReader,
+                 point: PointInTime | None, digest: int, totals: _Totals) -> None:
+        self.conn = conn
+        self.statements = statements
+        self.reader = reader
+        self.point = point
+        self.digest = digest
+        self.totals = totals
+        self.versions = _Versions(reader, point)
+
+    def apply(self, events: Sequence[Event]) -> None:
+        """Fold `events` (in log order) into the table."""
+        point = self.point
+        items: list[Observation | Event] = []
+        observations: list[Observation] = []
+        payloads: dict[str, Event] = {}
+        targets: dict[int, Observation | None] = {}
+        for event in events:
+            if point is not None and not point.admits(event):
+                continue
+            if event.type == "resolved":
+                targets[event.seq] = self._winner(event)
+                items.append(event)
+                continue
+            item = observation(event)
+            observations.append(item)
+            items.append(item)
+            if event.type == "observed":
+                payloads.setdefault(item.content, event)
+        self.totals.applied += len(items)
+        keys = {item.key for item in observations}
+        keys.update(target.key for target in targets.values() if target is not None)
+        rows, stored = self._load(sorted(keys))
+        changed: dict[str, Row] = {}
+        stale: set[str] = set()
+        # Whether an observation is a new version depends on the log alone, not on the fold: asked for in bulk.
+        flags = iter(self.versions.new(observations))
+        for entry in items:
+            if isinstance(entry, Event):
+                self._resolve(rows, entry, targets[entry.seq], changed, stale)
+            else:
+                self._observe(rows, entry, next(flags), changed, stale)
+        self._write(changed, stored, stale, payloads)
+
+    def _observe(self, rows: dict[str, Row], item: Observation, new: bool, changed: dict[str, Row],
+                 stale: set[str]) -> None:
+        row = rows.get(item.key)
+        if row is None:
+            rows[item.key] = changed[item.key] = Row(
+                record_key=item.key, exchange_id=item.exchange_id, exchange_type=item.exchange_type,
+                source_system=item.source, entity_type=item.entity, natural_key=item.natural,
+                observed_at_utc=item.observed, content_sha256=item.content, schema_version=item.schema_version,
+                created_at_utc=item.recorded, updated_at_utc=item.recorded, first_observed_at_utc=item.observed,
+                last_observed_at_utc=item.observed, observation_count=1, version_count=1, event_seq=item.seq)
+            stale.add(item.key)
+            return
+        row.observation_count += 1
+        row.version_count += new
+        row.first_observed_at_utc = min(row.first_observed_at_utc, item.observed)
+        row.last_observed_at_utc = max(row.last_observed_at_utc, item.observed)
+        row.created_at_utc = min(row.created_at_utc, item.recorded)
+        row.updated_at_utc = max(row.updated_at_utc, item.recorded)
+        row.event_seq = item.seq
+        if item.rank > (row.observed_at_utc, row.content_sha256, row.exchange_id):
+            _make_current(row, item, stale)
+        changed[item.key] = row
+
+    def _resolve(self, rows: dict[str, Row], event: Event, target: Observation | None, changed: dict[str, Row],
+                 stale: set[str]) -> None:
+        row = rows.get(target.key) if target is not None else None
+        if target is None or row is None:
+            self.totals.ignored += 1
+            return
+        _make_current(row, target, stale)
+        row.created_at_utc = min(row.created_at_utc, event.recorded_at_utc)
+        row.updated_at_utc = max(row.updated_at_utc, event.recorded_at_utc)
+        row.event_seq = max(row.event_seq, event.seq)
+        changed[target.key] = row
+        self.totals.resolved += 1
+
+    def _winner(self, event: Event) -> Observation | None:
+        """The observation a resolution makes current: its winner's newest one applied before it, if any."""
+        body = event.body
+        winner = body.get("winner", body.get("content_sha256"))
+        if not isinstance(winner, str):
+            return None
+        best: Observation | None = None
+        for candidate in self.reader.observations_of(winner, before_seq=event.seq):
+            if self.point is not None and not self.point.admits(candidate):
+                continue
+            item = observation(candidate)
+            if best is None or item.rank > best.rank:
+                best = item
+        if best is None or best.natural is None or body.get("natural_key") != best.natural:
+            return None
+        if "source_system" in body or "entity_type" in body:
+            if (body.get("source_system"), body.get("entity_type")) != (best.source, best.entity):
+                return None
+        elif body.get("scope") != f"{best.source}/{best.entity}":
+            return None
+        return best
+
+    def _load(self, keys: list[str]) -> tuple[dict[str, Row], dict[str, int]]:
+        """Rows of `keys` present in the table, and the digest of each as stored."""
+        rows: dict[str, Row] = {}
+        digests: dict[str, int] = {}
+        for start in range(0, len(keys), LOAD_CHUNK):
+            for found in self.conn.execute(self.statements.load, {"keys": keys[start:start + LOAD_CHUNK]}):
+                values = found._mapping
+                row = Row(**{name: values[name] for name in ROW_COLUMNS})
+                rows[row.record_key] = row
+                digests[row.record_key] = row_digest(values, DIGEST_COLUMNS)
+        return rows, digests
+
+    def _write(self, changed: dict[str, Row], stored: dict[str, int], stale: set[str],
+               payloads: dict[str, Event]) -> None:
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        summaries: list[dict[str, Any]] = []
+        digest = self.digest
+        for key, row in changed.items():
+            values = row_values(row)
+            digest = add_digest(digest, row_digest(values, DIGEST_COLUMNS) - stored.get(key, 0))
+            if key in stale:
+                values["payload_json"] = self._payload(row.content_sha256, payloads)
+            if key not in stored:
+                inserts.append(values)
+                continue
+            del values["record_key"]
+            values["b_key"] = key
+            (updates if key in stale else summaries).append(values)
+        bulk_insert(self.conn, self.statements.tables.record, inserts)
+        for batch in (updates, summaries):
+            if batch:
+                self.conn.execute(self.statements.update, batch)
+        self.digest = digest
+        self.totals.inserted += len(inserts)
+        self.totals.updated += len(updates) + len(summaries)
+
+    def _payload(self, content: str, payloads: dict[str, Event]) -> str:
+        """payload_json of a content: the canonical JSON of {"request": ..., "response": ...}."""
+        event = payloads.get(content)
+        if event is None:
+            entry = self.reader.log.index.first_payload(content)
+            if entry is None:
+                raise IntegrityError(f"content {content} has no observed event in the log to take its payload from")
+            event = self.reader.log.read_at(entry)
+        _, stored = encode_event(event)
+        assert stored is not None
+        return f'{{"request":{stored["request"]},"response":{stored["response"]}}}'
+
+
+def _make_current(row: Row, item: Observation, stale: set[str]) -> None:
+    if item.content != row.content_sha256:
+        stale.add(row.record_key)
+    row.exchange_id, row.exchange_type, row.schema_version = item.exchange_id, item.exchange_type, item.schema_version
+    row.observed_at_utc, row.content_sha256 = item.observed, item.content
+
+
+def _chunks(events: Iterator[Event], size: int, point: PointInTime | None) -> Iterator[list[Event]]:
+    """Chunks of `events`, stopping after --at-seq."""
+    stop = point.at_seq if point is not None else None
+    while chunk := list(islice(events, size)):
+        if stop is not None and chunk[-1].seq > stop:
+            chunk = [event for event in chunk if event.seq <= stop]
+            if chunk:
+                yield chunk
+            return
+        yield chunk
+
+
+def hold_projection_lock(conn: sa.Connection, store: SqlEventStore, *, now: str) -> None:
+    """Take the projection's lock until `conn`'s transaction ends; the first statement of every such transaction.
+
+    A row of AppendLock named `projection:RawExchangeRecord`, upserted: reprojections (and verifications) of one
+    database run one at a time, and each sees the checkpoint the previous one committed.
+    """
+    conn.execute(upsert(store.tables.append_lock, store.dialect_name, update=["updated_at_utc"]),
+                 [{"name": LOCK_NAME, "updated_at_utc": now}])
+
+
+def _rebuild_reason(checkpoint: Checkpoint | None, *, rebuild: bool, point: PointInTime | None, replica: str,
+                    log_end: int) -> str | None:
+    if point is not None:
+        return f"point in time ({point.describe()})"
+    if rebuild:
+        return "rebuild asked for"
+    if checkpoint is None:
+        return "no checkpoint: the projection was never built in this database"
+    if checkpoint.point is not None:
+        return f"the table held a point-in-time state ({checkpoint.point.describe()})"
+    if checkpoint.replica != replica:
+        return f"the table was built from the log of replica {checkpoint.replica}, not this lake's {replica}"
+    if checkpoint.position > log_end:
+        return f"the checkpoint is at seq {checkpoint.position}, past the end of this log (seq {log_end})"
+    return None
+
+
+def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = False,
+              point: PointInTime | None = None, batch: int = CHUNK,
+              progress: Callable[[int], None] | None = None) -> ReprojectResult:
+    """Bring RawExchangeRecord up to the log: incrementally from its checkpoint, or from scratch.
+
+    From scratch (DELETE, then replay in one transaction) when asked, for a point in time, when there is no
+    checkpoint, or when the table holds another state (a point in time, another replica's log). Incrementally
+    otherwise: one transaction per `batch` events holds the rows, the checkpoint and the digest. `now` stamps the
+    checkpoint row only. Raises DatabaseError, and IntegrityError for an event that cannot be projected.
+    Cost: the events after the checkpoint; memory: one batch of events and the rows they touch.
+    """
+    if batch < 1:
+        raise ValueError("batch must be at least 1")
+    store.create_schema()
+    statements = _Statements(store.tables, store.dialect_name)
+    totals = _Totals()
+    replica = log.replica_id
+    before: int | None = None
+    with IndexReader(log) as reader:
+        while True:
+            with store.begin() as conn:
+                hold_projection_lock(conn, store, now=now)
+                checkpoint = read_checkpoint(conn, store.tables, PROJECTION)
+                log_end = max(log.last_seq, log.index.last_seq())
+                reason = _rebuild_reason(checkpoint, rebuild=rebuild, point=point, replica=replica, log_end=log_end)
+                if before is None:
+                    before = checkpoint.position if checkpoint is not None else 0
+                if reason is not None:
+                    conn.execute(store.tables.record.delete())
+                    fold = _Fold(conn, statements, reader, point, 0, totals)
+                    position = 0
+                    for chunk in _chunks(log.events(), batch, point):
+                        fold.apply(chunk)
+                        position = chunk[-1].seq
+                        totals.read += len(chunk)
+                        if progress is not None:
+                            progress(totals.read)
+                    if point is not None and point.at_seq is not None:
+                        position = max(position, min(point.at_seq, log_end))
+                    done = Checkpoint(projection=PROJECTION, replica=replica, position=position,
+                                      state_digest=format_digest(fold.digest), point=point)
+                    write_checkpoint(conn, store.tables, done, now=now)
+                    return _result(totals, "point-in-time" if point is not None else "rebuild", reason, point,
+                                   before, done)
+            assert checkpoint is not None
+            finished = _incremental(log, store, statements, reader, checkpoint, totals, now=now, batch=batch,
+                                    progress=progress)
+            if finished is not None:
+                return _result(totals, "incremental", None, None, before, finished)
+
+
+def _incremental(log: EventLog, store: SqlEventStore, statements: _Statements, reader: IndexReader,
+                 checkpoint: Checkpoint, totals: _Totals, *, now: str, batch: int,
+                 progress: Callable[[int], None] | None) -> Checkpoint | None:
+    """Apply the events after `checkpoint`, a transaction per batch; None when another run moved the checkpoint."""
+    current = checkpoint
+    for chunk in _chunks(log.events(after_seq=checkpoint.position), batch, None):
+        with store.begin() as conn:
+            hold_projection_lock(conn, store, now=now)
+            if read_checkpoint(conn, store.tables, PROJECTION) != current:
+                return None
+            fold = _Fold(conn, statements, reader, None, parse_digest(current.state_digest), totals)
+            fold.apply(chunk)
+            current = msgspec.structs.replace(current, position=chunk[-1].seq,
+                                              state_digest=format_digest(fold.digest))
+            write_checkpoint(conn, store.tables, current, now=now)
+        totals.read += len(chunk)
+        if progress is not None:
+            progress(totals.read)
+    return current
+
+
+def _result(totals: _Totals, mode: Mode, reason: str | None, point: PointInTime | None, before: int,
+            checkpoint: Checkpoint) -> ReprojectResult:
+    return ReprojectResult(
+        projection=PROJECTION, mode=mode, reason=reason, point_in_time=point, position_before=before,
+        position=checkpoint.position, events_read=totals.read, events_applied=totals.applied,
+        rows_inserted=totals.inserted, rows_updated=totals.updated, resolutions_applied=totals.resolved,
+        resolutions_ignored=totals.ignored, state_digest=checkpoint.state_digest or EMPTY_DIGEST)
