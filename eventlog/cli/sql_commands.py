@@ -1,0 +1,108 @@
+"""Commands of the SQL side: mirror, reproject, ddl."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from eventlog.cli.app import Progress, app, cli, emit, json_option
+from eventlog.ddl import render_ddl
+from eventlog.dialects import DIALECT_NAMES
+from eventlog.errors import IntegrityError
+from eventlog.sqlschema import DEFAULT_SCHEMA
+from projections import ProjectionReport, ReprojectResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def database_options(func: F) -> F:
+    """--database-url and --schema, shared by the commands that talk to the database."""
+    func = click.option("--schema", default=DEFAULT_SCHEMA, show_default=True,
+                        help="Schema of the lake tables (ignored on SQLite).")(func)
+    return click.option("--database-url", metavar="URL",
+                        help="SQLAlchemy URL of the database (default: $EVENTLOG_DATABASE_URL, else lake.json's, "
+                             "else SQLite inside the lake).")(func)
+
+
+@cli.command()
+@database_options
+@json_option
+@click.pass_context
+def mirror(ctx: click.Context, database_url: str | None, schema: str) -> None:
+    """Copy the log's new events into the SQL tables ExchangeEvent and ExchangeContent."""
+    progress = Progress(ctx, "mirroring")
+    with app(ctx).open_lake() as lake:
+        try:
+            result = lake.mirror(database_url=database_url, schema=schema, progress=progress)
+        finally:
+            progress.done()
+    emit(ctx, result, f"mirrored {result.read:,} events ({result.written:,} new) in {result.batches} batch(es); "
+                      f"watermark seq {result.watermark_before:,} -> {result.watermark:,}")
+
+
+@cli.command()
+@click.option("--rebuild", is_flag=True, help="Empty the table (DELETE) and replay the whole log.")
+@click.option("--as-of", metavar="T", help="The world as observed up to T: observations with observed_at_utc <= T.")
+@click.option("--known-at", metavar="T", help="What the lake knew at T: events with recorded_at_utc <= T.")
+@click.option("--at-seq", type=click.IntRange(min=0), metavar="N", help="What the lake knew at log seq N.")
+@click.option("--verify", is_flag=True,
+              help="Afterwards, recompute the table from the log in a scratch database and compare (exit 6 if "
+                   "they differ).")
+@database_options
+@json_option
+@click.pass_context
+def reproject(ctx: click.Context, rebuild: bool, as_of: str | None, known_at: str | None, at_seq: int | None,
+              verify: bool, database_url: str | None, schema: str) -> None:
+    """Bring lake.RawExchangeRecord up to the log: incrementally, from scratch, or as of a point in time.
+
+    Timestamps are ISO 8601 with a UTC offset (2024-05-01T12:00:00Z). After a point-in-time run, the next plain
+    run rebuilds the table.
+    """
+    progress = Progress(ctx, "reprojecting")
+    with app(ctx).open_lake() as lake:
+        try:
+            result = lake.reproject(rebuild=rebuild, as_of=as_of, known_at=known_at, at_seq=at_seq,
+                                    database_url=database_url, schema=schema, progress=progress)
+            report = lake.verify_projection(database_url=database_url, schema=schema) if verify else None
+        finally:
+            progress.done()
+    output: dict[str, Any] = msgspec.to_builtins(result)
+    if report is not None:
+        output["verify"] = msgspec.to_builtins(report)
+    emit(ctx, output, lambda: _reproject_text(result, report))
+    if report is not None and not report.ok:
+        if not app(ctx).as_json:
+            for problem in report.problems:
+                click.echo(problem, err=True)
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise IntegrityError(f"projection verify failed: {report.problems[0]}{more}")
+
+
+def _reproject_text(result: ReprojectResult, report: ProjectionReport | None) -> str:
+    how = "incremental" if result.reason is None else f"rebuilt from scratch ({result.reason})"
+    text = (f"{result.projection}: {how}; seq {result.position_before:,} -> {result.position:,}, "
+            f"{result.events_applied:,} of {result.events_read:,} events applied, {result.rows_inserted:,} rows "
+            f"inserted, {result.rows_updated:,} updated")
+    if result.resolutions_applied or result.resolutions_ignored:
+        text += f", {result.resolutions_applied} resolution(s) applied, {result.resolutions_ignored} ignored"
+    text += f"; state digest {result.state_digest}"
+    if report is not None and report.ok:
+        text += f"\nverified: {report.rows:,} rows equal a rebuild from the log at seq {report.position:,}"
+    return text
+
+
+@cli.command()
+@click.option("--dialect", type=click.Choice(DIALECT_NAMES), required=True, help="SQL dialect of the DDL.")
+@click.option("--schema", default=DEFAULT_SCHEMA, show_default=True, help="Schema name (ignored for sqlite).")
+@json_option
+@click.pass_context
+def ddl(ctx: click.Context, dialect: str, schema: str) -> None:
+    """Print the DDL of the lake tables and views for one dialect (idempotent; never drops anything)."""
+    text = render_ddl(dialect, schema=schema)
+    if app(ctx).as_json:
+        emit(ctx, {"dialect": dialect, "schema": schema, "ddl": text}, "")
+    else:
+        click.echo(text, nl=False)
