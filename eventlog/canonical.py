@@ -4,17 +4,18 @@
 minimal escaping, UTF-8, no whitespace. Integers outside +-(2**53 - 1), which JCS leaves undefined, are written as
 their exact decimal digits. `parse_json` reads strict JSON and refuses what has no canonical form.
 
-Speed comes from msgspec. msgspec's sorted output equals JCS except in four places: float layout, NaN and
-Infinity (written as null), key order between U+E000..U+FFFF and characters above U+FFFF, and the types it encodes
-natively that JSON does not have (datetime, UUID, bytes, sets, Structs, ...). The fast path encodes with msgspec,
-decodes the result and compares it with the input, which proves in C that the input held nothing but JSON values;
-the decoder's float hook checks every float token against the ECMAScript layout and marks those to rewrite.
-Whatever cannot be proven identical goes through the exact path, which is the reference and names the JSON path
-of any value it refuses.
+Speed comes from msgspec. Its sorted output equals JCS except in four places: float layout, NaN and Infinity
+(written as null), key order between U+E000..U+FFFF and characters above U+FFFF, and the types it encodes natively
+that JSON lacks (datetime, UUID, bytes, sets, Structs, ...). The fast path encodes with msgspec, then proves the
+output right: a level-by-level walk in C (gc.get_referents and map(type, ...)) shows that the value holds only
+exact JSON types and collects its floats, whose msgspec layout is checked in one more encode; the few documents
+with floats to lay out are decoded once with a float hook and encoded again. Whatever cannot be proven goes
+through the exact path, a Python walk that is the reference and names the JSON path of any value it refuses.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
@@ -93,25 +94,12 @@ def _jcs_fixed(mantissa: str, exponent: int) -> str:
 
 
 class _Float:
-    """A float token of msgspec's output, decoded as its JCS text.
-
-    It equals any float: by construction the value at its place in the input was a finite float (NaN and
-    Infinity become null, nothing else is written as a float token), so the comparison with the input only has to
-    prove the types. It is written back as its JCS text through `_as_raw`.
-    """
+    """A float token of msgspec's output, decoded as its JCS text and written back as such by `_as_raw`."""
 
     __slots__ = ("text",)
 
     def __init__(self, text: str) -> None:
         self.text = text
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, float)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-_ANY_FLOAT: Final = _Float("")
 
 
 def _as_raw(obj: object) -> msgspec.Raw:
@@ -123,46 +111,14 @@ def _as_raw(obj: object) -> msgspec.Raw:
 # Writes dicts in their own order and each _Float as its JCS text.
 _AS_IS: Final = msgspec.json.Encoder(enc_hook=_as_raw)
 
-
-class _Relayout(Exception):
-    """Raised from the checking decoder's float hook: a float token needs the ECMAScript layout."""
-
-
-class _ManyFloats(Exception):
-    """Raised from the relayout decoder's float hook: the exact path, which lays out arrays in bulk, is cheaper."""
-
-
-# Past this many floats, decoding them one hook call at a time costs more than the exact path.
+# Past this many floats, a decoder hook call per float costs more than the exact path, which lays out float
+# arrays with one msgspec call each.
 _MANY_FLOATS: Final = 32
 
 
-def _float_as_is(token: str) -> _Float:
-    # Fixed notation without ".0" is already JCS (see _jcs_float).
-    if "e" in token or token[-2:] == ".0":
-        raise _Relayout
-    return _ANY_FLOAT
-
-
-_CHECK: Final = msgspec.json.Decoder(float_hook=_float_as_is).decode
-
-
-def _relayout(value: object, out: bytes) -> bytes | None:
-    """`out` with its float tokens in ECMAScript layout, if decoding it gives back `value`; else None."""
-    floats = 0
-
-    def relayout(token: str) -> _Float:
-        nonlocal floats
-        floats += 1
-        if floats > _MANY_FLOATS:
-            raise _ManyFloats
-        return _Float(_jcs_float(token))
-
-    try:
-        decoded = msgspec.json.Decoder(float_hook=relayout).decode(out)
-        same = decoded == value
-    except Exception:  # _ManyFloats, or a user-defined __eq__ that raises: let the exact path decide
-        return None
-    return _AS_IS.encode(decoded) if same else None
+def _relayout(out: bytes) -> bytes:
+    """`out`, msgspec's encoding of plain JSON types, with its float tokens in ECMAScript layout."""
+    return _AS_IS.encode(msgspec.json.Decoder(float_hook=lambda token: _Float(_jcs_float(token))).decode(out))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -174,7 +130,8 @@ def canonical_json(value: object) -> bytes:
 
     Accepts dict (str keys), list, tuple (as an array), str, int, float, bool and None, subclasses read as their
     base type. Raises CanonicalError, whose `path` names the offending value (``$.a.b[3]``), for NaN, Infinity,
-    lone surrogates in strings or keys, non-string keys and every other type. Costs two to four msgspec passes.
+    lone surrogates in strings or keys, non-string keys and every other type. Costs about four times
+    msgspec.json.encode; documents with many floats or with other types take the slower exact path.
     """
     kind = type(value)
     if kind is str:
@@ -189,7 +146,7 @@ def canonical_json(value: object) -> bytes:
 
 
 def _canonical_fast(value: object) -> bytes | None:
-    """msgspec's sorted encoding where it is proven to equal JCS (float tokens rewritten), else None."""
+    """msgspec's sorted encoding where it is proven to equal JCS (float tokens relaid), else None."""
     try:
         out = _SORTED.encode(value)
     except Exception:  # unsupported type, non-string key, lone surrogate, cycle: the exact path explains it
@@ -198,50 +155,50 @@ def _canonical_fast(value: object) -> bytes | None:
     # or EF) and characters above U+FFFF (lead bytes F0..F4); with both present the keys need a look.
     keys_at_risk = not out.isascii() and (b"\xee" in out or b"\xef" in out) and (
         b"\xf0" in out or b"\xf1" in out or b"\xf2" in out or b"\xf3" in out or b"\xf4" in out)
-    if len(out) >= _LONG and _plain(value, len(out) >> _BYTES_PER_VALUE_SHIFT, keys_at_risk):
+    floats = _plain_floats(value, keys_at_risk)
+    if floats is None:
+        return None
+    if not floats:
         return out
-    if keys_at_risk:
+    tokens = _SORTED.encode(floats)
+    if b"null" in tokens:  # NaN or Infinity
         return None
-    try:
-        same = _CHECK(out) == value
-    except _Relayout:
-        return _relayout(value, out)
-    except Exception:  # a user-defined __eq__ that raises: let the exact path decide
-        return None
-    return out if same else None
+    if b"e" not in tokens and b".0," not in tokens and b".0]" not in tokens:
+        return out  # fixed notation without ".0" is already JCS (see _jcs_float)
+    return _relayout(out)
 
 
-# Decoding costs per byte, walking per value: a long document of few values (a page of text) is proven faster
-# by walking it, once it has at most one value per 128 bytes.
-_LONG: Final = 2048
+_JSON_TYPES: Final = frozenset({dict, list, tuple, str, int, bool, type(None), float})
 _HIGH_KEY: Final = re.compile("[\ue000-\U0010ffff]")
-_BYTES_PER_VALUE_SHIFT: Final = 7
 
 
-def _plain(value: object, budget: int, keys_at_risk: bool) -> bool:
-    """Whether `value` is at most `budget` dicts, lists, str, int, bool and None (exact types, so no floats).
+def _plain_floats(value: object, keys_at_risk: bool) -> list[float] | None:
+    """The floats in `value` if it is made of exact dict, list, tuple, str, int, bool, None and float only.
 
-    With msgspec's output in hand (string keys, no lone surrogates) that output is then JCS as it stands, unless
-    `keys_at_risk` and some key has a character at or above U+E000.
+    None if anything else is in it (subclasses, datetime, sets, ...), if `keys_at_risk` and a key has a
+    character at or above U+E000, or past _MANY_FLOATS floats. Otherwise msgspec's output of `value` (which has
+    string keys, no lone surrogate and no cycle, or it would not have encoded) is JCS but for those floats.
+
+    The walk runs in C, a level at a time: gc.get_referents of dicts, lists and tuples gives their values and
+    items (dict keys too, unless all of them are exact str), and map(type, ...) their types.
     """
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is dict or kind is list:
-            # Counting on the way in stops a document of many values at its first large container.
-            budget -= len(item)
-            if budget < 0:
-                return False
-            if kind is list:
-                stack.extend(item)
-                continue
-            if keys_at_risk and _HIGH_KEY.search("".join(item)):
-                return False
-            stack.extend(item.values())
-        elif not (kind is str or kind is int or kind is bool or item is None):
-            return False
-    return True
+    floats: list[float] = []
+    level: list[Any] = [value]
+    while level:
+        found = set(map(type, level))
+        if not found <= _JSON_TYPES:
+            return None
+        if float in found:
+            floats += [item for item in level if type(item) is float]
+            if len(floats) > _MANY_FLOATS:
+                return None
+        if keys_at_risk and dict in found:
+            for item in level:
+                if type(item) is dict and _HIGH_KEY.search("".join(item)):
+                    return None
+        # Scalars have no referents; every other object that could have some was refused above.
+        level = gc.get_referents(*level)
+    return floats
 
 
 class _Refused(Exception):
@@ -295,14 +252,7 @@ def _float_array(values: Sequence[float]) -> msgspec.Raw:
     inner = _SORTED.encode(values).decode("ascii")[1:-1]
     if "null" in inner:  # NaN or Infinity
         raise _Refused
-    probe = inner + ","
-    if (".0," in probe or "e-6," in probe or "e16," in probe or "e17," in probe or "e18," in probe
-            or "e19," in probe or "e20," in probe):
-        inner = ",".join([_jcs_float(token) for token in inner.split(",")])
-    else:
-        # Only positive exponents differ (see _jcs_float): they gain their "+" in one pass.
-        inner = inner.replace("e", "e+").replace("e+-", "e-")
-    return msgspec.Raw(f"[{inner}]".encode("ascii"))
+    return msgspec.Raw(f"[{','.join(map(_jcs_float, inner.split(',')))}]".encode("ascii"))
 
 
 def _normalize_dict(value: dict[Any, Any]) -> dict[str, object]:
