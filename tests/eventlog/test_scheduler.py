@@ -1,0 +1,335 @@
+"""The scheduler with real processes, real time (1 s intervals), real flocks and the job store in the lake's SQLite.
+
+A test-only job, `record`, is registered through EVENTLOG_SCHEDULER_EXTRA_JOBS; it appends `start`/`end` lines
+with its pid and the time to the file named by EVENTLOG_TEST_RUNS and sleeps EVENTLOG_TEST_JOB_SECONDS between.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventlog import InputError, Lake
+from eventlog.cli import main
+from eventlog.scheduler import (
+    DEFAULT_TABLE,
+    EXTRA_JOBS_ENV,
+    JOB_ID_PREFIX,
+    cron_trigger,
+    job_lock,
+    job_registry,
+    load_config,
+    parse_duration,
+)
+from tests.factories import page_record
+
+ROOT = Path(__file__).resolve().parents[2]
+RECORD_JOB = "record=tests.eventlog.test_scheduler:recording_job"
+
+
+def recording_job(lake: Lake) -> dict[str, Any]:
+    """Test-only job: notes its start and end (pid, time) and sleeps in between."""
+    runs = Path(os.environ["EVENTLOG_TEST_RUNS"])
+    seconds = float(os.environ.get("EVENTLOG_TEST_JOB_SECONDS", "0"))
+    _note(runs, "start")
+    time.sleep(seconds)
+    _note(runs, "end")
+    return {"slept_ms": int(seconds * 1000), "lake": lake.root.name}
+
+
+def _note(path: Path, what: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{what} {os.getpid()} {time.time():.6f}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def read_runs(path: Path) -> list[tuple[int, float, float | None]]:
+    """(pid, start, end or None) of every run, in start order."""
+    runs: list[tuple[int, float, float | None]] = []
+    open_runs: dict[int, int] = {}
+    lines = path.read_text().splitlines() if path.exists() else []
+    for line in lines:
+        what, pid, moment = line.split()
+        if what == "start":
+            open_runs[int(pid)] = len(runs)
+            runs.append((int(pid), float(moment), None))
+        else:
+            index = open_runs.pop(int(pid))
+            runs[index] = (runs[index][0], runs[index][1], float(moment))
+    return runs
+
+
+def assert_no_overlap(runs: list[tuple[int, float, float | None]]) -> None:
+    finished = [(start, end) for _, start, end in runs if end is not None]
+    for (_, previous_end), (next_start, _) in itertools.pairwise(finished):
+        assert next_start >= previous_end, f"runs overlap: {runs}"
+    assert all(end is not None for _, _, end in runs[:-1]), runs
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+class Schedulers:
+    """Scheduler processes started by one test; any still running at the end are killed."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.lake = tmp_path / "lake"
+        self.runs = tmp_path / "runs.log"
+        self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
+        Lake.init(self.lake).close()
+
+    def config(self, text: str) -> Path:
+        path = self.tmp_path / f"scheduler-{len(list(self.tmp_path.glob('scheduler-*.toml')))}.toml"
+        path.write_text(text)
+        return path
+
+    def start(self, config: Path, *args: str, job_seconds: float = 0.0) -> subprocess.Popen[bytes]:
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("EVENTLOG_LAKE", "EVENTLOG_DATABASE_URL")}
+        env.update({"PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "error", EXTRA_JOBS_ENV: RECORD_JOB,
+                    "EVENTLOG_TEST_RUNS": str(self.runs), "EVENTLOG_TEST_JOB_SECONDS": str(job_seconds)})
+        log = self.tmp_path / f"stderr-{len(self.started)}.log"
+        with open(log, "wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "eventlog", "--lake", str(self.lake), "schedule", "--config", str(config),
+                 *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr)
+        self.started.append((process, log))
+        return process
+
+    def stderr(self, process: subprocess.Popen[bytes]) -> str:
+        """What the process logged so far; a traceback or warning in it fails the test."""
+        text = next(log for started, log in self.started if started is process).read_text()
+        assert "Traceback" not in text and "Warning" not in text, text
+        return text
+
+    def stop(self, process: subprocess.Popen[bytes]) -> int:
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout=15)
+
+    def close(self) -> None:
+        for process, _ in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+@pytest.fixture
+def schedulers(tmp_path: Path) -> Iterator[Schedulers]:
+    started = Schedulers(tmp_path)
+    yield started
+    started.close()
+
+
+def ended(runs: Path, count: int) -> Callable[[], bool]:
+    return lambda: sum(1 for _, _, end in read_runs(runs) if end is not None) >= count
+
+
+def test_jobs_run_and_log_one_line_per_run_with_the_job_store_in_the_lake_database(schedulers: Schedulers) -> None:
+    with Lake.open(schedulers.lake) as lake:
+        lake.append([page_record("Foo", 1)])
+    config = schedulers.config('[jobs.seal]\nevery = "1s"\n\n[jobs.record]\nevery = "1s"\n')
+    process = schedulers.start(config)
+    wait_for(ended(schedulers.runs, 2))
+    assert schedulers.stop(process) == 0
+    log = schedulers.stderr(process)
+    assert re.search(r"job=seal start=\S+Z duration=\d+\.\d{3}s outcome=ok sealed=0+1-0+1\n", log), log
+    assert re.search(r"job=record start=\S+Z duration=\S+s outcome=ok lake=lake slept_ms=0\n", log), log
+    assert "scheduler started: lake" in log and log.rstrip().endswith("scheduler stopped")
+    with sqlite3.connect(schedulers.lake / "lake.db") as db:
+        ids = sorted(row[0] for row in db.execute(f"SELECT id FROM {DEFAULT_TABLE}"))
+    db.close()
+    assert ids == [JOB_ID_PREFIX + "record", JOB_ID_PREFIX + "seal"]
+
+
+def test_a_slow_job_never_overlaps_itself_and_sigterm_lets_it_finish(schedulers: Schedulers) -> None:
+    config = schedulers.config('[jobs.record]\nevery = "1s"\n')
+    process = schedulers.start(config, job_seconds=1.5)
+    # The second run starts only after the first ended; stop while it runs.
+    wait_for(lambda: len(read_runs(schedulers.runs)) >= 2)
+    assert read_runs(schedulers.runs)[-1][2] is None
+    assert schedulers.stop(process) == 0
+    runs = read_runs(schedulers.runs)
+    assert len(runs) == 2 and all(end is not None for _, _, end in runs)
+    assert_no_overlap(runs)
+    log = schedulers.stderr(process)
+    assert "outcome=skipped: still running (in this scheduler)" in log
+    assert log.index("received SIGTERM") < log.rindex("job=record") < log.index("scheduler stopped")
+
+
+def test_no_overlap_across_two_scheduler_processes(schedulers: Schedulers) -> None:
+    config = schedulers.config('[jobs.record]\nevery = "1s"\n')
+    # A run elsewhere holds the job's lock: a run here skips it and says so.
+    with job_lock(schedulers.lake, "record") as holder:
+        assert holder is None
+        once = schedulers.start(config, "--once")
+        assert once.wait(timeout=15) == 0
+    log = schedulers.stderr(once)
+    assert re.search(rf"job=record .* outcome=skipped: still running \(pid {os.getpid()} since \S+Z\)", log), log
+    assert read_runs(schedulers.runs) == []
+    first = schedulers.start(config, job_seconds=0.7)
+    second = schedulers.start(config, job_seconds=0.7)
+    wait_for(ended(schedulers.runs, 4), timeout=15)
+    assert schedulers.stop(first) == 0 and schedulers.stop(second) == 0
+    runs = read_runs(schedulers.runs)
+    assert_no_overlap(runs)
+    assert {pid for pid, _, _ in runs} <= {first.pid, second.pid}
+
+
+def test_runs_missed_while_stopped_are_made_up_once(schedulers: Schedulers) -> None:
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    config = schedulers.config('[jobs.record]\nevery = "1h"\n')
+    process = schedulers.start(config)
+    wait_for(lambda: "scheduler started" in schedulers.stderr(process))
+    assert schedulers.stop(process) == 0
+    assert read_runs(schedulers.runs) == []
+    # As if this scheduler had been down for three hours: its stored next run lies in the past.
+    store = SQLAlchemyJobStore(url=f"sqlite:///{schedulers.lake / 'lake.db'}", tablename=DEFAULT_TABLE)
+    editor = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
+    editor.start(paused=True)
+    editor.modify_job(JOB_ID_PREFIX + "record", next_run_time=datetime.now(UTC) - timedelta(hours=3, seconds=1))
+    # Without its store, the editor's last pass at shutdown cannot run the job that is now due.
+    editor.remove_jobstore("default")
+    editor.shutdown(wait=False)
+    again = schedulers.start(config)
+    wait_for(ended(schedulers.runs, 1))
+    time.sleep(0.5)
+    assert schedulers.stop(again) == 0
+    assert len(read_runs(schedulers.runs)) == 1
+    log = schedulers.stderr(again)
+    assert re.search(r"job=record missed 4 run\(s\) while stopped; they run once now \(coalesced\)", log), log
+    assert "skipped" not in log
+
+
+def test_once_runs_each_job_once_with_mirror_and_reproject(schedulers: Schedulers) -> None:
+    with Lake.open(schedulers.lake) as lake:
+        lake.append([page_record("Foo", number) for number in range(3)])
+    config = schedulers.config('[jobs.mirror]\nevery = "5m"\n\n[jobs.reproject]\ncron = "*/10 * * * *"\n\n'
+                               '[jobs.seal]\nevery = "1h"\n\n[jobs.record]\nevery = "1s"\n')
+    process = schedulers.start(config, "--once", "--json")
+    assert process.wait(timeout=15) == 0
+    assert process.stdout is not None
+    runs = json.loads(process.stdout.read())["runs"]
+    assert [(run["job"], run["outcome"]) for run in runs] == [
+        ("mirror", "ok"), ("reproject", "ok"), ("seal", "ok"), ("record", "ok")]
+    assert runs[0]["counts"]["written"] == 3 and runs[1]["counts"]["events_applied"] == 3
+    assert runs[2]["counts"]["sealed"] == f"{1:020d}-{3:020d}"
+    assert len(read_runs(schedulers.runs)) == 1
+    log = schedulers.stderr(process)
+    assert len([line for line in log.splitlines() if " job=" in line]) == 4
+    assert re.search(r"job=mirror .* outcome=ok batches=1 read=3 watermark=3 watermark_before=0 written=3", log)
+
+
+def test_once_exits_with_the_code_of_a_failed_job(schedulers: Schedulers) -> None:
+    config = schedulers.config('[jobs.mirror]\nevery = "5m"\n\n[jobs.seal]\nevery = "5m"\n')
+    lake_json = schedulers.lake / "lake.json"
+    settings = json.loads(lake_json.read_text())
+    lake_json.write_text(json.dumps({**settings, "database_url": "postgresql+psycopg://nobody@127.0.0.1:9/none"}))
+    process = schedulers.start(config, "--once")
+    assert process.wait(timeout=30) == 7
+    log = schedulers.stderr(process)
+    assert re.search(r"job=mirror .* outcome=failed: Cannot reach the PostgreSQL server at 127.0.0.1:9", log), log
+    assert "job=seal" in log and "outcome=ok" in log
+    assert log.rstrip().splitlines()[-1].startswith("error: job mirror failed: Cannot reach")
+
+
+# -- configuration ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "where", "reason"), [
+    ('[jobs.bogus]\nevery = "1m"\n', "jobs.bogus", "unknown job 'bogus'; known jobs: mirror, reproject, seal"),
+    ('[jobs.seal]\nevery = "5 minutes"\n', "jobs.seal.every", "is not a duration"),
+    ('[jobs.seal]\nevery = "0s"\n', "jobs.seal.every", "is not a positive duration"),
+    ('[jobs.seal]\ncron = "*/10 * * *"\n', "jobs.seal.cron", "has 4 fields"),
+    ('[jobs.seal]\ncron = "61 * * * *"\n', "jobs.seal.cron", "is not a valid cron expression"),
+    ('[jobs.seal]\ncron = "0 0 * * 9"\n', "jobs.seal.cron", "is not a day of the week"),
+    ('[jobs.seal]\nevry = "1m"\n', "jobs.seal.evry", "unknown key; expected cron, every, misfire_grace"),
+    ('[jobs.seal]\nevery = "1m"\ncron = "* * * * *"\n', "jobs.seal", "exactly one of `every`"),
+    ('[jobs.seal]\nmisfire_grace = "1m"\n', "jobs.seal", "exactly one of `every`"),
+    ('[jobs.seal]\nevery = "1m"\nmisfire_grace = "soon"\n', "jobs.seal.misfire_grace", "is not a duration"),
+    ('[scheduler]\ntimezone = "Mars/Olympus"\n[jobs.seal]\nevery = "1m"\n', "scheduler.timezone", "unknown time"),
+    ('[scheduler]\ntable = "jobs; drop"\n[jobs.seal]\nevery = "1m"\n', "scheduler.table", "not a plain SQL"),
+    ('[scheduler]\nlake = "x"\n[jobs.seal]\nevery = "1m"\n', "scheduler.lake", "unknown key"),
+    ('[job.seal]\nevery = "1m"\n', "job", "unknown key"),
+    ('[scheduler]\n', "jobs", "no jobs are configured"),
+    ("jobs = 3\n", "jobs", "expected a table"),
+])
+def test_bad_configurations_exit_3_naming_the_file_and_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               text: str, where: str, reason: str) -> None:
+    path = tmp_path / "scheduler.toml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--lake", str(tmp_path / "lake"), "schedule", "--config", str(path)])
+    assert exit_info.value.code == 3
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}, at {where}: ") and reason in err, err
+    assert len(err.splitlines()) == 1
+
+
+def test_unreadable_configurations(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[jobs.seal\nevery = 1\n")
+    with pytest.raises(InputError, match=r"broken.toml: not valid TOML: .*line 1"):
+        load_config(broken)
+
+
+def test_a_valid_configuration(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text('[scheduler]\ntimezone = "Europe/Zurich"\n\n[jobs.mirror]\nevery = "1h30m"\n\n'
+                    '[jobs.reproject]\ncron = "*/10  * * * *"\nmisfire_grace = 90\n\n[jobs.seal]\nevery = 45\n')
+    config = load_config(path)
+    assert config.timezone == "Europe/Zurich" and config.table == DEFAULT_TABLE
+    mirror, reproject, seal = config.jobs
+    assert (mirror.name, mirror.every, mirror.misfire_grace) == ("mirror", 5400.0, 5400.0)
+    assert (reproject.cron, reproject.misfire_grace) == ("*/10 * * * *", 90.0)
+    assert seal.every == 45.0
+
+
+def test_durations() -> None:
+    assert parse_duration("5m") == 300 and parse_duration("1h30m") == 5400 and parse_duration("1d") == 86400
+    assert parse_duration("500ms") == 0.5 and parse_duration(2) == 2 and parse_duration("1.5s") == 1.5
+    for bad in ("", "5", "m5", "5 m", True, -1, "1w"):
+        with pytest.raises(InputError):
+            parse_duration(bad)
+
+
+@pytest.mark.parametrize(("field", "weekday"), [("0", 6), ("7", 6), ("sun", 6), ("1", 0), ("1-5", 3), ("5-7", 4),
+                                                 ("6", 5), ("0-6/2", 3), ("SAT", 5), ("*", 3), ("*/3", 5)])
+def test_cron_weekdays_count_from_sunday_as_crontab_does(field: str, weekday: int) -> None:
+    # Just after midnight on Wednesday 2024-05-01: the next run falls on the first matching day from Thursday on.
+    trigger = cron_trigger(f"0 0 * * {field}", "UTC")
+    assert trigger.get_next_fire_time(None, datetime(2024, 5, 1, 0, 0, 30, tzinfo=UTC)).weekday() == weekday
+
+
+def test_extra_jobs_hook() -> None:
+    registry = job_registry({EXTRA_JOBS_ENV: f" {RECORD_JOB} , "})
+    assert registry["record"] is recording_job and {"mirror", "reproject", "seal"} <= set(registry)
+    for bad in ("record", "Record=tests.eventlog.test_scheduler:recording_job", "x=tests.nothing_here:job",
+                "x=tests.eventlog.test_scheduler:absent", "x=tests.eventlog.test_scheduler:ROOT"):
+        with pytest.raises(InputError, match=EXTRA_JOBS_ENV):
+            job_registry({EXTRA_JOBS_ENV: bad})
