@@ -345,7 +345,9 @@ def parse_json(data: bytes | str, *, source: str | None = None, line: int | None
 
     Raises CanonicalError for a value with no canonical form (duplicate key, lone surrogate escape, NaN, a number
     out of range), naming its JSON path, and InputError for anything else, with the byte position msgspec
-    reports; both carry `source` and `line`. The happy path costs one msgspec decode and one encode, plus two byte counts unless the input was compact.
+    reports; both carry `source` and `line`. The happy path costs one msgspec decode and one encode (plus two
+    byte counts and a search unless the input was compact); the encode also caches each string's UTF-8 form,
+    which a later canonical_json of the value reuses.
     """
     try:
         value = _DECODE(data)
