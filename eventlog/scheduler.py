@@ -6,7 +6,8 @@ at a time, and across processes each run holds a non-blocking flock on <lake>/ru
 the lock held logs `skipped: still running` and returns. Every run logs one line on the `eventlog.scheduler`
 logger: job, start, duration, outcome and the counts the job returned.
 
-Jobs come from a registry: name -> callable(lake) -> summary (a msgspec Struct, a mapping, a scalar or None).
+Jobs come from a registry: name -> callable(lake) -> summary (a msgspec Struct, a mapping, a scalar or None);
+built in are mirror, reproject, seal and verify (which fails the run, exit code 6, when verify finds a problem).
 EVENTLOG_SCHEDULER_EXTRA_JOBS adds jobs as comma-separated `name=module:function` entries.
 """
 
@@ -34,7 +35,7 @@ import sqlalchemy as sa
 
 from eventlog.dialects import engine_options, on_connect, translate_error
 from eventlog.envelope import format_utc
-from eventlog.errors import EventLogError, InputError
+from eventlog.errors import EventLogError, InputError, IntegrityError
 from eventlog.lake import Lake
 
 JobFunc = Callable[[Lake], object]
@@ -74,7 +75,15 @@ def _seal(lake: Lake) -> object:
     return {"sealed": lake.seal()}
 
 
-BUILTIN_JOBS: dict[str, JobFunc] = {"mirror": _mirror, "reproject": _reproject, "seal": _seal}
+def _verify(lake: Lake) -> object:
+    report = lake.verify()
+    if not report.ok:
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise IntegrityError(f"verify failed: {report.problems[0]}{more}")
+    return {"events": report.events, "segments": report.segments, "seals": report.seals, "evicted": report.evicted}
+
+
+BUILTIN_JOBS: dict[str, JobFunc] = {"mirror": _mirror, "reproject": _reproject, "seal": _seal, "verify": _verify}
 
 
 def job_registry(environ: Mapping[str, str] | None = None) -> dict[str, JobFunc]:
@@ -421,10 +430,9 @@ def serve(config: SchedulerConfig, lake_path: Path, *, stop: threading.Event | N
     stop = stop or threading.Event()
     root = lake_path.resolve()
     with Lake.open(root) as lake:
-        url = sa.make_url(lake.database_url)
+        database_url = lake.database_url
     (root / RUN_DIR).mkdir(exist_ok=True)
-    engine = sa.create_engine(url, **engine_options(url.get_backend_name()))
-    sa.event.listen(engine, "connect", lambda conn, _record: on_connect(conn, engine.dialect.name))
+    engine = _engine(database_url)
     scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=config.table)},
         executors={"default": ThreadPoolExecutor(max_workers=len(config.jobs))},
@@ -457,17 +465,17 @@ def serve(config: SchedulerConfig, lake_path: Path, *, stop: threading.Event | N
     quiet = _Repeated()
     for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
         logging.getLogger(name).addFilter(quiet)
-    in_main = threading.current_thread() is threading.main_thread()
-    previous_handlers = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)} \
-        if in_main else {}
+    previous_handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        previous_handlers = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
     previous_hook = threading.excepthook
     threading.excepthook = on_thread_error
     try:
         try:
             scheduler.start(paused=True)
             _reconcile(scheduler, config, str(root))
-        except (sa.exc.DBAPIError, sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
-            raise translate_error(exc, url) from exc
+        except sa.exc.DBAPIError as exc:
+            raise translate_error(exc, engine.url) from exc
         scheduler.resume()
         jobs = "; ".join(spec.describe(config.timezone) for spec in config.jobs)
         log.info(f"scheduler started: lake {root}, job store table {config.table}, jobs: {jobs}")
@@ -491,6 +499,23 @@ def serve(config: SchedulerConfig, lake_path: Path, *, stop: threading.Event | N
     if failure:
         raise EventLogError(f"the scheduler stopped after an error: {_sentence(failure[0])}")
     log.info("scheduler stopped")
+
+
+def _engine(database_url: str) -> sa.Engine:
+    """An engine on the lake's database with the session settings the SQL store uses (WAL, busy timeout)."""
+    try:
+        url = sa.make_url(database_url)
+    except sa.exc.ArgumentError:
+        raise InputError("the lake's database URL is not a valid SQLAlchemy URL (dialect+driver://...)") from None
+    try:
+        engine = sa.create_engine(url, **engine_options(url.get_backend_name()))
+    except sa.exc.NoSuchModuleError:
+        raise InputError(f"the lake's database URL names an unknown backend {url.drivername!r}") from None
+    except ModuleNotFoundError as exc:
+        raise translate_error(exc, url) from exc
+    dialect = engine.dialect.name
+    sa.event.listen(engine, "connect", lambda dbapi_connection, _record: on_connect(dbapi_connection, dialect))
+    return engine
 
 
 def _reconcile(scheduler: Any, config: SchedulerConfig, lake: str) -> None:

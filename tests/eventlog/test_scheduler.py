@@ -228,39 +228,57 @@ def test_once_runs_each_job_once_with_mirror_and_reproject(schedulers: Scheduler
     with Lake.open(schedulers.lake) as lake:
         lake.append([page_record("Foo", number) for number in range(3)])
     config = schedulers.config('[jobs.mirror]\nevery = "5m"\n\n[jobs.reproject]\ncron = "*/10 * * * *"\n\n'
-                               '[jobs.seal]\nevery = "1h"\n\n[jobs.record]\nevery = "1s"\n')
+                               '[jobs.seal]\nevery = "1h"\n\n[jobs.verify]\nevery = "1d"\n\n[jobs.record]\nevery = "1s"\n')
     process = schedulers.start(config, "--once", "--json")
     assert process.wait(timeout=15) == 0
     assert process.stdout is not None
     runs = json.loads(process.stdout.read())["runs"]
     assert [(run["job"], run["outcome"]) for run in runs] == [
-        ("mirror", "ok"), ("reproject", "ok"), ("seal", "ok"), ("record", "ok")]
+        ("mirror", "ok"), ("reproject", "ok"), ("seal", "ok"), ("verify", "ok"), ("record", "ok")]
+    assert runs[3]["counts"] == {"events": 3, "evicted": 0, "seals": 1, "segments": 1}
     assert runs[0]["counts"]["written"] == 3 and runs[1]["counts"]["events_applied"] == 3
     assert runs[2]["counts"]["sealed"] == f"{1:020d}-{3:020d}"
     assert len(read_runs(schedulers.runs)) == 1
     log = schedulers.stderr(process)
-    assert len([line for line in log.splitlines() if " job=" in line]) == 4
+    assert len([line for line in log.splitlines() if " job=" in line]) == 5
     assert re.search(r"job=mirror .* outcome=ok batches=1 read=3 watermark=3 watermark_before=0 written=3", log)
 
 
-def test_once_exits_with_the_code_of_a_failed_job(schedulers: Schedulers) -> None:
-    config = schedulers.config('[jobs.mirror]\nevery = "5m"\n\n[jobs.seal]\nevery = "5m"\n')
+def test_a_failing_job_is_logged_and_sets_the_exit_code_of_once(schedulers: Schedulers) -> None:
+    with Lake.open(schedulers.lake) as lake:
+        lake.append([page_record("Foo", 1)])
+        assert lake.seal() is not None
+    segment = next((schedulers.lake / "log" / "segments").glob("*.ndjson"))
+    segment.write_bytes(segment.read_bytes().replace(b"Foo revision 1", b"Foo revision X"))
+    config = schedulers.config('[jobs.verify]\nevery = "1h"\n\n[jobs.seal]\nevery = "5m"\n')
+    process = schedulers.start(config, "--once")
+    assert process.wait(timeout=15) == 6
+    log = schedulers.stderr(process)
+    assert re.search(rf"job=verify .* outcome=failed: verify failed: log/segments/{segment.name}, line 1: ", log), log
+    assert re.search(r"job=seal .* outcome=ok", log)
+    assert log.rstrip().splitlines()[-1].startswith("error: job verify failed: verify failed: ")
+
+
+def test_an_unreachable_database_fails_the_mirror_run_and_stops_the_scheduler(schedulers: Schedulers) -> None:
     lake_json = schedulers.lake / "lake.json"
     settings = json.loads(lake_json.read_text())
     lake_json.write_text(json.dumps({**settings, "database_url": "postgresql+psycopg://nobody@127.0.0.1:9/none"}))
-    process = schedulers.start(config, "--once")
-    assert process.wait(timeout=30) == 7
-    log = schedulers.stderr(process)
-    assert re.search(r"job=mirror .* outcome=failed: Cannot reach the PostgreSQL server at 127.0.0.1:9", log), log
-    assert "job=seal" in log and "outcome=ok" in log
-    assert log.rstrip().splitlines()[-1].startswith("error: job mirror failed: Cannot reach")
+    config = schedulers.config('[jobs.mirror]\nevery = "5m"\n')
+    once = schedulers.start(config, "--once")
+    assert once.wait(timeout=30) == 7
+    assert re.search(r"job=mirror .* outcome=failed: Cannot reach the PostgreSQL server at 127.0.0.1:9",
+                     schedulers.stderr(once))
+    # The job store lives in the same database: the scheduler cannot start without it.
+    served = schedulers.start(config)
+    assert served.wait(timeout=30) == 7
+    assert schedulers.stderr(served).startswith("error: Cannot reach the PostgreSQL server at 127.0.0.1:9")
 
 
 # -- configuration ------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("text", "where", "reason"), [
-    ('[jobs.bogus]\nevery = "1m"\n', "jobs.bogus", "unknown job 'bogus'; known jobs: mirror, reproject, seal"),
+    ('[jobs.bogus]\nevery = "1m"\n', "jobs.bogus", "unknown job 'bogus'; known jobs: mirror, reproject, seal, verify"),
     ('[jobs.seal]\nevery = "5 minutes"\n', "jobs.seal.every", "is not a duration"),
     ('[jobs.seal]\nevery = "0s"\n', "jobs.seal.every", "is not a positive duration"),
     ('[jobs.seal]\ncron = "*/10 * * *"\n', "jobs.seal.cron", "has 4 fields"),
@@ -328,7 +346,7 @@ def test_cron_weekdays_count_from_sunday_as_crontab_does(field: str, weekday: in
 
 def test_extra_jobs_hook() -> None:
     registry = job_registry({EXTRA_JOBS_ENV: f" {RECORD_JOB} , "})
-    assert registry["record"] is recording_job and {"mirror", "reproject", "seal"} <= set(registry)
+    assert registry["record"] is recording_job and {"mirror", "reproject", "seal", "verify"} <= set(registry)
     for bad in ("record", "Record=tests.eventlog.test_scheduler:recording_job", "x=tests.nothing_here:job",
                 "x=tests.eventlog.test_scheduler:absent", "x=tests.eventlog.test_scheduler:ROOT"):
         with pytest.raises(InputError, match=EXTRA_JOBS_ENV):
