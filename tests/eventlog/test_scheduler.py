@@ -328,6 +328,13 @@ def test_a_valid_configuration(tmp_path: Path) -> None:
     assert seal.every == 45.0
 
 
+def test_the_example_configuration_is_valid() -> None:
+    config = load_config(ROOT / "ops" / "scheduler.example.toml")
+    assert [spec.name for spec in config.jobs] == ["mirror", "reproject", "seal", "verify"]
+    unit = (ROOT / "ops" / "eventlog-scheduler.service").read_text()
+    assert "schedule --config" in unit and "KillSignal=SIGTERM" in unit
+
+
 def test_durations() -> None:
     assert parse_duration("5m") == 300 and parse_duration("1h30m") == 5400 and parse_duration("1d") == 86400
     assert parse_duration("500ms") == 0.5 and parse_duration(2) == 2 and parse_duration("1.5s") == 1.5
