@@ -2,7 +2,8 @@
 
 Everything here reads the log through the `Lake` facade and its index; nothing is written. The current version of
 a natural key follows the projection rule: the newest observed_at_utc wins, ties go to the larger content hash, and
-an older observation recorded late does not become current. A recorded `resolved` event applies as recorded.
+an older observation recorded late does not become current. A recorded `resolved` event applies as recorded: its
+winner becomes current with its newest observation so far (the rules of projections/raw_exchange.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
@@ -33,7 +34,6 @@ DIFF_PARTS: tuple[str, ...] = ("response", "request", "all")
 LONG_TEXT = 200
 MIN_PREFIX = 4
 _HEX = re.compile(r"[0-9a-f]+\Z")
-_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 class HistoryRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,12 +129,12 @@ def _fold(observed: list[Event], resolved: list[Event]) -> tuple[list[HistoryRow
         body = event.body
         before = best[1] if best else None
         if event.type == "resolved":
-            winner = body.get("winner")
-            if isinstance(winner, str):
-                # A resolution makes its winner current with the winner's own newest observed time, so a later
-                # observation still has to be newer than that to take over.
-                stamp = latest.get(winner, best[0] if best else _EPOCH)
-                best = (stamp, winner)
+            winner = body.get("winner", body.get("content_sha256"))
+            if isinstance(winner, str) and winner in latest:
+                # As the projection does: the winner becomes current with its newest observation so far, so a
+                # later observation still has to be newer than that to take over. A winner not yet observed here
+                # changes nothing.
+                best = (latest[winner], winner)
             resolutions.append(Resolution(
                 seq=event.seq, event_id=event.event_id, recorded_at_utc=event.recorded_at_utc, origin=event.origin,
                 winner=winner if isinstance(winner, str) else None,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from eventlog import InputError, Lake, NotFoundError, SegmentPolicy
 from eventlog.audit import diff, history, provenance
@@ -134,9 +135,30 @@ def test_recorded_resolutions_apply_as_recorded(lake: Lake, clock: Clock) -> Non
     resolution = result.resolutions[0]
     assert (resolution.winner, resolution.strategy, resolution.candidates) == (h[3], "prefer_sql", (h[1], h[3]))
     assert resolution.current_after == h[3] and result.current == h[3]
+    # A resolution naming content this key never had changes nothing.
+    stray = {**body, "winner": "ab" * 32, "candidates": [h[3], "ab" * 32]}
+    lake.log.append_events([new_resolution(body=stray, origin=lake.config.replica_id,
+                                           recorded_at_utc=format_utc(clock.now))])
+    again = history(lake, *KEY)
+    assert again.current == h[3] and again.resolutions[-1].current_after == h[3]
     # An observation newer than the winner's still takes over afterwards.
     lake.append([revision(4, 9)])
     assert history(lake, *KEY).current == content_sha256(page_record("Foo", 4))
+
+
+def test_the_current_version_agrees_with_the_projection(lake: Lake, clock: Clock) -> None:
+    h = hashes()
+    lake.log.append_events([new_resolution(
+        body={"scope": "wikipedia-en/page", "natural_key": "Foo", "winner": h[2], "strategy": "prefer_json",
+              "candidates": [h[1], h[2]]}, origin=lake.config.replica_id, recorded_at_utc=format_utc(clock.now))])
+    lake.append([revision(5, 1)])  # older than the winner: stays behind it
+    lake.reproject()
+    with lake.sql_store() as store, store.engine.connect() as conn:
+        record = store.tables.record
+        projected = conn.execute(sa.select(record.c.content_sha256).where(
+            record.c.source_system == "wikipedia-en", record.c.natural_key == "Foo")).scalar_one()
+    assert projected == history(lake, *KEY).current
+    assert projected == h[2]
 
 
 def test_history_of_an_unknown_key_is_not_found(lake: Lake) -> None:
