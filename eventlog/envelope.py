@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
@@ -103,18 +103,34 @@ def content_sha256(record: ExchangeRecord | dict[str, Any]) -> str:
                                         canonical_json(record.response))).hexdigest()
 
 
-def content_bytes(record: ExchangeRecord, request_json: bytes, response_json: bytes) -> bytes:
+class EncodedNames(NamedTuple):
+    """Canonical JSON of a record's identifying strings, encoded once for the content hash and the envelope."""
+
+    entity_type: bytes
+    natural_key: bytes
+    source_system: bytes
+
+
+def encode_names(record: ExchangeRecord) -> EncodedNames:
+    """Encode entity_type, natural_key and source_system (CanonicalError for a lone surrogate in them)."""
+    return EncodedNames(canonical_json(record.entity_type), canonical_json(record.natural_key),
+                        canonical_json(record.source_system))
+
+
+def content_bytes(record: ExchangeRecord, request_json: bytes, response_json: bytes, *,
+                  names: EncodedNames | None = None) -> bytes:
     """Canonical JSON of the content object, reusing already-encoded request and response.
 
     Keys are written in their RFC 8785 order; the result equals canonical_json() of the same object.
     """
+    names = names or encode_names(record)
     return b"".join((
-        b'{"entity_type":', canonical_json(record.entity_type),
+        b'{"entity_type":', names.entity_type,
         b',"exchange_type":"', record.exchange_type.encode(),
-        b'","natural_key":', canonical_json(record.natural_key),
+        b'","natural_key":', names.natural_key,
         b',"request":', request_json,
         b',"response":', response_json,
-        b',"source_system":', canonical_json(record.source_system),
+        b',"source_system":', names.source_system,
         b"}",
     ))
 

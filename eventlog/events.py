@@ -15,17 +15,13 @@ from typing import Any, Literal
 import msgspec
 
 from eventlog.canonical import canonical_json
-from eventlog.envelope import ExchangeRecord, decode_record
+from eventlog.envelope import EncodedNames, ExchangeRecord, decode_record
 
 EventType = Literal["observed", "revisited", "resolved"]
 GENESIS = "0" * 64
 PAYLOAD_KEYS = ("request", "response")
 RESOLUTION_ID_NAMESPACE = uuid.UUID("0b7f6c52-3d3e-5f3c-a9f3-6a1f2d0c9e84")
 
-# Envelope keys in RFC 8785 order, split around the payload so encoded request/response bytes can be spliced in.
-_HEAD_KEYS = ("content_sha256", "entity_type", "exchange_id", "exchange_type", "natural_key", "observed_at_utc",
-              "provenance", "redactions_applied")
-_TAIL_KEYS = ("response_ref", "schema_version", "source_system", "tags")
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -66,10 +62,27 @@ def line_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def split_envelope(envelope: dict[str, Any]) -> tuple[bytes, bytes]:
-    """Canonical JSON of the envelope's head and tail around the payload keys, without their braces."""
-    head = canonical_json({key: envelope[key] for key in _HEAD_KEYS})[1:-1]
-    tail = canonical_json({key: envelope[key] for key in _TAIL_KEYS})[1:-1]
+def envelope_parts(record: ExchangeRecord, names: EncodedNames, *, content_sha256: str, exchange_id: str,
+                   observed_at_utc: str, redactions: list[str]) -> tuple[bytes, bytes]:
+    """Canonical JSON of the envelope's head and tail around the payload keys, without their braces.
+
+    Written field by field in RFC 8785 key order (the same bytes as canonical_json of the whole envelope, which a
+    test checks), because this runs once per appended record. Hashes, ids and times are ASCII with nothing to
+    escape.
+    """
+    head = b"".join((
+        b'"content_sha256":"', content_sha256.encode(), b'","entity_type":', names.entity_type,
+        b',"exchange_id":"', exchange_id.encode(), b'","exchange_type":"', record.exchange_type.encode(),
+        b'","natural_key":', names.natural_key, b',"observed_at_utc":"', observed_at_utc.encode(),
+        b'","provenance":', canonical_json(record.provenance) if record.provenance else b"{}",
+        b',"redactions_applied":', canonical_json(redactions) if redactions else b"[]",
+    ))
+    ref = record.response_ref
+    tail = b"".join((
+        b'"response_ref":', b"null" if ref is None else canonical_json(msgspec.to_builtins(ref)),
+        b',"schema_version":', canonical_json(record.schema_version), b',"source_system":', names.source_system,
+        b',"tags":', canonical_json(list(record.tags)) if record.tags else b"[]",
+    ))
     return head, tail
 
 

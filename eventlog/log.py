@@ -27,6 +27,7 @@ from eventlog.envelope import (
     content_bytes,
     decode_record,
     derive_exchange_id,
+    encode_names,
     format_utc,
     parse_utc,
 )
@@ -38,8 +39,8 @@ from eventlog.events import (
     decode_line,
     encode_event,
     encode_observation,
+    envelope_parts,
     line_hash,
-    split_envelope,
 )
 from eventlog.index import IndexEntry, LogIndex, exchange_key
 from eventlog.locking import WriterLock
@@ -119,20 +120,14 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
             f"the payload is {len(request_json) + len(response_json):,} bytes, over the {max_bytes:,}-byte limit "
             f"for one inline exchange; store it by reference (response_ref)",
             source=f"record {number}" if number is not None else None, path="$.response")
-    content_hash = hashlib.sha256(content_bytes(record, request_json, response_json)).hexdigest()
+    names = encode_names(record)
+    content_hash = hashlib.sha256(content_bytes(record, request_json, response_json, names=names)).hexdigest()
     observed = format_utc(record.observed_at_utc)
     given = record.exchange_id
     exchange_id = str(uuid.UUID(given)) if given else derive_exchange_id(content_hash, observed)
     redactions = sorted(set(record.redactions_applied).union(paths))
-    ref = record.response_ref
-    head, tail = split_envelope({
-        "content_sha256": content_hash, "entity_type": record.entity_type,
-        "exchange_id": exchange_id, "exchange_type": record.exchange_type,
-        "natural_key": record.natural_key, "observed_at_utc": observed, "provenance": record.provenance,
-        "redactions_applied": redactions,
-        "response_ref": None if ref is None else msgspec.to_builtins(ref),
-        "schema_version": record.schema_version, "source_system": record.source_system, "tags": list(record.tags),
-    })
+    head, tail = envelope_parts(record, names, content_sha256=content_hash, exchange_id=exchange_id,
+                                observed_at_utc=observed, redactions=redactions)
     return Prepared(exchange_id, content_hash, observed,
                     exchange_key(record.source_system, record.entity_type, record.natural_key),
                     head, tail, request_json, response_json,

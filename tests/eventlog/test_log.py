@@ -248,3 +248,19 @@ def test_init_refuses_an_existing_lake_and_open_refuses_a_missing_one(tmp_path: 
         Lake.init(tmp_path / "lake")
     with pytest.raises(LakeError, match=r"lake\.json is missing"):
         Lake.open(tmp_path / "elsewhere")
+
+
+def test_hand_written_envelope_equals_canonical_json_of_every_field(lake: Lake) -> None:
+    from eventlog.canonical import canonical_json
+
+    full = dict(page_record("Zürich \"Süd\"\n", 1, source="wikipedia-\u00e9\U0001F600"),
+                tags=["b", "a", "ü"], provenance={"runner": "r", "nested": {"z": 1, "a": [1.5, None]}},
+                response_ref={"uri": "s3://bucket/o", "sha256": "a" * 64, "size_bytes": 12},
+                redactions_applied=["$.request.headers.X"], schema_version=3)
+    bare = dict(page_record("Ada", 1), natural_key=None)
+    lake.append([full, bare])
+    for line in (lake.root / "log" / "segments" / f"{1:020d}.active.ndjson").read_bytes().splitlines():
+        assert canonical_json(json.loads(line)) == line
+    first, second = lake.events()
+    assert first.body["tags"] == ["b", "a", "ü"] and first.body["response_ref"]["size_bytes"] == 12
+    assert second.body["natural_key"] is None
