@@ -64,6 +64,7 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
+from eventlog.canonical import format_path
 from eventlog.errors import InputError
 
 __all__ = ["DEFAULT_MARKER", "RedactionPolicy", "Redactor", "format_path", "name_parts", "parse_path"]
@@ -305,7 +306,6 @@ class _Node:
 
 
 _PATH_SEGMENT = re.compile(r'\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?[0-9]+)\]|\[("(?:[^"\\]|\\.)*")\]')
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def parse_path(text: str) -> tuple[str | int, ...]:
@@ -323,19 +323,6 @@ def parse_path(text: str) -> tuple[str | int, ...]:
                         else msgspec.json.decode(quoted, type=str))
         pos = m.end()
     return tuple(segments)
-
-
-def format_path(segments: Sequence[str | int], *, root: str = "$") -> str:
-    """Write path segments the way `redactions_applied` lists them."""
-    out = [root]
-    for segment in segments:
-        if isinstance(segment, int):
-            out.append(f"[{segment}]")
-        elif _IDENT.match(segment):
-            out.append("." + segment)
-        else:
-            out.append("[" + msgspec.json.encode(segment).decode() + "]")
-    return "".join(out)
 
 
 def _union(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
