@@ -45,7 +45,7 @@ from eventlog.events import (
 from eventlog.index import IndexEntry, LogIndex, exchange_key
 from eventlog.locking import WriterLock
 from eventlog.redaction import Redactor
-from eventlog.seals import MerkleTree, Seal, read_seal, seal_hash
+from eventlog.seals import Seal, compute_seal, read_seal, seal_hash
 from eventlog.segments import (
     SegmentName,
     complete_length,
@@ -53,6 +53,7 @@ from eventlog.segments import (
     format_segment_name,
     fsync_dir,
     iter_lines,
+    last_line,
     list_segments,
     parse_seal_name,
     truncate_to,
@@ -588,52 +589,3 @@ class EventLog:
     @property
     def last_seq(self) -> int:
         return self._tail.next_seq - 1
-
-
-def last_line(path: Path) -> bytes | None:
-    """The last complete line of a file, without its newline."""
-    end = complete_length(path)
-    if end == 0:
-        return None
-    with open(path, "rb") as handle:
-        block = 1 << 16
-        position = end - 1
-        while True:
-            start = max(0, position - block)
-            handle.seek(start)
-            data = handle.read(end - 1 - start)
-            index = data.rfind(b"\n")
-            if index >= 0 or start == 0:
-                return data[index + 1:]
-            position = start
-
-
-def compute_seal(path: Path, name: SegmentName, *, prev_seal_sha256: str, sealed_at_utc: str) -> Seal:
-    """Read a sealed segment once and state what it holds."""
-    assert name.last_seq is not None
-    file_hash = hashlib.sha256()
-    tree = MerkleTree()
-    observed_from: str | None = None
-    observed_to: str | None = None
-    recorded_from = recorded_to = ""
-    first_prev = last_hash = GENESIS
-    size = 0
-    for _, raw in iter_lines(path):
-        file_hash.update(raw + b"\n")
-        size += len(raw) + 1
-        event = decode_line(raw)
-        if tree.count == 0:
-            first_prev, recorded_from = event.prev, event.recorded_at_utc
-        last_hash = line_hash(raw)
-        tree.add(bytes.fromhex(last_hash))
-        recorded_from = min(recorded_from, event.recorded_at_utc)
-        recorded_to = max(recorded_to, event.recorded_at_utc)
-        stamp = event.body.get("observed_at_utc")
-        if isinstance(stamp, str):
-            observed_from = stamp if observed_from is None else min(observed_from, stamp)
-            observed_to = stamp if observed_to is None else max(observed_to, stamp)
-    return Seal(first_seq=name.first_seq, last_seq=name.last_seq, count=tree.count, byte_length=size,
-                file_sha256=file_hash.hexdigest(), merkle_root=tree.root(), first_prev=first_prev,
-                last_line_hash=last_hash, observed_from_utc=observed_from,
-                observed_to_utc=observed_to, recorded_from_utc=recorded_from,
-                recorded_to_utc=recorded_to, prev_seal_sha256=prev_seal_sha256, sealed_at_utc=sealed_at_utc)

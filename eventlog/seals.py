@@ -13,6 +13,8 @@ from pathlib import Path
 import msgspec
 
 from eventlog.canonical import canonical_json
+from eventlog.events import GENESIS, decode_line, line_hash
+from eventlog.segments import SegmentName, iter_lines
 
 SEAL_FORMAT = 1
 
@@ -100,3 +102,34 @@ def read_seal(path: Path) -> tuple[Seal, bytes]:
 def seal_hash(raw: bytes) -> str:
     """Hash of a seal file as the seal chain sees it."""
     return hashlib.sha256(raw).hexdigest()
+
+
+def compute_seal(path: Path, name: SegmentName, *, prev_seal_sha256: str, sealed_at_utc: str) -> Seal:
+    """Read a sealed segment once and state what it holds."""
+    assert name.last_seq is not None
+    file_hash = hashlib.sha256()
+    tree = MerkleTree()
+    observed_from: str | None = None
+    observed_to: str | None = None
+    recorded_from = recorded_to = ""
+    first_prev = last_hash = GENESIS
+    size = 0
+    for _, raw in iter_lines(path):
+        file_hash.update(raw + b"\n")
+        size += len(raw) + 1
+        event = decode_line(raw)
+        if tree.count == 0:
+            first_prev, recorded_from = event.prev, event.recorded_at_utc
+        last_hash = line_hash(raw)
+        tree.add(bytes.fromhex(last_hash))
+        recorded_from = min(recorded_from, event.recorded_at_utc)
+        recorded_to = max(recorded_to, event.recorded_at_utc)
+        stamp = event.body.get("observed_at_utc")
+        if isinstance(stamp, str):
+            observed_from = stamp if observed_from is None else min(observed_from, stamp)
+            observed_to = stamp if observed_to is None else max(observed_to, stamp)
+    return Seal(first_seq=name.first_seq, last_seq=name.last_seq, count=tree.count, byte_length=size,
+                file_sha256=file_hash.hexdigest(), merkle_root=tree.root(), first_prev=first_prev,
+                last_line_hash=last_hash, observed_from_utc=observed_from,
+                observed_to_utc=observed_to, recorded_from_utc=recorded_from,
+                recorded_to_utc=recorded_to, prev_seal_sha256=prev_seal_sha256, sealed_at_utc=sealed_at_utc)

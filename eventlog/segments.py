@@ -137,3 +137,21 @@ def truncate_to(path: Path, length: int) -> None:
         handle.truncate(length)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def last_line(path: Path) -> bytes | None:
+    """The last complete line of a file, without its newline."""
+    end = complete_length(path)
+    if end == 0:
+        return None
+    with open(path, "rb") as handle:
+        block = 1 << 16
+        position = end - 1
+        while True:
+            start = max(0, position - block)
+            handle.seek(start)
+            data = handle.read(end - 1 - start)
+            index = data.rfind(b"\n")
+            if index >= 0 or start == 0:
+                return data[index + 1:]
+            position = start
