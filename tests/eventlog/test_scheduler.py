@@ -230,7 +230,7 @@ def test_once_runs_each_job_once_with_mirror_and_reproject(schedulers: Scheduler
     config = schedulers.config('[jobs.mirror]\nevery = "5m"\n\n[jobs.reproject]\ncron = "*/10 * * * *"\n\n'
                                '[jobs.seal]\nevery = "1h"\n\n[jobs.verify]\nevery = "1d"\n\n[jobs.record]\nevery = "1s"\n')
     process = schedulers.start(config, "--once", "--json")
-    assert process.wait(timeout=15) == 0
+    assert process.wait(timeout=15) == 0, schedulers.stderr(process)
     assert process.stdout is not None
     runs = json.loads(process.stdout.read())["runs"]
     assert [(run["job"], run["outcome"]) for run in runs] == [
