@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -190,17 +189,8 @@ def _versions(observed: list[Event], current: str | None) -> tuple[Version, ...]
 
 def _resolved_events(lake: Lake) -> Iterator[Event]:
     """Every `resolved` event of the lake, found through the index rather than a scan of the log."""
-    # The index has no lookup by type; its table is read directly, read-only, by the columns index.py defines.
-    path = lake.log.index.path
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        seqs = [int(row[0]) for row in db.execute("SELECT seq FROM events WHERE type = 'resolved' ORDER BY seq")]
-    finally:
-        db.close()
-    for seq in seqs:
-        entry = lake.log.index.by_seq(seq)
-        if entry is not None:
-            yield lake.log.read_at(entry)
+    for entry in lake.log.index.by_type("resolved"):
+        yield lake.log.read_at(entry)
 
 
 def _resolves(body: dict[str, Any], source_system: str, entity_type: str, natural_key: str) -> bool:

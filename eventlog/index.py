@@ -136,6 +136,11 @@ class LogIndex:
         rows = self._db.execute("SELECT * FROM events WHERE exchange_key = ? ORDER BY seq", (key,)).fetchall()
         return [IndexEntry(*row) for row in rows]
 
+    def by_type(self, event_type: str) -> list[IndexEntry]:
+        """Every event of one type, in log order."""
+        rows = self._db.execute("SELECT * FROM events WHERE type = ? ORDER BY seq", (event_type,)).fetchall()
+        return [IndexEntry(*row) for row in rows]
+
     def position_after(self, seq: int) -> tuple[int, int] | None:
         """(segment, offset) of the first event after `seq`, to start a read there."""
         row = self._db.execute("SELECT segment, offset FROM events WHERE seq > ? ORDER BY seq LIMIT 1",
