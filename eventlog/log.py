@@ -546,6 +546,17 @@ class EventLog:
 
         Evicted segments are read from cold storage; without a key that raises ArchiveError naming the archive.
         """
+        for segment, position, raw in self.lines(after_seq=after_seq):
+            event = decode_line(raw)
+            if event.seq > after_seq:
+                yield segment, position, raw, event
+
+    def lines(self, *, after_seq: int = 0) -> Iterator[tuple[int, int, bytes]]:
+        """Like `scan`, undecoded, for readers with a decoder of their own: (segment first seq, offset, raw line).
+
+        Starts where the index places the first event after `after_seq`; where it cannot, at the start of the
+        segment that may hold it, so a caller skips the lines whose seq is <= after_seq.
+        """
         start = self.index.position_after(after_seq) if after_seq else None
         for name, path in segment_sources(self.segments_dir, self.cold):
             if name.last_seq is not None and name.last_seq <= after_seq:
@@ -553,9 +564,7 @@ class EventLog:
             offset = start[1] if start is not None and start[0] == name.first_seq else 0
             with self._open_source(name, path) as handle:
                 for position, raw in lines_of(handle, start_offset=offset):
-                    event = decode_line(raw)
-                    if event.seq > after_seq:
-                        yield name.first_seq, position, raw, event
+                    yield name.first_seq, position, raw
 
     def events(self, *, after_seq: int = 0) -> Iterator[Event]:
         """Every event after `after_seq`, in log order. Reads only complete lines; takes no lock."""
