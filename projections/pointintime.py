@@ -42,14 +42,17 @@ class PointInTime(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
 
     def admits(self, event: Event) -> bool:
         """Whether the projection applies `event` under this filter."""
-        if self.at_seq is not None and event.seq > self.at_seq:
+        observed = event.body.get("observed_at_utc") if event.type != "resolved" else None
+        return self.admits_at(seq=event.seq, recorded_at_utc=event.recorded_at_utc,
+                              observed_at_utc=observed if isinstance(observed, str) else "")
+
+    def admits_at(self, *, seq: int, recorded_at_utc: str, observed_at_utc: str | None) -> bool:
+        """`admits` from an event's seq and times; `observed_at_utc` None for a resolution, which has none."""
+        if self.at_seq is not None and seq > self.at_seq:
             return False
-        if self.known_at is not None and event.recorded_at_utc > self.known_at:
+        if self.known_at is not None and recorded_at_utc > self.known_at:
             return False
-        if self.as_of is not None and event.type != "resolved":
-            observed = event.body.get("observed_at_utc")
-            return isinstance(observed, str) and observed <= self.as_of
-        return True
+        return self.as_of is None or observed_at_utc is None or observed_at_utc <= self.as_of
 
     def describe(self) -> str:
         """The filter as the command line writes it: `--as-of T --known-at T --at-seq N`."""

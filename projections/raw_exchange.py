@@ -19,22 +19,20 @@ table, so it equals incremental application by construction.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from itertools import islice
-from typing import Any, Literal, NamedTuple
+from operator import attrgetter
+from typing import Any, Literal
 
 import msgspec
 import sqlalchemy as sa
 
 from eventlog.dialects import bulk_insert, in_values, upsert
-from eventlog.errors import IntegrityError
 from eventlog.events import Event
-from eventlog.index import IndexEntry
 from eventlog.log import EventLog
-from eventlog.sqlschema import LakeTables, record_key
-from eventlog.sqlstore import SqlEventStore, encode_event
+from eventlog.sqlschema import LakeTables
+from eventlog.sqlstore import SqlEventStore
 from projections.checkpoints import (
     EMPTY_DIGEST,
     Checkpoint,
@@ -45,6 +43,7 @@ from projections.checkpoints import (
     row_digest,
     write_checkpoint,
 )
+from projections.logreader import IndexReader, Observation, observation, read_log
 from projections.pointintime import PointInTime
 
 __all__ = ["CHUNK", "PROJECTION", "ReprojectResult", "hold_projection_lock", "reproject"]
@@ -103,88 +102,12 @@ ROW_COLUMNS = tuple(field.name for field in fields(Row))
 DIGEST_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "event_seq")
 
 
+_row_tuple = attrgetter(*ROW_COLUMNS)
+
+
 def row_values(row: Row) -> dict[str, Any]:
     """The row's columns by name (payload_json aside)."""
-    return {name: getattr(row, name) for name in ROW_COLUMNS}
-
-
-class Observation(NamedTuple):
-    """What the projection reads from an observed or revisited event."""
-
-    seq: int
-    recorded: str
-    observed: str
-    content: str
-    exchange_id: str
-    exchange_type: str
-    schema_version: int
-    source: str
-    entity: str
-    natural: str | None
-    key: str
-
-    @property
-    def rank(self) -> tuple[str, str, str]:
-        """Order of precedence for the current version: newest observed time, then content hash, then id."""
-        return (self.observed, self.content, self.exchange_id)
-
-
-def observation(event: Event) -> Observation:
-    """The projection's view of an observed or revisited event. Raises IntegrityError for a body it cannot use."""
-    body = event.body
-    try:
-        values = (body["observed_at_utc"], body["content_sha256"], body["exchange_id"], body["exchange_type"],
-                  body["schema_version"], body["source_system"], body["entity_type"], body["natural_key"])
-    except KeyError as missing:
-        raise IntegrityError(f"event {event.seq} ({event.event_id}) has no {missing.args[0]} in its body; "
-                             "it cannot be projected") from None
-    observed, content, exchange_id, exchange_type, version, source, entity, natural = values
-    if not (all(isinstance(value, str) for value in values[:4] + values[5:7])
-            and type(version) is int and (natural is None or isinstance(natural, str))):
-        raise IntegrityError(f"event {event.seq} ({event.event_id}) has an envelope field of the wrong type; "
-                             "it cannot be projected")
-    return Observation(event.seq, event.recorded_at_utc, observed, content, exchange_id, exchange_type, version,
-                       source, entity, natural, record_key(source, entity, natural, content))
-
-
-class IndexReader:
-    """Read-only queries on log/index.sqlite that `LogIndex` does not offer.
-
-    The table is read directly, by the columns docs/file-formats.md documents. Rows below a seq that a reader has
-    seen in the log are committed (the index is written in the append call, before the next one starts).
-    """
-
-    def __init__(self, log: EventLog) -> None:
-        self.log = log
-        self._db = sqlite3.connect(f"{log.index.path.resolve().as_uri()}?mode=ro", uri=True)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> IndexReader:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def first_seqs(self, hashes: Iterable[str], *, observed_by: str | None) -> dict[str, int]:
-        """The first seq at which each content was observed (observed_at_utc <= `observed_by` when given)."""
-        found: dict[str, int] = {}
-        wanted = list(hashes)
-        extra = "" if observed_by is None else " AND observed_at_utc <= ?"
-        for start in range(0, len(wanted), 500):
-            part = wanted[start:start + 500]
-            sql = (f"SELECT content_sha256, min(seq) FROM events WHERE type != 'resolved' AND content_sha256 IN "
-                   f"({','.join('?' * len(part))}){extra} GROUP BY content_sha256")
-            params = [*part] if observed_by is None else [*part, observed_by]
-            found.update((content, int(seq)) for content, seq in self._db.execute(sql, params))
-        return found
-
-    def observations_of(self, content: str, *, before_seq: int) -> list[Event]:
-        """The observed and revisited events of one content before `before_seq`, in log order."""
-        rows = self._db.execute("SELECT * FROM events WHERE content_sha256 = ? AND seq < ? AND type != 'resolved' "
-                                "ORDER BY seq", (content, before_seq)).fetchall()
-        return [self.log.read_at(IndexEntry(*row)) for row in rows]
+    return dict(zip(ROW_COLUMNS, _row_tuple(row), strict=True))
 
 
 class _Versions:
@@ -243,25 +166,26 @@ class _Fold:
         self.totals = totals
         self.versions = _Versions(reader, point)
 
-    def apply(self, events: Sequence[Event]) -> None:
+    def apply(self, events: Sequence[Observation | Event]) -> None:
         """Fold `events` (in log order) into the table."""
         point = self.point
         items: list[Observation | Event] = []
         observations: list[Observation] = []
-        payloads: dict[str, Event] = {}
+        payloads: dict[str, bytes] = {}
         targets: dict[int, Observation | None] = {}
-        for event in events:
-            if point is not None and not point.admits(event):
+        for item in events:
+            if isinstance(item, Event):
+                if point is None or point.admits(item):
+                    targets[item.seq] = self._winner(item)
+                    items.append(item)
                 continue
-            if event.type == "resolved":
-                targets[event.seq] = self._winner(event)
-                items.append(event)
+            if point is not None and not point.admits_at(seq=item.seq, recorded_at_utc=item.recorded,
+                                                         observed_at_utc=item.observed):
                 continue
-            item = observation(event)
             observations.append(item)
             items.append(item)
-            if event.type == "observed":
-                payloads.setdefault(item.content, event)
+            if item.payload is not None:
+                payloads.setdefault(item.content, item.payload)
         self.totals.applied += len(items)
         keys = {item.key for item in observations}
         keys.update(target.key for target in targets.values() if target is not None)
@@ -348,41 +272,38 @@ class _Fold:
         return rows, digests
 
     def _write(self, changed: dict[str, Row], stored: dict[str, int], stale: set[str],
-               payloads: dict[str, Event]) -> None:
-        inserts: list[dict[str, Any]] = []
+               payloads: dict[str, bytes]) -> None:
         updates: list[dict[str, Any]] = []
         summaries: list[dict[str, Any]] = []
-        digest = self.digest
-        for key, row in changed.items():
-            values = row_values(row)
-            digest = add_digest(digest, row_digest(values, DIGEST_COLUMNS) - stored.get(key, 0))
-            if key in stale:
-                values["payload_json"] = self._payload(row.content_sha256, payloads)
-            if key not in stored:
-                inserts.append(values)
-                continue
-            del values["record_key"]
-            values["b_key"] = key
-            (updates if key in stale else summaries).append(values)
-        bulk_insert(self.conn, self.statements.tables.record, inserts)
+        inserted = 0
+
+        def encoded() -> Iterator[dict[str, Any]]:
+            """New rows, encoded as the insert consumes them (PostgreSQL's COPY works meanwhile)."""
+            nonlocal inserted
+            for key, row in changed.items():
+                values = row_values(row)
+                self.digest = add_digest(self.digest, row_digest(values, DIGEST_COLUMNS) - stored.get(key, 0))
+                if key in stale:
+                    values["payload_json"] = self._payload(row.content_sha256, payloads)
+                if key not in stored:
+                    inserted += 1
+                    yield values
+                    continue
+                del values["record_key"]
+                values["b_key"] = key
+                (updates if key in stale else summaries).append(values)
+
+        bulk_insert(self.conn, self.statements.tables.record, encoded())
         for batch in (updates, summaries):
             if batch:
                 self.conn.execute(self.statements.update, batch)
-        self.digest = digest
-        self.totals.inserted += len(inserts)
+        self.totals.inserted += inserted
         self.totals.updated += len(updates) + len(summaries)
 
-    def _payload(self, content: str, payloads: dict[str, Event]) -> str:
+    def _payload(self, content: str, payloads: dict[str, bytes]) -> str:
         """payload_json of a content: the canonical JSON of {"request": ..., "response": ...}."""
-        event = payloads.get(content)
-        if event is None:
-            entry = self.reader.log.index.first_payload(content)
-            if entry is None:
-                raise IntegrityError(f"content {content} has no observed event in the log to take its payload from")
-            event = self.reader.log.read_at(entry)
-        _, stored = encode_event(event)
-        assert stored is not None
-        return f'{{"request":{stored["request"]},"response":{stored["response"]}}}'
+        payload = payloads.get(content)
+        return (payload if payload is not None else self.reader.payload(content)).decode()
 
 
 def _make_current(row: Row, item: Observation, stale: set[str]) -> None:
@@ -392,7 +313,8 @@ def _make_current(row: Row, item: Observation, stale: set[str]) -> None:
     row.observed_at_utc, row.content_sha256 = item.observed, item.content
 
 
-def _chunks(events: Iterator[Event], size: int, point: PointInTime | None) -> Iterator[list[Event]]:
+def _chunks(events: Iterator[Observation | Event], size: int,
+            point: PointInTime | None) -> Iterator[list[Observation | Event]]:
     """Chunks of `events`, stopping after --at-seq."""
     stop = point.at_seq if point is not None else None
     while chunk := list(islice(events, size)):
@@ -462,7 +384,7 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
                     conn.execute(store.tables.record.delete())
                     fold = _Fold(conn, statements, reader, point, 0, totals)
                     position = 0
-                    for chunk in _chunks(log.events(), batch, point):
+                    for chunk in _chunks(read_log(log), batch, point):
                         fold.apply(chunk)
                         position = chunk[-1].seq
                         totals.read += len(chunk)
@@ -487,7 +409,7 @@ def _incremental(log: EventLog, store: SqlEventStore, statements: _Statements, r
                  progress: Callable[[int], None] | None) -> Checkpoint | None:
     """Apply the events after `checkpoint`, a transaction per batch; None when another run moved the checkpoint."""
     current = checkpoint
-    for chunk in _chunks(log.events(after_seq=checkpoint.position), batch, None):
+    for chunk in _chunks(read_log(log, after_seq=checkpoint.position), batch, None):
         with store.begin() as conn:
             hold_projection_lock(conn, store, now=now)
             if read_checkpoint(conn, store.tables, PROJECTION) != current:
