@@ -34,7 +34,6 @@ from eventlog.log import EventLog
 from eventlog.sqlschema import LakeTables
 from eventlog.sqlstore import SqlEventStore
 from projections.checkpoints import (
-    EMPTY_DIGEST,
     Checkpoint,
     add_digest,
     format_digest,
@@ -176,7 +175,9 @@ class _Fold:
         for item in events:
             if isinstance(item, Event):
                 if point is None or point.admits(item):
-                    targets[item.seq] = self._winner(item)
+                    target = targets[item.seq] = self._winner(item)
+                    if target is not None and target.payload is not None:
+                        payloads.setdefault(target.content, target.payload)
                     items.append(item)
                 continue
             if point is not None and not point.admits_at(seq=item.seq, recorded_at_utc=item.recorded,
@@ -233,7 +234,7 @@ class _Fold:
         _make_current(row, target, stale)
         row.created_at_utc = min(row.created_at_utc, event.recorded_at_utc)
         row.updated_at_utc = max(row.updated_at_utc, event.recorded_at_utc)
-        row.event_seq = max(row.event_seq, event.seq)
+        row.event_seq = event.seq
         changed[target.key] = row
         self.totals.resolved += 1
 
@@ -431,4 +432,4 @@ def _result(totals: _Totals, mode: Mode, reason: str | None, point: PointInTime 
         projection=PROJECTION, mode=mode, reason=reason, point_in_time=point, position_before=before,
         position=checkpoint.position, events_read=totals.read, events_applied=totals.applied,
         rows_inserted=totals.inserted, rows_updated=totals.updated, resolutions_applied=totals.resolved,
-        resolutions_ignored=totals.ignored, state_digest=checkpoint.state_digest or EMPTY_DIGEST)
+        resolutions_ignored=totals.ignored, state_digest=checkpoint.state_digest)
