@@ -123,13 +123,13 @@ def test_sigkill_during_mirror_leaves_tables_and_watermark_consistent(tmp_path: 
             lake.append([openalex_record(n) for n in range(trial * 2000, trial * 2000 + 2000)])
             expected = [(event.seq, event.event_id) for event in lake.events()]
             replica = lake.config.replica_id
-        child = subprocess.Popen([sys.executable, "-c", MIRROR, str(root), sql_url, sql_schema,
-                                  str(rng.choice([5, 10, 20]))],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-        assert child.stdout is not None and child.stdout.readline() == b"started\n"
-        time.sleep(rng.uniform(0.02, 0.3))
-        child.send_signal(signal.SIGKILL)
-        _, err = child.communicate()
+        with subprocess.Popen([sys.executable, "-c", MIRROR, str(root), sql_url, sql_schema,
+                               str(rng.choice([5, 10, 20]))],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT) as child:
+            assert child.stdout is not None and child.stdout.readline() == b"started\n"
+            time.sleep(rng.uniform(0.02, 0.3))
+            child.send_signal(signal.SIGKILL)
+            _, err = child.communicate()
         killed += child.returncode == -signal.SIGKILL
         assert child.returncode in (0, -signal.SIGKILL), err.decode()
         with SqlEventStore(sql_url, schema=sql_schema) as store:

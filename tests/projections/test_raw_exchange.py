@@ -385,13 +385,13 @@ def test_sigkill_during_reprojection_leaves_a_consistent_table(tmp_path: Path, s
             clock.now += timedelta(minutes=1)
             lake.append([_page(f"Page_{n % 400}", n % 7, n % 13) for n in range(trial * 800, trial * 800 + 800)])
         rebuild = trial % 3 == 2
-        child = subprocess.Popen([sys.executable, "-c", REPROJECT, str(root), sql_url, sql_schema,
-                                  str(rng.choice([10, 25, 60])), "1" if rebuild else "0"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-        assert child.stdout is not None and child.stdout.readline() == b"started\n"
-        time.sleep(rng.uniform(0.02, 0.4))
-        child.send_signal(signal.SIGKILL)
-        _, err = child.communicate()
+        with subprocess.Popen([sys.executable, "-c", REPROJECT, str(root), sql_url, sql_schema,
+                               str(rng.choice([10, 25, 60])), "1" if rebuild else "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT) as child:
+            assert child.stdout is not None and child.stdout.readline() == b"started\n"
+            time.sleep(rng.uniform(0.02, 0.4))
+            child.send_signal(signal.SIGKILL)
+            _, err = child.communicate()
         killed += child.returncode == -signal.SIGKILL
         assert child.returncode in (0, -signal.SIGKILL), err.decode()
         with Lake.open(root) as lake:
