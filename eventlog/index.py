@@ -59,6 +59,7 @@ class LogIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = self._connect()
+        self._committed_before: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -82,13 +83,21 @@ class LogIndex:
     def begin(self) -> None:
         """Start the transaction that one append call's entries share."""
         self._db.execute("BEGIN")
+        self._committed_before = self.last_seq()
 
     def commit(self) -> None:
         self._db.execute("COMMIT")
+        self._committed_before = None
 
     def rollback(self) -> None:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+        self._committed_before = None
+
+    def committed_last_seq(self) -> int:
+        """The last seq of acknowledged events: this connection sees its own uncommitted rows, other readers
+        would not, so during a write the position at its start is the answer."""
+        return self._committed_before if self._committed_before is not None else self.last_seq()
 
     def add(self, entries: Iterable[IndexEntry]) -> None:
         """Add entries inside the current transaction."""

@@ -519,7 +519,7 @@ class EventLog:
     def _index_from(self, after_seq: int) -> None:
         self.index.begin()
         batch: list[IndexEntry] = []
-        for segment, offset, raw, event in self.scan(after_seq=after_seq):
+        for segment, offset, raw, event in self.scan(after_seq=after_seq, committed_only=False):
             body = event.body
             key = None
             if event.type != "resolved":
@@ -541,30 +541,42 @@ class EventLog:
 
     # -- reading -------------------------------------------------------------------------------------------------
 
-    def scan(self, *, after_seq: int = 0) -> Iterator[tuple[int, int, bytes, Event]]:
+    def scan(self, *, after_seq: int = 0, committed_only: bool = True) -> Iterator[tuple[int, int, bytes, Event]]:
         """Yield (segment first seq, offset, raw line, event) for every event after `after_seq`, in log order.
 
         Evicted segments are read from cold storage; without a key that raises ArchiveError naming the archive.
         """
-        for segment, position, raw in self.lines(after_seq=after_seq):
+        for segment, position, raw in self.lines(after_seq=after_seq, committed_only=committed_only):
             event = decode_line(raw)
             if event.seq > after_seq:
                 yield segment, position, raw, event
 
-    def lines(self, *, after_seq: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    def lines(self, *, after_seq: int = 0, committed_only: bool = True) -> Iterator[tuple[int, int, bytes]]:
         """Like `scan`, undecoded, for readers with a decoder of their own: (segment first seq, offset, raw line).
 
         Starts where the index places the first event after `after_seq`; where it cannot, at the start of the
-        segment that may hold it, so a caller skips the lines whose seq is <= after_seq.
+        segment that may hold it, so a caller skips the lines whose seq is <= after_seq. Reading stops at the
+        last acknowledged event (the index is committed only after a batch's fsync): lines of a batch still being
+        written, which a failing batch may yet take back, are never seen.
         """
+        end: tuple[int, int] | None = (-1, -1)
+        if committed_only:
+            last = self.index.by_seq(self.index.committed_last_seq())
+            if last is None:
+                return
+            end = (last.segment, last.offset)
         start = self.index.position_after(after_seq) if after_seq else None
         for name, path in segment_sources(self.segments_dir, self.cold):
             if name.last_seq is not None and name.last_seq <= after_seq:
                 continue
+            if committed_only and name.first_seq > end[0]:
+                return
             offset = start[1] if start is not None and start[0] == name.first_seq else 0
             with self._open_source(name, path) as handle:
                 for position, raw in lines_of(handle, start_offset=offset):
                     yield name.first_seq, position, raw
+                    if (name.first_seq, position) == end:
+                        return
 
     def events(self, *, after_seq: int = 0) -> Iterator[Event]:
         """Every event after `after_seq`, in log order. Reads only complete lines; takes no lock."""

@@ -264,3 +264,20 @@ def test_hand_written_envelope_equals_canonical_json_of_every_field(lake: Lake) 
     first, second = lake.events()
     assert first.body["tags"] == ["b", "a", "ü"] and first.body["response_ref"]["size_bytes"] == 12
     assert second.body["natural_key"] is None
+
+
+def test_readers_never_see_lines_of_a_batch_that_is_not_acknowledged(lake: Lake) -> None:
+    lake.append([page_record("Ada", n) for n in range(3)])
+    seen_mid_batch: list[int] = []
+
+    def records():
+        for n in range(2500):  # more than one chunk: the first 2,000 lines are on disk before this fails
+            yield openalex_record(n)
+        seen_mid_batch.extend(event.seq for event in lake.events())
+        yield dict(page_record("Bea", 1), observed_at_utc="2024-01-01T00:00:00")
+
+    with pytest.raises(EnvelopeError):
+        lake.append(records())
+    assert lake.log.segments_dir.joinpath(format_segment_name(1)).stat().st_size > 0
+    assert seen_mid_batch == [1, 2, 3]
+    assert [event.seq for event in lake.events()] == [1, 2, 3]
