@@ -559,7 +559,7 @@ class EventLog:
         last acknowledged event (the index is committed only after a batch's fsync): lines of a batch still being
         written, which a failing batch may yet take back, are never seen.
         """
-        end: tuple[int, int] | None = (-1, -1)
+        end = (-1, -1)
         if committed_only:
             last = self.index.by_seq(self.index.committed_last_seq())
             if last is None:
