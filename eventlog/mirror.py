@@ -8,11 +8,13 @@ are skipped, so a rerun, or a second mirror racing the first, never duplicates a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
 from itertools import islice
 
 import msgspec
 
+from eventlog.events import Event
 from eventlog.log import EventLog
 from eventlog.sqlstore import SqlEventStore
 
@@ -51,7 +53,7 @@ def mirror_log(log: EventLog, store: SqlEventStore, *, batch: int = MIRROR_BATCH
     start = store.get_watermark(key)
     watermark, read, written, batches = start, 0, 0, 0
     events = log.events(after_seq=start)
-    while chunk := list(islice(events, batch)):
+    while chunk := _take(events, batch):
         last = chunk[-1].seq
         with store.begin() as conn:
             written += store.append_events(chunk, conn=conn, batch=batch)
@@ -64,3 +66,18 @@ def mirror_log(log: EventLog, store: SqlEventStore, *, batch: int = MIRROR_BATCH
         if progress is not None:
             progress(read)
     return MirrorResult(read=read, written=written, watermark_before=start, watermark=watermark, batches=batches)
+
+
+def _take(events: Iterator[Event], count: int) -> list[Event]:
+    """The next `count` events, decoded with the cyclic garbage collector paused.
+
+    Decoding makes dozens of objects per event and no reference cycle; with the collector running, it walks the
+    growing batch again and again, which cost a fifth of the mirror's time. Refcounting still frees everything.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return list(islice(events, count))
+    finally:
+        if enabled:
+            gc.enable()
