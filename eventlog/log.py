@@ -45,7 +45,7 @@ from eventlog.events import (
 from eventlog.index import IndexEntry, LogIndex, exchange_key
 from eventlog.locking import WriterLock
 from eventlog.redaction import Redactor
-from eventlog.seals import Seal, compute_seal, read_seal, seal_hash
+from eventlog.seals import Seal, SealAccumulator, compute_seal, read_seal, seal_hash
 from eventlog.segments import (
     SegmentName,
     complete_length,
@@ -198,6 +198,8 @@ class _Tail:
     active_path: Path | None = None
     active_size: int = 0
     active_first_recorded: str | None = None
+    # The active segment's seal so far, when this process has seen every line of it (it wrote them all).
+    accumulator: SealAccumulator | None = None
     fingerprint: tuple[Any, ...] = field(default_factory=tuple)
 
 
@@ -372,12 +374,15 @@ class EventLog:
             tail.active = SegmentName(tail.next_seq, None)
             tail.active_path = self.segments_dir / format_segment_name(tail.next_seq)
             tail.active_size = 0
+            tail.accumulator = SealAccumulator()
         if tail.active_first_recorded is None:
             tail.active_first_recorded = recorded
         entry = IndexEntry(tail.next_seq, event_id, event_type, digest, content, key, observed,
                            tail.active.first_seq, tail.active_size, len(line))
         tail.active_size += len(line) + 1
-        tail.last_hash = line_hash(line)
+        prev, tail.last_hash = tail.last_hash, line_hash(line)
+        if tail.accumulator is not None:
+            tail.accumulator.add(prev=prev, line_hash=tail.last_hash, observed=observed, recorded=recorded)
         tail.next_seq += 1
         return entry
 
@@ -387,8 +392,11 @@ class EventLog:
         path = self._tail.active_path
         assert path is not None
         created = not path.exists()
+        data = b"\n".join(lines) + b"\n"
         with open(path, "ab") as handle:
-            handle.write(b"\n".join(lines) + b"\n")
+            handle.write(data)
+        if self._tail.accumulator is not None:
+            self._tail.accumulator.add_bytes(data)
         if created:
             fsync_dir(self.segments_dir)
         self.index.add(entries)
@@ -433,18 +441,21 @@ class EventLog:
         assert tail.active is not None and tail.active_path is not None
         last_seq = tail.next_seq - 1
         sealed_path = self.segments_dir / format_segment_name(tail.active.first_seq, last_seq)
+        accumulator = tail.accumulator if tail.accumulator and tail.accumulator.size == tail.active_size else None
         os.replace(tail.active_path, sealed_path)
         fsync_dir(self.segments_dir)
-        label = self._write_seal(SegmentName(tail.active.first_seq, last_seq), sealed_path)
-        tail.active = tail.active_path = tail.active_first_recorded = None
+        label = self._write_seal(SegmentName(tail.active.first_seq, last_seq), sealed_path, accumulator)
+        tail.active = tail.active_path = tail.active_first_recorded = tail.accumulator = None
         tail.active_size = 0
         tail.fingerprint = self._fingerprint()
         return label
 
-    def _write_seal(self, name: SegmentName, path: Path) -> str:
+    def _write_seal(self, name: SegmentName, path: Path, accumulator: SealAccumulator | None = None) -> str:
         assert name.last_seq is not None
         previous = self._previous_seal(name.first_seq)
-        seal = compute_seal(path, name, prev_seal_sha256=previous, sealed_at_utc=format_utc(self.clock()))
+        sealed_at = format_utc(self.clock())
+        seal = (accumulator.seal(name, prev_seal_sha256=previous, sealed_at_utc=sealed_at) if accumulator
+                else compute_seal(path, name, prev_seal_sha256=previous, sealed_at_utc=sealed_at))
         write_atomic(self.seals_dir / format_seal_name(name.first_seq, name.last_seq), seal.to_bytes())
         return name.label
 
@@ -507,6 +518,8 @@ class EventLog:
                 tail.next_seq, tail.last_hash = event.seq + 1, line_hash(last)
             else:
                 tail.next_seq = name.first_seq
+                if tail.active_size == 0:
+                    tail.accumulator = SealAccumulator()
 
     def _last_seal(self) -> Seal | None:
         best: tuple[int, Path] | None = None

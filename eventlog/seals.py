@@ -104,32 +104,62 @@ def seal_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+class SealAccumulator:
+    """What a seal states about a segment, gathered line by line as the segment is written or read.
+
+    The writer feeds it every line it appends, so sealing a segment costs no second read of it.
+    """
+
+    __slots__ = ("file_hash", "first_prev", "last_hash", "observed_from", "observed_to", "recorded_from",
+                 "recorded_to", "size", "tree")
+
+    def __init__(self) -> None:
+        self.file_hash = hashlib.sha256()
+        self.tree = MerkleTree()
+        self.size = 0
+        self.first_prev = self.last_hash = GENESIS
+        self.observed_from: str | None = None
+        self.observed_to: str | None = None
+        self.recorded_from = self.recorded_to = ""
+
+    def add(self, *, prev: str, line_hash: str, observed: str | None, recorded: str) -> None:
+        """Note one line: the hash before it, its own hash, its observed and recorded times."""
+        if self.tree.count == 0:
+            self.first_prev, self.recorded_from = prev, recorded
+        self.last_hash = line_hash
+        self.tree.add(bytes.fromhex(line_hash))
+        if recorded < self.recorded_from:
+            self.recorded_from = recorded
+        if recorded > self.recorded_to:
+            self.recorded_to = recorded
+        if observed is not None:
+            if self.observed_from is None or observed < self.observed_from:
+                self.observed_from = observed
+            if self.observed_to is None or observed > self.observed_to:
+                self.observed_to = observed
+
+    def add_bytes(self, data: bytes) -> None:
+        """Note bytes written to the file (whole lines with their newlines)."""
+        self.file_hash.update(data)
+        self.size += len(data)
+
+    def seal(self, name: SegmentName, *, prev_seal_sha256: str, sealed_at_utc: str) -> Seal:
+        assert name.last_seq is not None
+        return Seal(first_seq=name.first_seq, last_seq=name.last_seq, count=self.tree.count,
+                    byte_length=self.size, file_sha256=self.file_hash.hexdigest(), merkle_root=self.tree.root(),
+                    first_prev=self.first_prev, last_line_hash=self.last_hash,
+                    observed_from_utc=self.observed_from, observed_to_utc=self.observed_to,
+                    recorded_from_utc=self.recorded_from, recorded_to_utc=self.recorded_to,
+                    prev_seal_sha256=prev_seal_sha256, sealed_at_utc=sealed_at_utc)
+
+
 def compute_seal(path: Path, name: SegmentName, *, prev_seal_sha256: str, sealed_at_utc: str) -> Seal:
     """Read a sealed segment once and state what it holds."""
-    assert name.last_seq is not None
-    file_hash = hashlib.sha256()
-    tree = MerkleTree()
-    observed_from: str | None = None
-    observed_to: str | None = None
-    recorded_from = recorded_to = ""
-    first_prev = last_hash = GENESIS
-    size = 0
+    accumulator = SealAccumulator()
     for _, raw in iter_lines(path):
-        file_hash.update(raw + b"\n")
-        size += len(raw) + 1
+        accumulator.add_bytes(raw + b"\n")
         event = decode_line(raw)
-        if tree.count == 0:
-            first_prev, recorded_from = event.prev, event.recorded_at_utc
-        last_hash = line_hash(raw)
-        tree.add(bytes.fromhex(last_hash))
-        recorded_from = min(recorded_from, event.recorded_at_utc)
-        recorded_to = max(recorded_to, event.recorded_at_utc)
         stamp = event.body.get("observed_at_utc")
-        if isinstance(stamp, str):
-            observed_from = stamp if observed_from is None else min(observed_from, stamp)
-            observed_to = stamp if observed_to is None else max(observed_to, stamp)
-    return Seal(first_seq=name.first_seq, last_seq=name.last_seq, count=tree.count, byte_length=size,
-                file_sha256=file_hash.hexdigest(), merkle_root=tree.root(), first_prev=first_prev,
-                last_line_hash=last_hash, observed_from_utc=observed_from,
-                observed_to_utc=observed_to, recorded_from_utc=recorded_from,
-                recorded_to_utc=recorded_to, prev_seal_sha256=prev_seal_sha256, sealed_at_utc=sealed_at_utc)
+        accumulator.add(prev=event.prev, line_hash=line_hash(raw), observed=stamp if isinstance(stamp, str) else None,
+                        recorded=event.recorded_at_utc)
+    return accumulator.seal(name, prev_seal_sha256=prev_seal_sha256, sealed_at_utc=sealed_at_utc)

@@ -281,3 +281,22 @@ def test_readers_never_see_lines_of_a_batch_that_is_not_acknowledged(lake: Lake)
     assert lake.log.segments_dir.joinpath(format_segment_name(1)).stat().st_size > 0
     assert seen_mid_batch == [1, 2, 3]
     assert [event.seq for event in lake.events()] == [1, 2, 3]
+
+
+def test_seal_gathered_while_writing_equals_a_seal_computed_by_reading(tmp_path: Path, clock: Clock) -> None:
+    from eventlog.seals import compute_seal, read_seal
+    from eventlog.segments import SegmentName
+
+    with Lake.init(tmp_path / "lake", clock=clock) as lake:
+        lake.append([page_record("Ada", n, observed=datetime(2024, 1, 10 - n, tzinfo=UTC)) for n in range(5)])
+        clock.advance(hours=1)
+        lake.append([openalex_record(n) for n in range(7)])
+        label = lake.seal()
+    assert label is not None
+    path = tmp_path / "lake" / "log" / "segments" / f"{label}.ndjson"
+    written, _ = read_seal(tmp_path / "lake" / "log" / "seals" / f"{label}.json")
+    computed = compute_seal(path, SegmentName(1, 12), prev_seal_sha256=written.prev_seal_sha256,
+                            sealed_at_utc=written.sealed_at_utc)
+    assert written.to_bytes() == computed.to_bytes()
+    assert (written.observed_from_utc, written.recorded_to_utc) == (
+        "2024-01-06T00:00:00.000000Z", "2025-01-01T01:00:00.000000Z")
