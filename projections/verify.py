@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from eventlog.log import EventLog
 from eventlog.sqlstore import SqlEventStore
-from projections.checkpoints import EMPTY_DIGEST, add_digest, format_digest, read_checkpoint, row_digest
+from projections.checkpoints import add_digest, format_digest, read_checkpoint, row_digest
 from projections.pointintime import PointInTime
 from projections.raw_exchange import (
     DIGEST_COLUMNS,
@@ -108,7 +108,7 @@ def verify_projection(log: EventLog, store: SqlEventStore, *, now: str,
         position=position, point_in_time=claimed, rows=comparison.rows, expected_rows=comparison.expected_rows,
         missing=comparison.missing, unexpected=comparison.unexpected, different=comparison.different,
         differences=tuple(comparison.differences[:SHOWN]), state_digest=stored_digest, rows_digest=rows_digest,
-        expected_digest=expected.state_digest or EMPTY_DIGEST, problems=tuple(problems))
+        expected_digest=expected.state_digest, problems=tuple(problems))
 
 
 class _Comparison:

@@ -97,6 +97,25 @@ def test_wrong_credentials_write_nothing(lake: Lake, backend: str) -> None:
         engine.dispose()
 
 
+def kill_midway(code: str, args: list[str], rng: random.Random, *, batches: int) -> bool:
+    """Run `code` in a child that prints "started", then a line per committed batch; SIGKILL it after a random
+    number of batches (1 to `batches`) and a random moment, inside a transaction or between two.
+
+    Returns whether the kill landed before the child finished; a child that fails otherwise fails the test.
+    """
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    with subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env, cwd=ROOT) as child:
+        assert child.stdout is not None and child.stdout.readline() == b"started\n"
+        for _ in range(rng.randint(1, batches)):
+            child.stdout.readline()
+        time.sleep(rng.uniform(0, 0.02))
+        child.send_signal(signal.SIGKILL)
+        _, err = child.communicate()
+    assert child.returncode in (0, -signal.SIGKILL), err.decode()
+    return child.returncode == -signal.SIGKILL
+
+
 MIRROR = textwrap.dedent("""
     import sys
     from eventlog import Lake
@@ -116,25 +135,13 @@ def test_sigkill_during_mirror_leaves_tables_and_watermark_consistent(tmp_path: 
     rng = random.Random(seed)
     root = tmp_path / "lake"
     Lake.init(root).close()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     killed = 0
     for trial in range(5):
         with Lake.open(root) as lake:  # fresh work for every child, so that it is killed halfway through
             lake.append([openalex_record(n) for n in range(trial * 2000, trial * 2000 + 2000)])
             expected = [(event.seq, event.event_id) for event in lake.events()]
             replica = lake.config.replica_id
-        with subprocess.Popen([sys.executable, "-c", MIRROR, str(root), sql_url, sql_schema,
-                               str(rng.choice([5, 10, 20]))],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT) as child:
-            assert child.stdout is not None and child.stdout.readline() == b"started\n"
-            # Killed after a random number of batches, plus a moment: inside a transaction, or between two.
-            for _ in range(rng.randint(1, 50)):
-                child.stdout.readline()
-            time.sleep(rng.uniform(0, 0.02))
-            child.send_signal(signal.SIGKILL)
-            _, err = child.communicate()
-        killed += child.returncode == -signal.SIGKILL
-        assert child.returncode in (0, -signal.SIGKILL), err.decode()
+        killed += kill_midway(MIRROR, [str(root), sql_url, sql_schema, str(rng.choice([5, 10, 20]))], rng, batches=50)
         with SqlEventStore(sql_url, schema=sql_schema) as store:
             store.create_schema()  # the child may have died before it made the tables
             watermark = store.get_watermark(mirror_key(replica))

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,9 +32,9 @@ from projections import PROJECTION, PointInTime, read_checkpoint, reproject
 from projections.checkpoints import add_digest, format_digest, row_digest
 from projections.raw_exchange import DIGEST_COLUMNS
 from tests.conftest import drop_test_schema
+from tests.eventlog.test_mirror import kill_midway
 from tests.factories import BASE_TIME, page_record
 
-ROOT = Path(__file__).resolve().parents[2]
 RECORDED = datetime(2024, 6, 1, 8, 0, tzinfo=BASE_TIME.tzinfo)
 
 
@@ -379,25 +375,14 @@ def test_sigkill_during_reprojection_leaves_a_consistent_table(tmp_path: Path, s
         for step in random_steps(rng, 40):
             play(lake, clock, step)
         lake.reproject(database_url=sql_url, schema=sql_schema)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     killed = 0
     for trial in range(6):
         with Lake.open(root, clock=clock) as lake:  # fresh work for every child, so that it is killed halfway
             clock.now += timedelta(minutes=1)
             lake.append([_page(f"Page_{n % 400}", n % 7, n % 13) for n in range(trial * 800, trial * 800 + 800)])
-        rebuild = trial % 3 == 2
-        with subprocess.Popen([sys.executable, "-c", REPROJECT, str(root), sql_url, sql_schema,
-                               str(rng.choice([10, 25, 60])), "1" if rebuild else "0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT) as child:
-            assert child.stdout is not None and child.stdout.readline() == b"started\n"
-            # Killed after a random number of batches, plus a moment: inside a transaction, or between two.
-            for _ in range(rng.randint(1, 10)):
-                child.stdout.readline()
-            time.sleep(rng.uniform(0, 0.02))
-            child.send_signal(signal.SIGKILL)
-            _, err = child.communicate()
-        killed += child.returncode == -signal.SIGKILL
-        assert child.returncode in (0, -signal.SIGKILL), err.decode()
+        rebuild = "1" if trial % 3 == 2 else "0"
+        killed += kill_midway(REPROJECT, [str(root), sql_url, sql_schema, str(rng.choice([10, 25, 60])), rebuild],
+                              rng, batches=10)
         with Lake.open(root) as lake:
             report = lake.verify_projection(database_url=sql_url, schema=sql_schema)
         assert report.ok, f"trial {trial} (seed {seed}): {report.problems}"
@@ -410,3 +395,10 @@ def test_sigkill_during_reprojection_leaves_a_consistent_table(tmp_path: Path, s
     expected = reference_rows(events)
     assert stored_rows(sql_url, sql_schema) == expected
     assert done.state_digest == stored_digest(sql_url, sql_schema) == reference_digest(expected)
+
+
+def test_public_api_is_sorted_and_complete() -> None:
+    import projections
+
+    assert projections.__all__ == sorted(projections.__all__)
+    assert all(hasattr(projections, name) for name in projections.__all__)
