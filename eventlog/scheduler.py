@@ -361,6 +361,20 @@ def job_lock(lake_root: Path, job: str) -> Iterator[str | None]:
         os.close(fd)
 
 
+@contextmanager
+def setup_lock(lake_root: Path) -> Iterator[None]:
+    """Hold <lake>/run/scheduler-setup.lock, waiting for it: a scheduler's start-up, one process at a time."""
+    fd = os.open(lake_root / RUN_DIR / "scheduler-setup.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def run_job(lake_path: str, name: str) -> JobRun:
     """Run one job against the lake once, under its lock, and log its line. Never raises for a job's failure.
 
@@ -472,8 +486,11 @@ def serve(config: SchedulerConfig, lake_path: Path, *, stop: threading.Event | N
     threading.excepthook = on_thread_error
     try:
         try:
-            scheduler.start(paused=True)
-            _reconcile(scheduler, config, str(root))
+            # Two schedulers of one lake starting together would race to create the job store table (APScheduler
+            # checks, then creates) and to reconcile its jobs: one at a time.
+            with setup_lock(root):
+                scheduler.start(paused=True)
+                _reconcile(scheduler, config, str(root))
         except sa.exc.DBAPIError as exc:
             raise translate_error(exc, engine.url) from exc
         scheduler.resume()
