@@ -331,3 +331,36 @@ def test_evicting_keeps_appends_and_seals_working(tmp_path: Path) -> None:
         assert sorted(os.listdir(root / "log" / "segments")) == [f"{SegmentName(5, 6).label}.ndjson"]
     with Lake.open(root, keys=keys) as lake:
         assert lake.verify().ok and [e.seq for e in lake.events()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_point_in_time_rebuild_after_truncation_works_from_cold_storage_alone(tmp_path: Path) -> None:
+    import sqlite3
+
+    keys = Keys(key=SymmetricKey.generate())
+    root = tmp_path / "lake"
+    t = [BASE_TIME + timedelta(days=day) for day in range(4)]
+
+    def rows() -> list[tuple[object, ...]]:
+        with sqlite3.connect(root / "lake.db") as db:
+            return db.execute("SELECT * FROM RawExchangeRecord ORDER BY record_key").fetchall()
+
+    policy = SegmentPolicy(max_events=2, max_bytes=0, max_age_seconds=0)
+    with Lake.init(root, segment_policy=policy) as lake:
+        for version, moment in enumerate(t[:3]):
+            lake.append([page_record("Ada", version, observed=moment), openalex_record(version)])
+        lake.append([page_record("Bea", 1, observed=t[3])])
+        lake.reproject(as_of=t[1])
+        expected = rows()
+        assert [row[5] for row in expected].count("Ada") == 1
+        report = lake.archive(keys=keys, evict=True)
+        assert report.archived == 3
+    assert [name.label for name, _ in list_segments(root / "log" / "segments")] == [f"{7:020d}"]
+    with sqlite3.connect(root / "lake.db") as db:
+        db.execute("DELETE FROM RawExchangeRecord")
+        db.execute("DELETE FROM ProjectionCheckpoint")
+    with Lake.open(root, keys=Keys()) as lake, pytest.raises(ArchiveError):
+        lake.reproject(as_of=t[1])
+    assert rows() == []
+    with Lake.open(root, keys=keys) as lake:
+        lake.reproject(as_of=t[1])
+    assert rows() == expected
