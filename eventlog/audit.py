@@ -19,7 +19,7 @@ import msgspec
 
 from eventlog.canonical import canonical_json, format_path
 from eventlog.coldstore import ARCHIVE_DIR, format_archive_name
-from eventlog.envelope import parse_utc
+from eventlog.envelope import json_kind, parse_utc
 from eventlog.errors import InputError, NotFoundError
 from eventlog.events import PAYLOAD_KEYS, Event
 from eventlog.lake import Lake
@@ -412,24 +412,10 @@ def _version_ref(version: Version) -> VersionRef:
                       seq=version.first_seq, observed_at_utc=version.first_observed_at_utc, response_ref=None)
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object" if isinstance(value, dict) else type(value).__name__
-
-
 def _compare(old: Any, new: Any, path: list[str | int], out: list[Change]) -> None:
     """Append the changes from `old` to `new` below `path`: object keys in sorted order, arrays aligned."""
-    kind = _kind(old)
-    if kind != _kind(new):
+    kind = json_kind(old)
+    if kind != json_kind(new):
         out.append(Change(op="changed", path=format_path(path), old=old, new=new))
     elif kind == "object":
         for key in sorted(old.keys() | new.keys()):

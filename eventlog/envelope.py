@@ -77,7 +77,7 @@ def decode_record(value: Any, *, source: str | None = None, line: int | None = N
     if isinstance(value, ExchangeRecord):
         return value
     if not isinstance(value, dict):
-        raise EnvelopeError(f"expected a JSON object for an exchange record, got {_json_kind(value)}",
+        raise EnvelopeError(f"expected a JSON object for an exchange record, got a JSON {json_kind(value)}",
                             source=source, line=line, path="$")
     try:
         return msgspec.convert(value, ExchangeRecord, strict=False)
@@ -184,18 +184,19 @@ def envelope_dict(record: ExchangeRecord) -> dict[str, Any]:
     }
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """The JSON name of a decoded value's kind (null, boolean, number, string, array, object)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return "a boolean"
+        return "boolean"
     if isinstance(value, int | float):
-        return "a number"
+        return "number"
     if isinstance(value, str):
-        return "a string"
+        return "string"
     if isinstance(value, list):
-        return "an array"
-    return type(value).__name__
+        return "array"
+    return "object" if isinstance(value, dict) else type(value).__name__
 
 
 def _lower_first(text: str) -> str:

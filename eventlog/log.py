@@ -54,6 +54,7 @@ from eventlog.segments import (
     fsync_dir,
     iter_lines,
     last_line,
+    lines_of,
     list_segments,
     parse_seal_name,
     truncate_to,
@@ -171,21 +172,6 @@ def segment_sources(segments_dir: Path, cold: ColdSegments | None) -> list[tuple
     hot.extend((name, None) for name in cold.evicted() if name.first_seq not in present)
     hot.sort(key=lambda item: (item[0].first_seq, item[0].active))
     return hot
-
-
-def lines_of(handle: BinaryIO, *, start_offset: int = 0, chunk_size: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
-    """Yield (offset, line without newline) for every complete line of an open file, from `start_offset`."""
-    handle.seek(start_offset)
-    offset = start_offset
-    pending = b""
-    while chunk := handle.read(chunk_size):
-        pending += chunk
-        start = 0
-        while (end := pending.find(b"\n", start)) >= 0:
-            yield offset, pending[start:end]
-            offset += end - start + 1
-            start = end + 1
-        pending = pending[start:]
 
 
 @dataclass

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 SEQ_WIDTH = 20
 _SEALED = re.compile(r"^(\d{20})-(\d{20})\.ndjson$")
@@ -96,20 +97,25 @@ def write_atomic(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def lines_of(handle: BinaryIO, *, start_offset: int = 0, chunk_size: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, line without newline) for every complete line of an open file, from `start_offset`."""
+    handle.seek(start_offset)
+    offset = start_offset
+    pending = b""
+    while chunk := handle.read(chunk_size):
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            yield offset, pending[start:end]
+            offset += end - start + 1
+            start = end + 1
+        pending = pending[start:]
+
+
 def iter_lines(path: Path, *, start_offset: int = 0, chunk_size: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
     """Yield (offset, line without newline) for every complete line; a torn last line is not yielded."""
     with open(path, "rb") as handle:
-        handle.seek(start_offset)
-        offset = start_offset
-        pending = b""
-        while chunk := handle.read(chunk_size):
-            pending += chunk
-            start = 0
-            while (end := pending.find(b"\n", start)) >= 0:
-                yield offset, pending[start:end]
-                offset += end - start + 1
-                start = end + 1
-            pending = pending[start:]
+        yield from lines_of(handle, start_offset=start_offset, chunk_size=chunk_size)
 
 
 def complete_length(path: Path) -> int:

@@ -17,9 +17,9 @@ import msgspec
 from eventlog.canonical import canonical_json
 from eventlog.errors import EventLogError
 from eventlog.events import GENESIS, decode_line, event_digest, line_hash
-from eventlog.log import ColdSegments, lines_of, segment_sources
+from eventlog.log import ColdSegments, segment_sources
 from eventlog.seals import MerkleTree, Seal, read_seal, seal_hash
-from eventlog.segments import SegmentName, format_seal_name, format_segment_name, parse_seal_name
+from eventlog.segments import SegmentName, format_seal_name, format_segment_name, lines_of, parse_seal_name
 
 CONTENT_KEYS = ("entity_type", "exchange_type", "natural_key", "request", "response", "source_system")
 

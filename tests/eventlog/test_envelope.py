@@ -62,7 +62,7 @@ def test_validation_errors_name_the_json_path(change: dict[str, object], path: s
 def test_missing_field_and_non_object() -> None:
     with pytest.raises(EnvelopeError, match=r"at \$: object missing required field `entity_type`"):
         decode_record({"source_system": "s", "observed_at_utc": "2024-01-01T00:00:00Z"})
-    with pytest.raises(EnvelopeError, match=r"line 2, at \$: expected a JSON object for an exchange record, got an array"):
+    with pytest.raises(EnvelopeError, match=r"line 2, at \$: expected a JSON object for an exchange record, got a JSON array"):
         decode_record([1], line=2)
 
 
