@@ -300,3 +300,28 @@ def test_seal_gathered_while_writing_equals_a_seal_computed_by_reading(tmp_path:
     assert written.to_bytes() == computed.to_bytes()
     assert (written.observed_from_utc, written.recorded_to_utc) == (
         "2024-01-06T00:00:00.000000Z", "2025-01-01T01:00:00.000000Z")
+
+
+def test_events_from_another_replica_keep_their_identity(tmp_path: Path, clock: Clock) -> None:
+    import msgspec
+
+    from eventlog.events import event_digest
+
+    with Lake.init(tmp_path / "a", clock=clock) as source:
+        source.append([page_record("Ada", n) for n in range(3)])
+        events = list(source.events())
+    with Lake.init(tmp_path / "b") as target:
+        target.append([page_record("Bea", 1)])
+        assert target.log.append_events(events) == 3
+        assert target.log.append_events(events) == 0
+        copied = list(target.events())[1:]
+        assert [(e.event_id, e.digest, e.origin, e.recorded_at_utc) for e in copied] == [
+            (e.event_id, e.digest, e.origin, e.recorded_at_utc) for e in events]
+        assert [e.seq for e in copied] == [2, 3, 4]
+        assert all(event_digest(e) == e.digest for e in copied)
+        forged = msgspec.structs.replace(events[0], digest="0" * 64)
+        before = log_bytes(target)
+        with pytest.raises(IntegrityError, match="refusing to merge it"):
+            target.log.append_events([forged])
+        assert log_bytes(target) == before
+        assert target.verify().ok
