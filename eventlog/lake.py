@@ -1,4 +1,4 @@
-"""The Lake facade: one folder holding the log, its configuration and (later) projections and archives."""
+"""The Lake facade: one folder holding the log, its configuration, the SQL side, projections and archives."""
 
 from __future__ import annotations
 
