@@ -19,7 +19,7 @@ from eventlog import Lake, SegmentPolicy
 from eventlog.coldstore import format_archive_name, read_location
 from eventlog.keys import Keys, SymmetricKey, load_key_file
 from eventlog.segments import format_segment_name, list_segments
-from tests.cli.test_cli import Run
+from tests.cli.runner import Run
 from tests.eventlog.test_packs import original_tool_encrypt
 from tests.factories import openalex_record
 

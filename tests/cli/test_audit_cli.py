@@ -10,32 +10,15 @@ from typing import Any
 import pytest
 
 from eventlog import Lake, SegmentPolicy
-from eventlog.cli import main
 from eventlog.envelope import content_sha256
+from tests.cli.runner import Run
 from tests.factories import BASE_TIME, page_record
 
 KEY_ARGS = ("--source", "wikipedia-en", "--entity", "page", "--key", "Foo")
 
 
-class Run:
-    """Invoke `eventlog` in-process through its real entry point, capturing exit code and output."""
-
-    def __init__(self, capsys: pytest.CaptureFixture[str], lake: Path) -> None:
-        self.capsys = capsys
-        self.lake = lake
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        try:
-            main(["--lake", str(self.lake), *args])
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-
 @pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Run:
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
     """A lake where Foo's revision 2 (observed 14:00) was recorded after revision 3 (observed 15:00)."""
     recorded = [datetime(2024, 6, 1, tzinfo=UTC)]
     policy = SegmentPolicy(max_events=0, max_bytes=0, max_age_seconds=0)
@@ -46,7 +29,7 @@ def run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Run:
             lake.append([record])
             recorded[0] += timedelta(days=1)
         lake.append([page_record("Foo", 1, observed=BASE_TIME + timedelta(hours=5))])
-    return Run(capsys, tmp_path / "lake")
+    return Run(capsys, monkeypatch, tmp_path / "lake")
 
 
 def hashes() -> dict[int, str]:

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from eventlog.sqlstore import SqlEventStore
-from tests.cli.test_cli import Run
+from tests.cli.runner import Run
 from tests.factories import BASE_TIME, page_record
 
 
