@@ -11,6 +11,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -242,19 +243,11 @@ class EventLog:
         """
         with self.lock.held():
             self._refresh()
-            tail = self._tail
-            start = (tail.next_seq, tail.last_hash, tail.active_size)
             written = 0
-            self.index.begin()
-            try:
+            with self._group_commit():
                 iterator = iter(events)
                 while chunk := list(islice(iterator, CHUNK)):
                     written += self._write_foreign(chunk)
-                self._sync()
-                self.index.commit()
-            except BaseException:
-                self._rollback(*start)
-                raise
             if self._should_seal():
                 self._seal_locked()
         return written
@@ -267,16 +260,30 @@ class EventLog:
                 return None
             return self._seal_locked()
 
-    def _append_locked(self, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
+    @contextmanager
+    def _group_commit(self) -> Iterator[None]:
+        """One durable batch under the lock: fsync and index commit at the end; on any error the segment is cut
+        back to where the batch began and its index rows are rolled back, so nothing of it remains."""
         tail = self._tail
         start = (tail.next_seq, tail.last_hash, tail.active_size)
+        self.index.begin()
+        try:
+            yield
+            self._sync()
+            self.index.commit()
+        except BaseException:
+            self._rollback(*start)
+            raise
+
+    def _append_locked(self, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
+        tail = self._tail
+        first_seq = tail.next_seq
         observed = revisited = present = redacted = 0
         mismatches: list[str] = []
         seen: dict[str, str] = {}
         payloads: set[str] = set()
         recorded = format_utc(self.clock())
-        self.index.begin()
-        try:
+        with self._group_commit():
             iterator = iter(records)
             number = 0
             while raw := list(islice(iterator, CHUNK)):
@@ -317,12 +324,7 @@ class EventLog:
                     if p.hash_mismatch:
                         mismatches.append(p.exchange_id)
                 self._write(lines, entries)
-            self._sync()
-            self.index.commit()
-        except BaseException:
-            self._rollback(*start)
-            raise
-        first = start[0] if tail.next_seq > start[0] else None
+        first = first_seq if tail.next_seq > first_seq else None
         return AppendResult(observed=observed, revisited=revisited, already_present=present,
                             first_seq=first, last_seq=tail.next_seq - 1 if first else None, redacted=redacted,
                             hash_mismatches=tuple(mismatches))
@@ -342,12 +344,8 @@ class EventLog:
                 continue
             batch_ids[event.event_id] = event.digest
             line = encode_event(event, seq=tail.next_seq, prev=tail.last_hash)
-            body = event.body
-            key = None
-            if event.type != "resolved":
-                key = exchange_key(body["source_system"], body["entity_type"], body.get("natural_key"))
-            entries.append(self._place(line, event.type, event.event_id, event.digest, event.content_sha256, key,
-                                       body.get("observed_at_utc"), event.recorded_at_utc))
+            entries.append(self._place(line, event.type, event.event_id, event.digest, event.content_sha256,
+                                       _event_key(event), event.body.get("observed_at_utc"), event.recorded_at_utc))
             lines.append(line)
         self._write(lines, entries)
         return len(lines)
@@ -519,12 +517,9 @@ class EventLog:
         self.index.begin()
         batch: list[IndexEntry] = []
         for segment, offset, raw, event in self.scan(after_seq=after_seq, committed_only=False):
-            body = event.body
-            key = None
-            if event.type != "resolved":
-                key = exchange_key(body["source_system"], body["entity_type"], body.get("natural_key"))
             batch.append(IndexEntry(event.seq, event.event_id, event.type, event.digest, event.content_sha256,
-                                    key, body.get("observed_at_utc"), segment, offset, len(raw)))
+                                    _event_key(event), event.body.get("observed_at_utc"), segment, offset,
+                                    len(raw)))
             if len(batch) >= CHUNK:
                 self.index.add(batch)
                 batch = []
@@ -609,3 +604,11 @@ class EventLog:
     @property
     def last_seq(self) -> int:
         return self._tail.next_seq - 1
+
+
+def _event_key(event: Event) -> str | None:
+    """The index's natural-key entry of an observation (None for a resolution or a record without one)."""
+    if event.type == "resolved":
+        return None
+    body = event.body
+    return exchange_key(body["source_system"], body["entity_type"], body.get("natural_key"))
