@@ -77,15 +77,6 @@ class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
     hash_mismatches: tuple[str, ...] = ()
     sealed: tuple[str, ...] = ()
 
-    def __add__(self, other: AppendResult) -> AppendResult:
-        return AppendResult(
-            observed=self.observed + other.observed, revisited=self.revisited + other.revisited,
-            already_present=self.already_present + other.already_present,
-            first_seq=self.first_seq if self.first_seq is not None else other.first_seq,
-            last_seq=other.last_seq if other.last_seq is not None else self.last_seq,
-            redacted=self.redacted + other.redacted, hash_mismatches=self.hash_mismatches + other.hash_mismatches,
-            sealed=self.sealed + other.sealed)
-
 
 class Prepared(NamedTuple):
     """A record ready to be written: redacted, hashed, identified, its envelope pre-encoded."""
@@ -232,7 +223,7 @@ class EventLog:
             self._refresh()
             result = self._append_locked(records)
             if self._should_seal():
-                result = result + AppendResult(sealed=(self._seal_locked(),))
+                result = msgspec.structs.replace(result, sealed=(self._seal_locked(),))
         return result
 
     def append_events(self, events: Iterable[Event]) -> int:
