@@ -435,12 +435,19 @@ class EventLog:
         return name.label
 
     def _previous_seal(self, first_seq: int) -> str:
+        """Hash of the seal file just before `first_seq` (the seal chain's link), GENESIS for the first."""
+        path = self._newest_seal_path(below=first_seq)
+        return GENESIS if path is None else seal_hash(path.read_bytes())
+
+    def _newest_seal_path(self, *, below: int | None = None) -> Path | None:
+        """The seal file with the highest last seq (below `below`, when given)."""
         best: tuple[int, Path] | None = None
         for entry in os.scandir(self.seals_dir):
             parsed = parse_seal_name(entry.name)
-            if parsed is not None and parsed[1] < first_seq and (best is None or parsed[1] > best[0]):
+            if (parsed is not None and (below is None or parsed[1] < below)
+                    and (best is None or parsed[1] > best[0])):
                 best = (parsed[1], Path(entry.path))
-        return GENESIS if best is None else seal_hash(best[1].read_bytes())
+        return None if best is None else best[1]
 
     # -- state and recovery --------------------------------------------------------------------------------------
 
@@ -497,12 +504,8 @@ class EventLog:
                     tail.accumulator = SealAccumulator()
 
     def _last_seal(self) -> Seal | None:
-        best: tuple[int, Path] | None = None
-        for entry in os.scandir(self.seals_dir):
-            parsed = parse_seal_name(entry.name)
-            if parsed is not None and (best is None or parsed[1] > best[0]):
-                best = (parsed[1], Path(entry.path))
-        return None if best is None else read_seal(best[1])[0]
+        path = self._newest_seal_path()
+        return None if path is None else read_seal(path)[0]
 
     def _index_from(self, after_seq: int) -> None:
         self.index.begin()
