@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 from eventlog.envelope import content_sha256, decode_record, derive_exchange_id, envelope_dict
 from eventlog.events import GENESIS, Event, event_digest
 from eventlog.sqlstore import SqlEventStore, encode_event
+from tests.conftest import drop_test_schema
 from tests.factories import BASE_TIME, openalex_record
 
 ORIGIN = "0d9e4a8c-1b2f-4c3d-8e5f-6a7b8c9d0e1f"
@@ -119,16 +121,19 @@ def run(backend: str, url: str, schema: str, events: list[Event], batch: int, se
             "floor_events_per_s": round(len(events) / floor), "ratio": round(floor / elapsed, 3)}
 
 
-def drop_schema(url: str, schema: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            else:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{schema}`")
-    finally:
-        engine.dispose()
+def backends(folder: Path) -> Iterator[tuple[str, str, str]]:
+    """(backend, url, schema) of every database to measure; server schemas are dropped after use."""
+    yield "sqlite", f"sqlite:///{folder / f'bench-{uuid.uuid4().hex[:8]}.db'}", "lake"
+    for backend, variable in (("postgresql", "EVENTLOG_TEST_POSTGRES_URL"), ("mysql", "EVENTLOG_TEST_MYSQL_URL")):
+        url = os.environ.get(variable, "")
+        if not url:
+            print(f"# {variable} is not set: {backend} skipped", file=sys.stderr)
+            continue
+        schema = f"t_bench_{uuid.uuid4().hex[:12]}"
+        try:
+            yield backend, url, schema
+        finally:
+            drop_test_schema(url, schema)
 
 
 def main() -> int:
@@ -140,18 +145,8 @@ def main() -> int:
     print(f"# seed {args.seed}, building {args.events} events", file=sys.stderr)
     events = make_events(args.events, args.seed)
     with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite:///{Path(folder) / 'lake.db'}"
-        print(json.dumps(run("sqlite", url, "lake", events, args.batch, args.seed)), flush=True)
-    for backend, variable in (("postgresql", "EVENTLOG_TEST_POSTGRES_URL"), ("mysql", "EVENTLOG_TEST_MYSQL_URL")):
-        url = os.environ.get(variable, "")
-        if not url:
-            print(f"# {variable} is not set: {backend} skipped", file=sys.stderr)
-            continue
-        schema = f"t_bench_{uuid.uuid4().hex[:12]}"
-        try:
+        for backend, url, schema in backends(Path(folder)):
             print(json.dumps(run(backend, url, schema, events, args.batch, args.seed)), flush=True)
-        finally:
-            drop_schema(url, schema)
     return 0
 
 

@@ -24,15 +24,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import random
 import resource
 import sqlite3
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +41,7 @@ import sqlalchemy as sa
 from eventlog import Lake, SegmentPolicy
 from eventlog.ingest import read_inputs
 from eventlog.sqlstore import SqlEventStore
-from tests.benchmarks.bench_mirror import drop_schema, floor_insert
+from tests.benchmarks.bench_mirror import backends, floor_insert
 from tests.factories import BASE_TIME, openalex_record
 
 SEED = 20261126
@@ -54,21 +51,6 @@ NOW = "2026-01-01T00:00:00.000000Z"
 
 def emit(result: dict[str, Any]) -> None:
     print(json.dumps(result), flush=True)
-
-
-def backends(folder: Path) -> Iterator[tuple[str, str, str]]:
-    """(backend, url, schema) of every database to measure; server schemas are dropped after use."""
-    yield "sqlite", f"sqlite:///{folder / f'bench-{uuid.uuid4().hex[:8]}.db'}", "lake"
-    for backend, variable in (("postgresql", "EVENTLOG_TEST_POSTGRES_URL"), ("mysql", "EVENTLOG_TEST_MYSQL_URL")):
-        url = os.environ.get(variable, "")
-        if not url:
-            print(f"# {variable} is not set: {backend} skipped", file=sys.stderr)
-            continue
-        schema = f"t_bench_{uuid.uuid4().hex[:12]}"
-        try:
-            yield backend, url, schema
-        finally:
-            drop_schema(url, schema)
 
 
 def build_lake(root: Path, count: int, seed: int) -> Lake:
