@@ -45,11 +45,11 @@ What is replaced:
   its ``secret`` named group when it has one.
 - Dict keys are never rewritten: a secret used as a key stays.
 
-Cost: one ``msgspec.json.encode`` of the pair and one translated copy of those bytes are searched for the few
-literals any rule needs (three anchored regexes, one pass each); only the strings around a hit are decoded and
-examined, and a side (request or response) is walked only when something in it will change. Past 64 strings
-with hits, every string is examined instead. `Redactor(prefilter=False)` always examines everything and gives
-the same result. Building a Redactor is cheap (compiled needles are cached), and one may be shared between
+Cost: the pre-filter (`eventlog.prefilter`) searches one ``msgspec.json.encode`` of the pair and one translated
+copy of those bytes for the few literals any rule needs (three anchored regexes, one pass each); only the
+strings around a hit are decoded and examined, and a side (request or response) is walked only when something
+in it will change. Past 64 strings with hits, every string is examined instead. `Redactor(prefilter=False)`
+always examines everything and gives the same result. Building a Redactor is cheap (compiled needles are cached), and one may be shared between
 threads. A custom pattern is also searched in the compact JSON text, so it must be able to match the secret
 there: no ``^``/``$`` anchors and no reliance on quotes, backslashes or control characters, which JSON
 escapes.
@@ -57,15 +57,27 @@ escapes.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import msgspec
 
 from eventlog.canonical import format_path
 from eventlog.errors import InputError
+from eventlog.prefilter import (
+    ALL,
+    BY_NAME,
+    BY_PATTERN,
+    BY_SHAPE,
+    HAR_NAME_KEYS,
+    KEY_QUALIFIERS,
+    NUMERIC_LIST,
+    compile_needles,
+    decode_string,
+    may_hold_named_value,
+    string_hits,
+)
 
 __all__ = ["DEFAULT_MARKER", "RedactionPolicy", "Redactor", "format_path", "name_parts", "parse_path"]
 
@@ -77,9 +89,6 @@ _SINGLE: Final = frozenset({
     "credential", "credentials", "authorization", "cookie", "cookies", "apikey", "privatekey",
 })
 _SUFFIXES: Final = ("token", "secret", "password", "passwd", "apikey", "privatekey", "sessionid", "sessid")
-_KEY_QUALIFIERS: Final = frozenset({
-    "api", "private", "access", "signing", "client", "consumer", "app", "master", "encryption",
-})
 _DESCRIPTORS: Final = frozenset({
     "type", "types", "endpoint", "url", "uri", "count", "counts", "limit", "limits", "usage",
 })
@@ -100,7 +109,7 @@ def _builtin_sensitive(parts: tuple[str, ...]) -> bool:
         return False
     for i, part in enumerate(parts):
         if part == "key":
-            if i and parts[i - 1] in _KEY_QUALIFIERS:
+            if i and parts[i - 1] in KEY_QUALIFIERS:
                 return True
         elif part in _SINGLE or part.endswith(_SUFFIXES):
             if part.endswith("pagetoken") or (part == "token" and i and parts[i - 1] == "page"):
@@ -143,156 +152,8 @@ _TOKENS = re.compile(
     r"|(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"
     r"|(?<![A-Za-z0-9_-])AIza[A-Za-z0-9_-]{35,}"
     r"|(?<![A-Za-z0-9_-])xox[abposr]-[A-Za-z0-9-]{10,}")
-
-# Pre-filter: literals ("needles") that every rule above needs, lower-cased. The encoded bytes are
-# lower-cased and the rarer letters in _ANCHORS become one byte in a single translate; then a few regexes,
-# each starting with one literal byte, find every candidate (Python's re scans for a literal prefix fast,
-# for a character set slowly). Needles without those letters are anchored on "s", the rest on their first
-# byte. User info in URLs (scheme://user:password@) is found by its own byte pattern, so e-mail addresses, which
-# API requests carry often (mailto=), cost nothing.
-_USERINFO_BYTES: Final = re.compile(rb"://[^\s/?#@:'\"\\]*:[^\s/?#@'\"\\]+@")
-_NAME_NEEDLES: Final = ("token", "secret", "passw", "passp", "session", "sessid", "signature", "credential",
-                        "authorization", "cookie", "key")
-# "key" is sensitive only after a qualifier part (apikey, api_key, X-Api-Key, privateKey, api%5Fkey).
-_QUALIFIER_BYTES: Final = tuple(q.encode() for q in sorted(_KEY_QUALIFIERS))
-_SEPARATOR_BYTES: Final = bytes(c for c in range(256) if not bytes([c]).isalnum())
-_ESCAPE_TAIL = re.compile(rb"%[0-9a-f]{2}\Z")
-_Candidate = tuple[int, bytes, int, bool]
-_TOKEN_NEEDLES: Final = ("eyj", "akia", "asia", "sk-", "k_live_", "k_test_", "ghp_", "gho_", "ghu_", "ghs_",
-                         "ghr_", "github_pat_", "aiza", "-----begin", "bearer",
-                         "xoxa-", "xoxb-", "xoxo-", "xoxp-", "xoxr-", "xoxs-")
-_ANCHORS: Final = b"bgjkxyz"
-_TABLE: Final = bytes((1 if c in _ANCHORS else c) for c in bytes(range(256)).lower())
-_NUMERIC_LIST = re.compile(rb"\[[-0-9.eE+,]*\]")
-_HAR_NAME_KEYS: Final = (b'"name":', b'"key":')
+# Encodes a (request, response) pair for the pre-filter when the caller has no encoding of it.
 _ENCODER: Final = msgspec.json.Encoder()
-# Kinds of rule a pre-filter hit can trigger in a string.
-_BY_NAME: Final = 1
-_BY_SHAPE: Final = 2
-_BY_PATTERN: Final = 4
-_ALL: Final = 7
-# Past this many strings with hits, examining every string is cheaper than locating each one.
-_MAX_SPANS: Final = 64
-
-
-def _anchor(translated: bytes) -> tuple[bytes, int]:
-    """The byte a needle is searched by, and its index: a rare letter, else "s", else its first byte."""
-    for anchor in (b"\x01", b"s"):
-        i = translated.find(anchor)
-        if i >= 0:
-            return anchor, i
-    return translated[:1], 0
-
-
-class _Needles(NamedTuple):
-    probes: tuple[re.Pattern[bytes], ...]
-    probe_kinds: tuple[int, ...]  # per probe, the kinds of rule its hits can trigger
-    width: int  # how many last bytes of a probe match identify the needle it matched
-    candidates: dict[bytes, tuple[_Candidate, ...]]  # per such tail, the needles it may stand for
-
-
-@functools.lru_cache(maxsize=32)
-def _needles(extra: tuple[str, ...]) -> _Needles:
-    """Compile the built-in needles plus `extra` name needles into probes.
-
-    Each probe is one regex starting with a single literal byte. A candidate is (its anchor's index, the
-    needle, the kinds of rule it triggers, whether it counts only after a key qualifier). Translation makes
-    the anchor letters alike, and a probe reports only the first of two needles whose suffixes start alike,
-    so a tail stands for every needle sharing its anchor whose suffix is a prefix of its own, or the
-    reverse; a hit checks which of them the lower-cased bytes really hold.
-    """
-    entries = [(n, _BY_NAME, n == "key") for n in _NAME_NEEDLES]
-    entries += [(n, _BY_SHAPE, False) for n in _TOKEN_NEEDLES] + [(n, _BY_NAME, False) for n in extra]
-    width = min(3, *(len(needle) for needle, _, _ in entries))
-    groups: dict[bytes, dict[bytes, set[bytes]]] = {}
-    kinds: dict[bytes, int] = {}
-    keyed = []
-    for needle, kind, qualified in entries:
-        text = needle.encode().translate(_TABLE)
-        anchor, i = _anchor(text)
-        check = b"(?<=" + re.escape(text) + b")" if i else b""
-        groups.setdefault(anchor, {}).setdefault(text[i + 1:], set()).add(check)
-        kinds[anchor] = kinds.get(anchor, 0) | kind
-        keyed.append((anchor, text[i:], text[-width:], (i, needle.encode(), kind, qualified)))
-    candidates: dict[bytes, set[_Candidate]] = {}
-    for anchor, suffix, tail, _ in keyed:
-        for other_anchor, other_suffix, _, candidate in keyed:
-            if anchor == other_anchor and (
-                    other_suffix.startswith(suffix) or suffix.startswith(other_suffix)):
-                candidates.setdefault(tail, set()).add(candidate)
-    order = sorted(groups)
-    return _Needles(probes=tuple(re.compile(re.escape(a) + _alternation(groups[a])) for a in order),
-                    probe_kinds=tuple(kinds[a] for a in order), width=width,
-                    candidates={tail: tuple(sorted(found)) for tail, found in candidates.items()})
-
-
-def _alternation(branches: dict[bytes, set[bytes]]) -> bytes:
-    """A regex for `suffix + check` over all branches, factored on the suffixes' first bytes.
-
-    Factoring lets re reject most anchor positions after one byte comparison per branch group.
-    """
-    ends = branches.get(b"", set())
-    if b"" in ends:
-        return b""
-    by_first: dict[bytes, dict[bytes, set[bytes]]] = {}
-    for suffix, checks in branches.items():
-        if suffix:
-            by_first.setdefault(suffix[:1], {}).setdefault(suffix[1:], set()).update(checks)
-    alternatives = [re.escape(first) + _alternation(rest) for first, rest in sorted(by_first.items())]
-    alternatives.extend(sorted(ends))
-    return alternatives[0] if len(alternatives) == 1 else b"(?:" + b"|".join(alternatives) + b")"
-
-
-def _string_bounds(blob: bytes, pos: int) -> tuple[int, int]:
-    """The quotes of the JSON string around `pos`: the nearest unescaped quotes before and after."""
-    start = blob.rfind(b'"', 0, pos)
-    while start > 0 and _escaped(blob, start):
-        start = blob.rfind(b'"', 0, start)
-    end = blob.find(b'"', pos)
-    while end > 0 and _escaped(blob, end):
-        end = blob.find(b'"', end + 1)
-    return start, end
-
-
-def _after_key_qualifier(blob: bytes, at: int) -> bool:
-    """Whether the name part before `at` may be a key qualifier (or lies beyond the bytes looked at)."""
-    before = blob[max(0, at - 96):at].lower().rstrip(_SEPARATOR_BYTES)
-    while _ESCAPE_TAIL.search(before) is not None:
-        before = before[:-3].rstrip(_SEPARATOR_BYTES)
-    return not before or before.endswith(_QUALIFIER_BYTES)
-
-
-def _positions(blob: bytes, byte: bytes) -> list[int]:
-    found = []
-    at = blob.find(byte)
-    while at >= 0:
-        found.append(at)
-        at = blob.find(byte, at + 1)
-    return found
-
-
-def _may_hold_named_value(blob: bytes, name: int, end: int) -> bool:
-    """Whether a name found at `name` can be followed by ``=value``, ``": value`` or ``: <scheme> value``."""
-    return blob.find(b"=", name, end) >= 0 or blob.find(b":", name, end) >= 0
-
-
-def _decode_string(blob: bytes, start: int, end: int) -> str | None:
-    raw = blob[start + 1:end]
-    if b"\\" not in raw:
-        return raw.decode()
-    try:
-        text = msgspec.json.decode(blob[start:end + 1])
-    except msgspec.DecodeError:
-        return None  # not a string after all: a user name part found in a number or a literal
-    return text if isinstance(text, str) else None
-
-
-def _escaped(blob: bytes, quote: int) -> bool:
-    i = quote
-    while i > 0 and blob[i - 1] == 0x5C:
-        i -= 1
-    return (quote - i) % 2 == 1
-
 
 _Trie = dict[str | int, "_Node"]
 
@@ -462,7 +323,7 @@ class Redactor:
         self._allow_response = compiled.allow_paths.children.get("response")
         self._allow_all = compiled.allow_paths.terminal
         self._prefilter = prefilter
-        self._needles = _needles(compiled.anchors)
+        self._needles = compile_needles(compiled.anchors)
         self._names: dict[str, bool] = {}
 
     def redact(self, request: Any, response: Any, *,
@@ -497,7 +358,7 @@ class Redactor:
 
     def redact_text(self, text: str) -> str:
         """Apply the in-string rules (fields, embedded JSON, URLs, token shapes) to one string."""
-        redacted = self._scan(text, _ALL)
+        redacted = self._scan(text, ALL)
         return text if redacted is None else redacted
 
     def _classify(self, name: str) -> bool:
@@ -522,19 +383,11 @@ class Redactor:
             except (TypeError, ValueError, OverflowError):
                 return _EVERYTHING
             split = -1
-        translated = blob.translate(_TABLE)
-        probes = self._needles.probes
-        for first, probe in enumerate(probes):
-            m = probe.search(translated)
-            if m is not None:
-                spans = self._spans(blob, translated, first, m.start())
-                break
-        else:
-            if _USERINFO_BYTES.search(blob) is None and not self._patterns:
-                return None
-            spans = self._spans(blob, translated, len(probes), 0)
+        spans = string_hits(self._needles, blob, self._patterns)
         if spans is None:
             return _EVERYTHING
+        if not spans:
+            return None
         if split < 0:
             split = 1 + len(_ENCODER.encode(request))  # the response's bytes start after this
         names: set[str] = set()
@@ -547,22 +400,22 @@ class Redactor:
             after = blob[end + 1:end + 2]
             is_key = after == b":"
             in_pair = blob[start - 1:start] == b"[" and after == b","
-            har_name = blob.endswith(_HAR_NAME_KEYS, 0, start)
+            har_name = blob.endswith(HAR_NAME_KEYS, 0, start)
             if (start == scrubbed and not har_name) or (
-                    kinds == _BY_NAME and not (is_key or in_pair or har_name)
-                    and not _may_hold_named_value(blob, first_name, end)):
+                    kinds == BY_NAME and not (is_key or in_pair or har_name)
+                    and not may_hold_named_value(blob, first_name, end)):
                 continue
-            text = _decode_string(blob, start, end)
+            text = decode_string(blob, start, end)
             if text is None:
                 continue
             if is_key:
-                if kinds & _BY_NAME and self.is_sensitive_name(text):
+                if kinds & BY_NAME and self.is_sensitive_name(text):
                     names.add(text)
                     value = blob[end + 2:end + 3]
                     if value == b'"':
                         scrubbed = end + 2
                     if value in (b'"', b"{") or (
-                            value == b"[" and _NUMERIC_LIST.match(blob, end + 2) is None):
+                            value == b"[" and NUMERIC_LIST.match(blob, end + 2) is None):
                         sides |= side
                 continue
             redacted = self._scan(text, kinds)
@@ -571,69 +424,12 @@ class Redactor:
                 sides |= side
             # A pair's or HAR entry's name is judged once redacted itself, as the walk sees it.
             final = text if redacted is None else redacted
-            if (kinds & _BY_NAME or redacted is not None) and self.is_sensitive_name(final):
+            if (kinds & BY_NAME or redacted is not None) and self.is_sensitive_name(final):
                 names.add(final)
                 if in_pair or har_name:
                     sides |= side
         return _Context(names, changed, sides) if sides else None
 
-    def _spans(self, blob: bytes, translated: bytes, first: int, offset: int) -> dict[int, list[int]] | None:
-        """Every JSON string with a hit: its opening quote -> [closing quote, kinds, first name hit].
-
-        Probes before `first` found nothing; probe `first` finds nothing before `offset`. None when hits
-        are so many that walking everything is cheaper.
-        """
-        spans: dict[int, list[int]] = {}
-        candidates_at = self._needles.candidates.get
-        width = self._needles.width
-        for i in range(first, len(self._needles.probes)):
-            search, possible = self._needles.probes[i].search, self._needles.probe_kinds[i]
-            start = end = -1
-            entry: list[int] = []
-            m = search(translated, offset if i == first else 0)
-            while m is not None:
-                hit = m.start()
-                kinds = 0
-                for index, needle, kind, qualified in candidates_at(translated[m.end() - width:m.end()], ()):
-                    at = hit - index
-                    if blob[at:at + len(needle)].lower() == needle and (
-                            not qualified or _after_key_qualifier(blob, at)):
-                        kinds |= kind
-                if not kinds:  # letters that only look alike once translated
-                    m = search(translated, hit + 1)
-                    continue
-                if not start < hit < end:
-                    start, end = _string_bounds(blob, hit)
-                    if start < 0 or end < 0:
-                        start = end = -1
-                        m = search(translated, hit + 1)
-                        continue
-                    entry = spans.setdefault(start, [end, 0, end])
-                    if len(spans) > _MAX_SPANS:
-                        return None
-                entry[1] |= kinds
-                if kinds & _BY_NAME and hit < entry[2]:
-                    entry[2] = hit
-                # Needles may overlap: resume one byte on, or past the string once it has every kind.
-                m = search(translated, end if entry[1] & possible == possible else hit + 1)
-        extra = [(m.end() - 1, _BY_SHAPE) for m in _USERINFO_BYTES.finditer(blob)]
-        if self._patterns:
-            extra.extend((hit, _BY_PATTERN) for hit in self._pattern_hits(blob))
-        for hit, kinds in extra:
-            start, end = _string_bounds(blob, hit)
-            if start >= 0 and end >= 0:
-                spans.setdefault(start, [end, 0, end])[1] |= kinds
-                if len(spans) > _MAX_SPANS:
-                    return None
-        return spans
-
-    def _pattern_hits(self, blob: bytes) -> list[int]:
-        text = blob.decode()
-        ascii_only = len(text) == len(blob)
-        return [m.start() if ascii_only else len(text[:m.start()].encode())
-                for pattern in self._patterns for m in pattern.finditer(text)]
-
-    # In-string rules ------------------------------------------------------------------------------------
 
     def _scan(self, text: str, kinds: int) -> str | None:
         """Apply the in-string rules of the given kinds; None when nothing changed.
@@ -645,7 +441,7 @@ class Redactor:
         if out == text:
             return None
         for _ in range(8):
-            again = self._scan_once(out, _ALL)
+            again = self._scan_once(out, ALL)
             if again == out:
                 break
             out = again
@@ -653,7 +449,7 @@ class Redactor:
 
     def _scan_once(self, text: str, kinds: int) -> str:
         out = text
-        if kinds & _BY_NAME:
+        if kinds & BY_NAME:
             if "=" in out:
                 out = _KV.sub(self._named_value, out)
             if ":" in out:
@@ -661,11 +457,11 @@ class Redactor:
                     out = _QUOTED.sub(self._named_value, out)
                 if "uthoriz" in out.lower():
                     out = _AUTH_LINE.sub(self._group_value, out)
-        if kinds & _BY_SHAPE:
+        if kinds & BY_SHAPE:
             if "@" in out:
                 out = _USERINFO.sub(self._group_value, out)
             out = _TOKENS.sub(self._token, out)
-        if kinds & _BY_PATTERN:
+        if kinds & BY_PATTERN:
             for pattern in self._patterns:
                 out = pattern.sub(self._custom, out)
         return out
@@ -705,7 +501,7 @@ class Redactor:
         if not isinstance(name, str):
             return False
         if redacted:
-            final = (context.changed.get(name) if context.changed is not None else self._scan(name, _ALL))
+            final = (context.changed.get(name) if context.changed is not None else self._scan(name, ALL))
             name = name if final is None else final
         if context.names is not None:
             return name in context.names
@@ -714,7 +510,7 @@ class Redactor:
     def _walk(self, value: Any, allow: _Node | None, context: _Context) -> tuple[Any, _Paths]:
         if isinstance(value, str):
             changed = context.changed
-            redacted = changed.get(value) if changed is not None else self._scan(value, _ALL)
+            redacted = changed.get(value) if changed is not None else self._scan(value, ALL)
             return (value, _NO_PATHS) if redacted is None else (redacted, [()])
         if isinstance(value, dict):
             return self._walk_dict(value, allow, context)
@@ -738,7 +534,7 @@ class Redactor:
                     key in names if names is not None else self._name_hit(key, context)):
                 new, found = self._scrub(item, sub, context)
             elif isinstance(item, str):
-                redacted = changed.get(item) if changed is not None else self._scan(item, _ALL)
+                redacted = changed.get(item) if changed is not None else self._scan(item, ALL)
                 if redacted is None:
                     continue
                 new, found = redacted, [()]
