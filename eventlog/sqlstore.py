@@ -8,18 +8,14 @@ ones appended. Driver errors surface as `DatabaseError` with one sentence and no
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any, cast
+from typing import Any
 
-import msgspec
 import sqlalchemy as sa
 
-from eventlog.canonical import canonical_json
 from eventlog.ddl import view_sql
 from eventlog.dialects import (
     bulk_insert,
@@ -35,45 +31,11 @@ from eventlog.dialects import (
 )
 from eventlog.envelope import format_utc
 from eventlog.errors import InputError, IntegrityError
-from eventlog.events import Event, EventType
-from eventlog.sqlschema import (
-    APPEND_LOCK_NAME,
-    DEFAULT_SCHEMA,
-    LakeTables,
-    build_tables,
-    record_key_of_encoded,
-)
+from eventlog.events import Event
+from eventlog.sqlrows import CONTENT_COLUMNS, EVENT_COLUMNS, EncodedEvent, decode_event, encode_event
+from eventlog.sqlschema import APPEND_LOCK_NAME, DEFAULT_SCHEMA, LakeTables, build_tables
 
-EVENT_TYPES = ("observed", "revisited", "resolved")
 LOOKUP_CHUNK = 1000
-UTC_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
-HEX64 = re.compile(r"[0-9a-f]{64}")
-ASCII_ID = re.compile(r"[\x21-\x7e]{1,64}")
-
-# Envelope keys with a scalar column of their own, and the test a value must pass to live in it (None always
-# does). A value that fails, or a key not listed, goes into the `body` JSON column, so every body reads back
-# exactly as it was.
-_SCALAR_KEYS: dict[str, Callable[[Any], bool]] = {
-    "exchange_id": lambda v: isinstance(v, str) and ASCII_ID.fullmatch(v) is not None,
-    "exchange_type": lambda v: isinstance(v, str) and len(v) <= 32 and v.isascii(),
-    "source_system": lambda v: isinstance(v, str) and len(v) <= 200,
-    "entity_type": lambda v: isinstance(v, str) and len(v) <= 200,
-    "natural_key": lambda v: isinstance(v, str),
-    "observed_at_utc": lambda v: isinstance(v, str) and UTC_TEXT.fullmatch(v) is not None,
-    "content_sha256": lambda v: isinstance(v, str) and HEX64.fullmatch(v) is not None,
-    "schema_version": lambda v: type(v) is int and -(2**31) <= v < 2**31,
-}
-_JSON_KEYS = ("provenance", "redactions_applied", "response_ref", "tags")
-ENVELOPE_KEYS = (*_SCALAR_KEYS, *_JSON_KEYS)
-PAYLOAD_KEYS = ("request", "response")
-_SCALAR_ITEMS = tuple(_SCALAR_KEYS.items())
-_ENVELOPE_KEY_SET = frozenset(ENVELOPE_KEYS)
-_OBSERVED_KEYS = _ENVELOPE_KEY_SET | frozenset(PAYLOAD_KEYS)
-_REVISITED_SIZE, _OBSERVED_SIZE = len(_ENVELOPE_KEY_SET), len(_OBSERVED_KEYS)
-_NO_ENVELOPE = dict.fromkeys(ENVELOPE_KEYS)
-
-_decode_json = msgspec.json.Decoder().decode
-_SORTED = msgspec.json.Encoder(order="sorted")
 
 
 class SqlEventStore:
@@ -148,10 +110,11 @@ class SqlEventStore:
                 conn.exec_driver_sql(view_sql(self.tables, conn.dialect))
             conn.execute(self.statements.seed_lock, [self._lock_row()])
 
-    def append_events(self, events: Iterable[Event], *, conn: sa.Connection | None = None,
+    def append_events(self, events: Iterable[Event | EncodedEvent], *, conn: sa.Connection | None = None,
                       batch: int = 5000) -> int:
-        """Append events not yet present (by event_id); returns how many were written.
+        """Append events (decoded, or already encoded by `sqlrows.encode_line`) not yet present (by event_id).
 
+        Returns how many were written.
         All or nothing: in one transaction of its own, or in `conn`'s. Payloads of observed events go to
         ExchangeContent once per content hash. Raises IntegrityError if an event_id is already present (or
         repeated) with another digest, or an observed event's payload does not hash to its content_sha256;
@@ -165,7 +128,7 @@ class SqlEventStore:
         with self.translated():
             return self._append(conn, events, batch)
 
-    def _append(self, conn: sa.Connection, events: Iterable[Event], batch: int) -> int:
+    def _append(self, conn: sa.Connection, events: Iterable[Event | EncodedEvent], batch: int) -> int:
         statements = self.statements
         taken = {"lock_name": APPEND_LOCK_NAME, "taken_at": _now()}
         if conn.execute(statements.take_lock, taken).rowcount == 0:
@@ -177,7 +140,7 @@ class SqlEventStore:
         written = 0
         iterator = iter(events)
         while chunk := list(islice(iterator, batch)):
-            fresh: list[Event] = []
+            fresh: list[Event | EncodedEvent] = []
             for event in chunk:
                 known = seen.get(event.event_id)
                 if known is None:
@@ -187,27 +150,24 @@ class SqlEventStore:
                     raise _digest_conflict(event.event_id, known, event.digest)
             present: dict[str, str] = {row.event_id: row.digest for row in _lookup(
                 conn, statements.event_digests, "ids", [event.event_id for event in fresh])}
-            new_events: list[Event] = []
+            event_rows: list[tuple[Any, ...]] = []
+            content_rows: dict[str, tuple[Any, ...]] = {}
             for event in fresh:
                 stored = present.get(event.event_id)
-                if stored is None:
-                    new_events.append(event)
-                elif stored != event.digest:
-                    raise _digest_conflict(event.event_id, stored, event.digest)
+                if stored is not None:
+                    if stored != event.digest:
+                        raise _digest_conflict(event.event_id, stored, event.digest)
+                    continue
+                row, content = event if isinstance(event, EncodedEvent) else encode_event(event, strings=strings)
+                event_rows.append(row)
+                if content is not None and content[0] not in stored_content:
+                    content_rows.setdefault(content[0], content)
             # Under the append lock nobody else adds content, so what is absent now can be inserted plainly.
-            wanted: set[str] = set()
-            for event in new_events:
-                content_hash = event.body.get("content_sha256") if event.type == "observed" else None
-                if isinstance(content_hash, str) and content_hash not in stored_content:
-                    wanted.add(content_hash)
-            for content_hash, in _lookup(conn, statements.content_present, "hashes", sorted(wanted)):
-                wanted.discard(content_hash)
-            stored_content.update(wanted)
-            event_rows: list[dict[str, Any]] = []
-            # Content rows stream while events are encoded (COPY on PostgreSQL overlaps the two); the event
-            # rows follow once all of them are encoded.
-            bulk_insert(conn, self.tables.content, _encode_all(new_events, event_rows, wanted, strings))
-            bulk_insert(conn, self.tables.event, event_rows)
+            for content_hash, in _lookup(conn, statements.content_present, "hashes", sorted(content_rows)):
+                del content_rows[content_hash]
+            stored_content.update(content_rows)
+            bulk_insert(conn, self.tables.content, CONTENT_COLUMNS, content_rows.values())
+            bulk_insert(conn, self.tables.event, EVENT_COLUMNS, event_rows)
             written += len(event_rows)
         return written
 
@@ -321,134 +281,6 @@ class StoreStatements:
                 self.ids_after(1000)]
 
 
-def encode_event(event: Event, *, strings: dict[str, bytes] | None = None,
-                 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The ExchangeEvent row of an event and, for an observed one, its ExchangeContent row.
-
-    `strings` caches the canonical JSON of short strings that repeat from event to event (source system, entity
-    type, exchange type). Raises InputError for what no row can hold, IntegrityError for a payload that does
-    not match its hash.
-    """
-    _check_event(event)
-    body = event.body
-    row: dict[str, Any] = {
-        "event_id": event.event_id, "type": event.type, "recorded_at_utc": event.recorded_at_utc,
-        "origin": event.origin, "digest": event.digest, "log_seq": event.seq, "log_prev": event.prev,
-        "record_key": None, "body": None,
-    }
-    if event.type == "resolved":
-        row.update(_NO_ENVELOPE)
-        row["body"] = _encode_json(body)
-        return row, None
-    rest: dict[str, Any] = {}
-    try:
-        for key, fits in _SCALAR_ITEMS:
-            value = body[key]
-            if value is None or fits(value):
-                row[key] = value
-            else:
-                row[key] = None
-                rest[key] = value
-        for key in _JSON_KEYS:
-            value = body[key]
-            row[key] = None if value is None else _encode_json(value)
-    except KeyError:
-        missing = [key for key in ENVELOPE_KEYS if key not in body]
-        raise InputError(f"{event.type} event {event.event_id} has no {', '.join(missing)} in its body") from None
-    observed = event.type == "observed"
-    if observed and ("request" not in body or "response" not in body):
-        missing = [key for key in PAYLOAD_KEYS if key not in body]
-        raise InputError(f"observed event {event.event_id} has no {', '.join(missing)} in its body")
-    if len(body) > (_OBSERVED_SIZE if observed else _REVISITED_SIZE):
-        for key in body.keys() - (_OBSERVED_KEYS if observed else _ENVELOPE_KEY_SET):
-            rest[key] = body[key]
-    if rest:
-        row["body"] = _encode_json(rest)
-    cache = {} if strings is None else strings
-    source, entity = _cached_json(body["source_system"], cache), _cached_json(body["entity_type"], cache)
-    natural_key = body["natural_key"]
-    natural = canonical_json(natural_key)
-    if isinstance(body["source_system"], str) and isinstance(body["entity_type"], str) and row["content_sha256"]:
-        if isinstance(natural_key, str):
-            row["record_key"] = record_key_of_encoded([source, entity, natural])
-        elif natural_key is None:
-            row["record_key"] = record_key_of_encoded([source, entity, natural, canonical_json(row["content_sha256"])])
-    if event.type != "observed":
-        return row, None
-    head = b'{"entity_type":' + entity + b',"exchange_type":' + _cached_json(body["exchange_type"], cache) + (
-        b',"natural_key":' + natural + b',"request":')
-    tail = b',"source_system":' + source + b"}"
-    # msgspec's sorted output is the canonical form for most payloads, at a fraction of the cost. A match of the
-    # content hash proves the bytes are the canonical ones; anything else takes the exact canonical encoder.
-    try:
-        request, response = _SORTED.encode(body["request"]), _SORTED.encode(body["response"])
-    except (TypeError, msgspec.EncodeError):
-        request = response = b""
-    content = b"".join((head, request, b',"response":', response, tail))
-    digest = hashlib.sha256(content).hexdigest()
-    if digest != body["content_sha256"]:
-        request, response = canonical_json(body["request"]), canonical_json(body["response"])
-        content = b"".join((head, request, b',"response":', response, tail))
-        digest = hashlib.sha256(content).hexdigest()
-        if digest != body["content_sha256"]:
-            raise IntegrityError(f"observed event {event.event_id} carries content_sha256 "
-                                 f"{body['content_sha256']!r} but its content hashes to {digest}")
-    return row, {"content_sha256": digest, "request": request.decode(), "response": response.decode(),
-                 "content_bytes": len(content), "first_event_id": event.event_id}
-
-
-def _encode_all(events: list[Event], event_rows: list[dict[str, Any]], wanted: set[str],
-                strings: dict[str, bytes]) -> Iterator[dict[str, Any]]:
-    """Encode `events`, appending their ExchangeEvent rows to `event_rows`; yields the content rows in `wanted`."""
-    for event in events:
-        row, content = encode_event(event, strings=strings)
-        event_rows.append(row)
-        if content is not None and content["content_sha256"] in wanted:
-            wanted.discard(content["content_sha256"])
-            yield content
-
-
-def decode_event(row: Mapping[Any, Any]) -> Event:
-    """Rebuild the Event of an ExchangeEvent row (joined to request/response for an observed one)."""
-    event_type = cast(EventType, row["type"])
-    body: dict[str, Any]
-    if event_type == "resolved":
-        body = _decode_json(row["body"])
-    else:
-        body = {key: row[key] for key in _SCALAR_KEYS}
-        for key in _JSON_KEYS:
-            body[key] = None if row[key] is None else _decode_json(row[key])
-        if event_type == "observed":
-            if row["request"] is None:
-                raise IntegrityError(f"observed event {row['event_id']} refers to content "
-                                     f"{row['content_sha256']} that ExchangeContent does not hold")
-            body["request"] = _decode_json(row["request"])
-            body["response"] = _decode_json(row["response"])
-        if row["body"] is not None:
-            body.update(_decode_json(row["body"]))
-    return Event(type=event_type, event_id=row["event_id"], seq=row["log_seq"] or 0,
-                 recorded_at_utc=row["recorded_at_utc"], origin=row["origin"], prev=row["log_prev"] or "",
-                 digest=row["digest"], body=body)
-
-
-def _check_event(event: Event) -> None:
-    if event.type not in EVENT_TYPES:
-        raise InputError(f"event {event.event_id!r} has unknown type {event.type!r}")
-    if not isinstance(event.event_id, str) or ASCII_ID.fullmatch(event.event_id) is None:
-        raise InputError(f"event id {event.event_id!r} is not 1 to 64 printable ASCII characters")
-    if not isinstance(event.digest, str) or HEX64.fullmatch(event.digest) is None:
-        raise InputError(f"event {event.event_id} has digest {event.digest!r}, not 64 lowercase hex digits")
-    if not isinstance(event.recorded_at_utc, str) or UTC_TEXT.fullmatch(event.recorded_at_utc) is None:
-        raise InputError(f"event {event.event_id} has recorded_at_utc {event.recorded_at_utc!r}, "
-                         "not YYYY-MM-DDTHH:MM:SS.ffffffZ")
-    if not isinstance(event.origin, str) or not 0 < len(event.origin) <= 100:
-        raise InputError(f"event {event.event_id} has origin {event.origin!r}, not 1 to 100 characters")
-    if not isinstance(event.prev, str) or (event.prev and ASCII_ID.fullmatch(event.prev) is None):
-        raise InputError(f"event {event.event_id} has prev {event.prev!r}, not a line hash")
-    if not isinstance(event.body, dict):
-        raise InputError(f"event {event.event_id} has a body that is not a JSON object")
-
-
 def _lookup(conn: sa.Connection, stmt: sa.Executable, name: str, keys: list[str]) -> Iterator[sa.Row[Any]]:
     """Rows of `stmt` for `keys` bound to the list parameter `name`, at most LOOKUP_CHUNK keys per query.
 
@@ -460,23 +292,6 @@ def _lookup(conn: sa.Connection, stmt: sa.Executable, name: str, keys: list[str]
 
 def _digest_conflict(event_id: str, stored: str, incoming: str) -> IntegrityError:
     return IntegrityError(f"event {event_id} is already stored with digest {stored} but arrives with {incoming}")
-
-
-def _encode_json(value: Any) -> str:
-    if not value and isinstance(value, list | dict):
-        return "[]" if isinstance(value, list) else "{}"
-    return canonical_json(value).decode()
-
-
-def _cached_json(value: Any, cache: dict[str, bytes]) -> bytes:
-    if not isinstance(value, str) or len(value) > 200:
-        return canonical_json(value)
-    encoded = cache.get(value)
-    if encoded is None:
-        if len(cache) > 10_000:
-            cache.clear()
-        encoded = cache[value] = canonical_json(value)
-    return encoded
 
 
 def _now() -> str:

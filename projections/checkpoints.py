@@ -33,6 +33,7 @@ __all__ = [
     "parse_digest",
     "read_checkpoint",
     "row_digest",
+    "values_digest",
     "write_checkpoint",
 ]
 
@@ -121,7 +122,12 @@ def _belongs(text: str, projection: str) -> bool:
 
 def row_digest(row: Mapping[Any, Any], columns: Iterable[str]) -> int:
     """SHA-256 of the canonical JSON of `row` restricted to `columns`, as an integer."""
-    return int.from_bytes(hashlib.sha256(canonical_json({name: row[name] for name in columns})).digest(), "big")
+    return values_digest({name: row[name] for name in columns})
+
+
+def values_digest(values: dict[str, Any]) -> int:
+    """SHA-256 of the canonical JSON of `values`, as an integer: `row_digest` of a row already cut to its columns."""
+    return int.from_bytes(hashlib.sha256(canonical_json(values)).digest(), "big")
 
 
 def add_digest(total: int, delta: int) -> int:

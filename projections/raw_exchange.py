@@ -40,6 +40,7 @@ from projections.checkpoints import (
     parse_digest,
     read_checkpoint,
     row_digest,
+    values_digest,
     write_checkpoint,
 )
 from projections.logreader import IndexReader, Observation, observation, read_log
@@ -101,12 +102,16 @@ ROW_COLUMNS = tuple(field.name for field in fields(Row))
 DIGEST_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "event_seq")
 
 
+# The table's columns in its own order: the row's, with payload_json after content_sha256.
+_PAYLOAD_AT = ROW_COLUMNS.index("content_sha256") + 1
+RECORD_COLUMNS = (*ROW_COLUMNS[:_PAYLOAD_AT], "payload_json", *ROW_COLUMNS[_PAYLOAD_AT:])
 _row_tuple = attrgetter(*ROW_COLUMNS)
+_digest_values = attrgetter(*DIGEST_COLUMNS)
 
 
-def row_values(row: Row) -> dict[str, Any]:
-    """The row's columns by name (payload_json aside)."""
-    return dict(zip(ROW_COLUMNS, _row_tuple(row), strict=True))
+def _digest_of(row: Row) -> int:
+    """`row_digest` of a row."""
+    return values_digest(dict(zip(DIGEST_COLUMNS, _digest_values(row), strict=True)))
 
 
 class _Versions:
@@ -278,23 +283,27 @@ class _Fold:
         summaries: list[dict[str, Any]] = []
         inserted = 0
 
-        def encoded() -> Iterator[dict[str, Any]]:
+        def encoded() -> Iterator[tuple[Any, ...]]:
             """New rows, encoded as the insert consumes them (PostgreSQL's COPY works meanwhile)."""
             nonlocal inserted
             for key, row in changed.items():
-                values = row_values(row)
-                self.digest = add_digest(self.digest, row_digest(values, DIGEST_COLUMNS) - stored.get(key, 0))
-                if key in stale:
-                    values["payload_json"] = self._payload(row.content_sha256, payloads)
+                values = _row_tuple(row)
+                self.digest = add_digest(self.digest, _digest_of(row) - stored.get(key, 0))
                 if key not in stored:
+                    # A new row is always stale: its payload is written with it.
                     inserted += 1
-                    yield values
+                    yield (*values[:_PAYLOAD_AT], self._payload(row.content_sha256, payloads), *values[_PAYLOAD_AT:])
                     continue
-                del values["record_key"]
-                values["b_key"] = key
-                (updates if key in stale else summaries).append(values)
+                named = dict(zip(ROW_COLUMNS, values, strict=True))
+                del named["record_key"]
+                named["b_key"] = key
+                if key in stale:
+                    named["payload_json"] = self._payload(row.content_sha256, payloads)
+                    updates.append(named)
+                else:
+                    summaries.append(named)
 
-        bulk_insert(self.conn, self.statements.tables.record, encoded())
+        bulk_insert(self.conn, self.statements.tables.record, RECORD_COLUMNS, encoded())
         for batch in (updates, summaries):
             if batch:
                 self.conn.execute(self.statements.update, batch)
