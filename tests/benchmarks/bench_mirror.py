@@ -4,8 +4,9 @@
 
 SQLite always; PostgreSQL and MariaDB when EVENTLOG_TEST_POSTGRES_URL / EVENTLOG_TEST_MYSQL_URL are set (each
 run uses a schema of its own and drops it afterwards). The floor inserts the very rows the store writes
-(ExchangeEvent and ExchangeContent rows, encoded beforehand) into bare tables without keys or indexes with the
-driver's executemany, in batches of the same size, in one transaction. One JSON line per backend.
+(ExchangeEvent and ExchangeContent rows, encoded beforehand) into bare tables without keys or indexes by the
+store's own bulk path (COPY on PostgreSQL, the driver's executemany elsewhere), in batches of the same size, in
+one transaction. One JSON line per backend.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from eventlog.dialects import bulk_insert
 from eventlog.envelope import content_sha256, decode_record, derive_exchange_id, envelope_dict
 from eventlog.events import GENESIS, Event, event_digest
-from eventlog.sqlstore import SqlEventStore, encode_event
+from eventlog.sqlrows import CONTENT_COLUMNS, EVENT_COLUMNS, encode_event
+from eventlog.sqlstore import SqlEventStore
 from tests.conftest import drop_test_schema
 from tests.factories import BASE_TIME, openalex_record
 
@@ -71,39 +74,18 @@ def bare_tables(store: SqlEventStore) -> tuple[sa.MetaData, sa.Table, sa.Table]:
 
 
 def floor_insert(store: SqlEventStore, events: list[Event], batch: int) -> float:
-    """Seconds for a plain executemany of the store's own rows into bare tables."""
+    """Seconds to write the store's own rows into bare tables with its bulk path, in one transaction."""
     metadata, bare_event, bare_content = bare_tables(store)
     rows = [encode_event(event) for event in events]
     with store.begin() as conn:
         metadata.create_all(conn)
-    dialect = store.engine.dialect
-    compiled_event = bare_event.insert().compile(dialect=dialect)
-    compiled_content = bare_content.insert().compile(dialect=dialect)
-
-    def params(row: dict[str, Any], compiled: Any) -> Any:
-        if dialect.positional:
-            return tuple(row[name] for name in compiled.positiontup)
-        return row
-
-    batches = []
-    for start in range(0, len(rows), batch):
-        chunk = rows[start:start + batch]
-        batches.append(([params(row, compiled_event) for row, _ in chunk],
-                        [params(content, compiled_content) for _, content in chunk if content is not None]))
-    raw = store.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        started = time.perf_counter()
-        for event_params, content_params in batches:
-            if content_params:
-                cursor.executemany(str(compiled_content), content_params)
-            cursor.executemany(str(compiled_event), event_params)
-        raw.commit()
-        elapsed = time.perf_counter() - started
-        cursor.close()
-    finally:
-        raw.close()
-    return elapsed
+    started = time.perf_counter()
+    with store.begin() as conn:
+        for start in range(0, len(rows), batch):
+            chunk = rows[start:start + batch]
+            bulk_insert(conn, bare_content, CONTENT_COLUMNS, [content for _, content in chunk if content is not None])
+            bulk_insert(conn, bare_event, EVENT_COLUMNS, [row for row, _ in chunk])
+    return time.perf_counter() - started
 
 
 def run(backend: str, url: str, schema: str, events: list[Event], batch: int, seed: int) -> dict[str, Any]:
