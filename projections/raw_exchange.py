@@ -19,6 +19,7 @@ table, so it equals incremental application by construction.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from itertools import islice
@@ -109,8 +110,23 @@ _row_tuple = attrgetter(*ROW_COLUMNS)
 _digest_values = attrgetter(*DIGEST_COLUMNS)
 
 
+# A row's digest input in one msgspec call: a Struct whose fields are DIGEST_COLUMNS in RFC 8785 key order (ASCII
+# names sort alike by code point and by UTF-16 unit) encodes to the very bytes canonical_json writes for the dict,
+# as long as every value is a str, an int or None, which is what the fold's rows hold.
+_DigestRow = msgspec.defstruct("_DigestRow", [(name, Any) for name in sorted(DIGEST_COLUMNS)])
+_digest_fields = attrgetter(*sorted(DIGEST_COLUMNS))
+_encode_digest_row = msgspec.json.Encoder().encode
+_SCALARS = frozenset({str, int, type(None)})
+
+
 def _digest_of(row: Row) -> int:
     """`row_digest` of a row."""
+    values = _digest_fields(row)
+    if set(map(type, values)) <= _SCALARS:
+        try:
+            return int.from_bytes(hashlib.sha256(_encode_digest_row(_DigestRow(*values))).digest(), "big")
+        except UnicodeEncodeError:  # a lone surrogate: canonical_json names it
+            pass
     return values_digest(dict(zip(DIGEST_COLUMNS, _digest_values(row), strict=True)))
 
 
