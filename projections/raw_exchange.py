@@ -46,6 +46,7 @@ from projections.checkpoints import (
 )
 from projections.logreader import IndexReader, Observation, observation, read_log
 from projections.pointintime import PointInTime
+from projections.seen import SeenDigests
 
 __all__ = ["CHUNK", "PROJECTION", "ReprojectResult", "hold_projection_lock", "reproject"]
 
@@ -136,13 +137,15 @@ class _Versions:
     A content belongs to one key (its hash covers source, entity and natural key), so the question is whether an
     applied event before this one carried the content. The index answers it for any filter it can express
     (none, --at-seq, --as-of); under --known-at, whose recorded times the index lacks, the contents applied so far
-    are remembered (memory: one hash per distinct content).
+    are remembered (memory: one hash per distinct content). A rebuild passes `seen`, a filter of the contents
+    applied so far: a content it has certainly not met is new without asking the index.
     """
 
-    def __init__(self, reader: IndexReader, point: PointInTime | None) -> None:
+    def __init__(self, reader: IndexReader, point: PointInTime | None, seen: SeenDigests | None) -> None:
         self._reader = reader
         self._as_of = point.as_of if point is not None else None
         self._applied: set[str] | None = set() if point is not None and point.known_at is not None else None
+        self._seen = seen
 
     def new(self, observations: Sequence[Observation]) -> list[bool]:
         applied = self._applied
@@ -152,7 +155,16 @@ class _Versions:
                 flags.append(item.content not in applied)
                 applied.add(item.content)
             return flags
-        firsts = self._reader.first_seqs({item.content for item in observations}, observed_by=self._as_of)
+        asked = {item.content for item in observations}
+        if self._seen is not None:
+            # A content met before in this chunk or an earlier one is asked for; the first seq the index gives
+            # for one met here first is that event's own.
+            asked = set()
+            for item in observations:
+                if self._seen.may_hold(item.content):
+                    asked.add(item.content)
+                self._seen.add(item.content)
+        firsts = self._reader.first_seqs(asked, observed_by=self._as_of) if asked else {}
         return [firsts.get(item.content, item.seq) >= item.seq for item in observations]
 
 
@@ -174,17 +186,22 @@ class _Statements:
 
 
 class _Fold:
-    """Applies chunks of events to RawExchangeRecord inside one transaction, keeping the state digest."""
+    """Applies chunks of events to RawExchangeRecord inside one transaction, keeping the state digest.
+
+    `rebuild_of` is the number of events a rebuild will read at most, for a fold that starts from an emptied
+    table: then only the rows of keys it has met before can be in the table, and only those are looked up.
+    """
 
     def __init__(self, conn: sa.Connection, statements: _Statements, reader: IndexReader,
-                 point: PointInTime | None, digest: int, totals: _Totals) -> None:
+                 point: PointInTime | None, digest: int, totals: _Totals, *, rebuild_of: int | None = None) -> None:
         self.conn = conn
         self.statements = statements
         self.reader = reader
         self.point = point
         self.digest = digest
         self.totals = totals
-        self.versions = _Versions(reader, point)
+        self.keys_met = SeenDigests(rebuild_of) if rebuild_of is not None else None
+        self.versions = _Versions(reader, point, SeenDigests(rebuild_of) if rebuild_of is not None else None)
 
     def apply(self, events: Sequence[Observation | Event]) -> None:
         """Fold `events` (in log order) into the table."""
@@ -211,7 +228,14 @@ class _Fold:
         self.totals.applied += len(items)
         keys = {item.key for item in observations}
         keys.update(target.key for target in targets.values() if target is not None)
-        rows, stored = self._load(sorted(keys))
+        if self.keys_met is not None:
+            met = self.keys_met
+            wanted = sorted(key for key in keys if met.may_hold(key))
+            for key in keys:
+                met.add(key)
+        else:
+            wanted = sorted(keys)
+        rows, stored = self._load(wanted)
         changed: dict[str, Row] = {}
         stale: set[str] = set()
         # Whether an observation is a new version depends on the log alone, not on the fold: asked for in bulk.
@@ -408,7 +432,7 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
                     before = checkpoint.position if checkpoint is not None else 0
                 if reason is not None:
                     conn.execute(store.tables.record.delete())
-                    fold = _Fold(conn, statements, reader, point, 0, totals)
+                    fold = _Fold(conn, statements, reader, point, 0, totals, rebuild_of=log_end)
                     position = 0
                     for chunk in _chunks(read_log(log), batch, point):
                         fold.apply(chunk)
