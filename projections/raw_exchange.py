@@ -161,9 +161,8 @@ class _Versions:
             # for one met here first is that event's own.
             asked = set()
             for item in observations:
-                if self._seen.may_hold(item.content):
+                if self._seen.meet(item.content):
                     asked.add(item.content)
-                self._seen.add(item.content)
         firsts = self._reader.first_seqs(asked, observed_by=self._as_of) if asked else {}
         return [firsts.get(item.content, item.seq) >= item.seq for item in observations]
 
@@ -230,9 +229,7 @@ class _Fold:
         keys.update(target.key for target in targets.values() if target is not None)
         if self.keys_met is not None:
             met = self.keys_met
-            wanted = sorted(key for key in keys if met.may_hold(key))
-            for key in keys:
-                met.add(key)
+            wanted = sorted(key for key in keys if met.meet(key))
         else:
             wanted = sorted(keys)
         rows, stored = self._load(wanted)

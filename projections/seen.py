@@ -2,7 +2,7 @@
 
 A rebuild starts from an empty table, so most keys and contents it meets are new. Asking the database about each
 one costs more than the rest of the fold; this filter answers "certainly not met" for nearly all of them, and
-only a "maybe" goes on to the exact look-up. It never answers "not met" for a digest it was given, so the fold's
+only a "maybe" goes on to the exact look-up. It never answers "not met" for a digest it met before, so the fold's
 result is exactly what the look-ups alone give.
 """
 
@@ -13,10 +13,11 @@ from typing import Final
 # Sixteen bits per expected digest and three probes: about 0.5% of the digests not met come out "maybe".
 _BITS_PER_ITEM: Final = 16
 _MIN_BITS: Final = 1 << 16
+_SLICE: Final = (1 << 64) - 1
 
 
 class SeenDigests:
-    """Digests added so far, sized for `expected` of them (about 0.5% false "maybe"s; more only raise the rate)."""
+    """The digests met so far, sized for `expected` of them (about 0.5% false "maybe"s; more raise the rate)."""
 
     __slots__ = ("_bits", "_size")
 
@@ -24,17 +25,14 @@ class SeenDigests:
         self._size = max(_MIN_BITS, _BITS_PER_ITEM * expected)
         self._bits = bytearray(self._size // 8 + 1)
 
-    def _positions(self, digest: str) -> tuple[int, int, int]:
-        # SHA-256 output is uniform: three disjoint 64-bit slices of it are three independent hashes.
-        size = self._size
-        return int(digest[0:16], 16) % size, int(digest[16:32], 16) % size, int(digest[32:48], 16) % size
-
-    def add(self, digest: str) -> None:
-        bits = self._bits
-        for position in self._positions(digest):
-            bits[position >> 3] |= 1 << (position & 7)
-
-    def may_hold(self, digest: str) -> bool:
-        """False when `digest` was certainly never added; True when it was, or (rarely) when it only may have been."""
-        bits = self._bits
-        return all(bits[position >> 3] >> (position & 7) & 1 for position in self._positions(digest))
+    def meet(self, digest: str) -> bool:
+        """Note `digest` as met; False when it certainly was not before, True when it was (or, rarely, may have been)."""
+        # SHA-256 output is uniform: three disjoint 64-bit slices of it serve as three independent hashes.
+        value, size, bits = int(digest[:48], 16), self._size, self._bits
+        met = True
+        for position in ((value & _SLICE) % size, (value >> 64 & _SLICE) % size, (value >> 128) % size):
+            byte, mask = position >> 3, 1 << (position & 7)
+            if not bits[byte] & mask:
+                met = False
+                bits[byte] |= mask
+        return met
