@@ -16,6 +16,7 @@ from eventlog.errors import DatabaseError, InputError, IntegrityError
 from eventlog.events import GENESIS, Event, EventType, event_digest, new_resolution
 from eventlog.sqlschema import record_key
 from eventlog.sqlstore import SqlEventStore
+from tests.conftest import drop_test_schema, server_url
 from tests.factories import openalex_record, page_record
 
 ORIGIN = "5b0c1f7e-0d7a-4c52-9d0e-1f3a2b4c5d6e"
@@ -264,3 +265,22 @@ def test_record_key_column_matches_the_schema_function(store: SqlEventStore) -> 
         body = event.body
         assert stored[event.event_id] == record_key(body["source_system"], body["entity_type"],
                                                     body["natural_key"], body["content_sha256"])
+
+
+def test_postgresql_compresses_payloads_with_lz4(tmp_path: Any) -> None:
+    # A payload past PostgreSQL's 2 KB compression threshold: the store's sessions compress it with lz4, whose
+    # server CPU cost is a fraction of the default pglz's.
+    url = server_url("postgresql")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    record = page_record("Large", 1)
+    record["response"] = {"text": " ".join(f"word{n}" for n in range(2000))}
+    try:
+        with SqlEventStore(url, schema=schema) as store:
+            store.create_schema()
+            store.append_events([make_event(record)])
+            content = store.tables.content
+            with store.engine.connect() as conn:
+                method = conn.execute(sa.select(sa.func.pg_column_compression(content.c.response))).scalar_one()
+    finally:
+        drop_test_schema(url, schema)
+    assert method == "lz4"
