@@ -120,7 +120,7 @@ def test_new_sqlite_file_gets_large_pages_and_an_old_one_keeps_its_own(tmp_path:
     new = f"sqlite:///{tmp_path / 'new.db'}"
     with SqlEventStore(new) as store:
         store.create_schema()
-    assert _page_size(new) == 8192
+    assert _page_size(new) == 16384
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
     with engine.begin() as conn:
         conn.exec_driver_sql("PRAGMA page_size=4096")
