@@ -13,7 +13,6 @@ from typing import Final
 # Sixteen bits per expected digest and three probes: about 0.5% of the digests not met come out "maybe".
 _BITS_PER_ITEM: Final = 16
 _MIN_BITS: Final = 1 << 16
-_SLICE: Final = (1 << 64) - 1
 
 
 class SeenDigests:
@@ -27,10 +26,12 @@ class SeenDigests:
 
     def meet(self, digest: str) -> bool:
         """Note `digest` as met; False when it certainly was not before, True when it was (or, rarely, may have been)."""
-        # SHA-256 output is uniform: three disjoint 64-bit slices of it serve as three independent hashes.
-        value, size, bits = int(digest[:48], 16), self._size, self._bits
+        # The string's own hash (computed once per string, and already by the dicts the fold keeps) places it; a
+        # filter only ever errs towards "maybe", so any fixed function of the digest keeps the answers exact.
+        value, size, bits = hash(digest), self._size, self._bits
+        first, step = value % size, (value >> 32) % size | 1
         met = True
-        for position in ((value & _SLICE) % size, (value >> 64 & _SLICE) % size, (value >> 128) % size):
+        for position in (first, (first + step) % size, (first + 2 * step) % size):
             byte, mask = position >> 3, 1 << (position & 7)
             if not bits[byte] & mask:
                 met = False

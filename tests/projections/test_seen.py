@@ -26,7 +26,7 @@ def test_every_digest_met_before_is_met_again(blobs: list[bytes]) -> None:
 def test_new_digests_are_mostly_certainly_not_met() -> None:
     seen = SeenDigests(20_000)
     # All distinct, so every True is a false "maybe": the rate climbs to about 0.5% as the filter fills to the
-    # size it was made for (21 here); a filter that answered "maybe" to everything would give 20,000.
+    # size it was made for (about 25 of them); a filter that answered "maybe" to everything would give 20,000.
     false_maybes = sum(seen.meet(digest(n)) for n in range(20_000))
     assert false_maybes < 100
 
