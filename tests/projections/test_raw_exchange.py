@@ -11,6 +11,7 @@ import os
 import random
 import tempfile
 import textwrap
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 
 from eventlog import InputError, Lake
 from eventlog.canonical import canonical_json
+from eventlog.dialects import JsonDocument
 from eventlog.envelope import content_sha256, format_utc
 from eventlog.events import Event, new_resolution
 from eventlog.sqlschema import record_key
@@ -31,7 +33,7 @@ from eventlog.sqlstore import SqlEventStore
 from projections import PROJECTION, PointInTime, read_checkpoint, reproject
 from projections.checkpoints import add_digest, format_digest, row_digest
 from projections.raw_exchange import DIGEST_COLUMNS, Row, _digest_of
-from tests.conftest import drop_test_schema
+from tests.conftest import drop_test_schema, server_url
 from tests.eventlog.test_mirror import kill_midway
 from tests.factories import BASE_TIME, page_record
 
@@ -422,3 +424,39 @@ def test_the_fast_row_digest_equals_the_canonical_json_digest(texts: list[str], 
               first_observed_at_utc=texts[9], last_observed_at_utc=texts[10], observation_count=counts[1],
               version_count=counts[2], event_seq=counts[3])
     assert _digest_of(row) == row_digest(asdict(row), DIGEST_COLUMNS)
+
+
+def test_postgresql_json_columns_of_an_earlier_release_keep_working(lake: Lake, clock: Clock) -> None:
+    # Earlier releases made the JSON columns PostgreSQL `json`; creating the schema never alters a table, so such
+    # tables stay. Mirror, rebuild and an incremental update (UPDATE of payload_json) must work on them as on TEXT.
+    url = server_url("postgresql")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        with SqlEventStore(url, schema=schema) as store:
+            store.create_schema()
+            with store.begin() as conn:
+                conn.exec_driver_sql(f'DROP VIEW "{schema}"."{store.tables.history_name}"')
+                for table in (store.tables.event, store.tables.content, store.tables.record):
+                    for column in table.columns:
+                        if isinstance(column.type, JsonDocument):
+                            conn.exec_driver_sql(f'ALTER TABLE "{schema}"."{table.name}" ALTER COLUMN '
+                                                 f'"{column.name}" TYPE json USING "{column.name}"::json')
+            store.create_schema()  # the view again, over the json columns, as the earlier release left it
+        lake.append([page_record("Ada", 1), page_record("Grace", 1)])
+        assert lake.mirror(database_url=url, schema=schema).written == 2
+        lake.reproject(rebuild=True, database_url=url, schema=schema)
+        clock.now = RECORDED + timedelta(minutes=1)
+        lake.append([page_record("Ada", 2, observed=BASE_TIME + timedelta(days=1))])
+        lake.mirror(database_url=url, schema=schema)
+        assert lake.reproject(database_url=url, schema=schema).rows_updated == 1
+        assert stored_rows(url, schema) == reference_rows(list(lake.events()))
+        with SqlEventStore(url, schema=schema) as store:
+            assert [event for _, event in store.events()] == list(lake.events())
+            with store.engine.connect() as conn:
+                kinds = set(conn.execute(sa.text(
+                    "SELECT data_type FROM information_schema.columns WHERE table_schema = :schema "
+                    "AND column_name IN ('payload_json', 'request', 'body')"), {"schema": schema}).scalars())
+        assert kinds == {"json"}
+        assert lake.verify_projection(database_url=url, schema=schema).ok
+    finally:
+        drop_test_schema(url, schema)
