@@ -247,7 +247,8 @@ def test_bad_url_is_input_error() -> None:
         SqlEventStore("nosuchdb://user:pw@host/db")
 
 
-def test_large_batch_lookups_span_several_queries(store: SqlEventStore) -> None:
+def test_large_batch_lookups_find_every_present_event(store: SqlEventStore) -> None:
+    # Past LOOKUP_CHUNK keys: several queries on SQLite and MariaDB, one array parameter on PostgreSQL.
     events = sample_events(1205, seed=11)
     assert store.append_events(events[:600]) == 600
     assert store.append_events(events) == 605
