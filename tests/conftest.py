@@ -10,6 +10,7 @@ unreachable servers skip, unless EVENTLOG_TEST_REQUIRE_SERVERS=1, which turns th
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,16 @@ SERVER_ENV = {"postgresql": "EVENTLOG_TEST_POSTGRES_URL", "mysql": "EVENTLOG_TES
 BACKENDS = ("sqlite", "postgresql", "mysql")
 
 _reachable: dict[str, str | None] = {}
+
+
+def seeded(label: str) -> tuple[int, random.Random]:
+    """A random seed for a randomised test and a generator on it: EVENTLOG_TEST_SEED replays a failure.
+
+    The seed is printed (pytest shows it with a failure) and goes into the test's assertion messages.
+    """
+    seed = int(os.environ.get("EVENTLOG_TEST_SEED", random.randrange(2**32)))
+    print(f"{label} seed {seed}")
+    return seed, random.Random(seed)
 
 
 def servers_required() -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import stat
@@ -20,6 +19,7 @@ from eventlog.coldstore import format_archive_name, read_location
 from eventlog.keys import Keys, SymmetricKey, load_key_file
 from eventlog.segments import format_segment_name, list_segments
 from tests.cli.runner import Run
+from tests.conftest import seeded
 from tests.eventlog.test_packs import original_tool_encrypt
 from tests.factories import openalex_record
 
@@ -304,9 +304,7 @@ def _assert_every_segment_hot_or_archived(root: Path, keys: Keys, events: list[s
 
 
 def test_sigkill_during_archive_evict_loses_no_segment(tmp_path: Path) -> None:
-    seed = int(os.environ.get("EVENTLOG_TEST_SEED", random.randrange(2**32)))
-    print(f"archive crash test seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded("archive crash test")
     template = tmp_path / "template"
     events = build_lake(template, 40, size=12)
     key_file = tmp_path / "k.bin"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 from eventlog import Lake, LockBusyError, SegmentPolicy
 from eventlog.config import read_config, write_config
+from tests.conftest import seeded
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,9 +44,7 @@ def _child(*args: str, code: str) -> subprocess.Popen[bytes]:
 
 
 def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path: Path) -> None:
-    seed = int(os.environ.get("EVENTLOG_TEST_SEED", random.randrange(2**32)))
-    print(f"crash test seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded("crash test")
     root = tmp_path / "lake"
     Lake.init(root, segment_policy=SegmentPolicy(max_events=60, max_bytes=0, max_age_seconds=0)).close()
     acknowledged: list[str] = []

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from eventlog import DatabaseError, Lake, SegmentPolicy
 from eventlog.mirror import mirror_key, mirror_log
 from eventlog.sqlstore import SqlEventStore
-from tests.conftest import server_url
+from tests.conftest import seeded, server_url
 from tests.factories import BASE_TIME, openalex_record, page_record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,9 +130,7 @@ MIRROR = textwrap.dedent("""
 
 def test_sigkill_during_mirror_leaves_tables_and_watermark_consistent(tmp_path: Path, sql_url: str,
                                                                       sql_schema: str) -> None:
-    seed = int(os.environ.get("EVENTLOG_TEST_SEED", random.randrange(2**32)))
-    print(f"mirror crash test seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded("mirror crash test")
     root = tmp_path / "lake"
     Lake.init(root).close()
     killed = 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import random
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +14,7 @@ from eventlog import Lake, SegmentPolicy
 from eventlog.seals import merkle_root
 from eventlog.segments import list_segments
 from eventlog.verify import verify_log
+from tests.conftest import seeded
 from tests.factories import openalex_record, page_record
 
 FIXED = datetime(2025, 1, 1, tzinfo=UTC)
@@ -53,9 +52,7 @@ def test_pristine_lake_verifies(pristine: Path) -> None:
 
 
 def test_every_sampled_byte_flip_is_caught_and_located(pristine: Path, tmp_path: Path) -> None:
-    seed = int(os.environ.get("EVENTLOG_TEST_SEED", random.randrange(2**32)))
-    print(f"byte flip seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded("byte flip")
     root = _copy(pristine, tmp_path)
     checked = 0
     for path in _files(root):

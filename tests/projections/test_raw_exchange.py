@@ -7,7 +7,6 @@ whole event list with no SQL, no index and no chunks.
 
 from __future__ import annotations
 
-import os
 import random
 import tempfile
 import textwrap
@@ -33,7 +32,7 @@ from eventlog.sqlstore import SqlEventStore
 from projections import PROJECTION, PointInTime, read_checkpoint, reproject
 from projections.checkpoints import add_digest, format_digest, row_digest
 from projections.raw_exchange import DIGEST_COLUMNS, Row, _digest_of
-from tests.conftest import drop_test_schema, server_url
+from tests.conftest import drop_test_schema, seeded, server_url
 from tests.eventlog.test_mirror import kill_midway
 from tests.factories import BASE_TIME, page_record
 
@@ -236,9 +235,7 @@ def test_incremental_in_random_splits_equals_rebuild(scenario: list[tuple[Append
 
 def test_rebuild_after_truncate_or_dropping_every_table_is_identical(lake: Lake, clock: Clock, sql_url: str,
                                                                      sql_schema: str) -> None:
-    seed = int(os.environ.get("EVENTLOG_TEST_SEED", random.randrange(2**32)))
-    print(f"scenario seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded("scenario")
     for step in random_steps(rng, 30):
         play(lake, clock, step)
         if rng.random() < 0.4:
@@ -368,9 +365,7 @@ REPROJECT = textwrap.dedent("""
 
 def test_sigkill_during_reprojection_leaves_a_consistent_table(tmp_path: Path, sql_url: str,
                                                                sql_schema: str) -> None:
-    seed = int(os.environ.get("EVENTLOG_TEST_SEED", random.randrange(2**32)))
-    print(f"reprojection crash test seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded("reprojection crash test")
     root = tmp_path / "lake"
     clock = Clock()
     with Lake.init(root, clock=clock) as lake:
