@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -256,14 +256,48 @@ def positional_insert(table: sa.Table, columns: Sequence[str], dialect_name: str
 
 
 def in_values(column: sa.ColumnElement[str], name: str, dialect_name: str) -> sa.ColumnElement[bool]:
-    """`column IN (:name...)` for a list parameter `name`.
+    """`column IN (:name...)` for keys bound by `select_in`.
 
-    PostgreSQL gets `= ANY(:name)` with one array parameter: the same plan, without rendering and parsing a
-    statement with a thousand placeholders on every batch.
+    PostgreSQL gets `= ANY(string_to_array(:name, :name_sep))`: the keys travel as one text, which binds many
+    times faster than an array parameter (psycopg quotes an array element by element), and the server plans one
+    statement per batch instead of one with a thousand placeholders.
     """
     if dialect_name == "postgresql":
-        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(sa.String())))
+        return column == sa.any_(sa.func.string_to_array(sa.bindparam(name, type_=sa.Text()),
+                                                         sa.bindparam(f"{name}_sep", type_=sa.Text())))
     return column.in_(sa.bindparam(name, expanding=True))
+
+
+LOOKUP_CHUNK = 1000
+
+
+def select_in(conn: sa.Connection, stmt: sa.Executable, name: str, keys: Sequence[str]) -> Iterator[sa.Row[Any]]:
+    """Rows of `stmt`, whose condition is `in_values(..., name, ...)`, for `keys`.
+
+    PostgreSQL takes the keys whole in one query. Elsewhere at most LOOKUP_CHUNK go in one query, which keeps
+    every backend under its parameter limit (SQL Server allows 2100 per statement).
+    """
+    if not keys:
+        return
+    if conn.dialect.name == "postgresql":
+        text, separator = _joined(keys)
+        yield from conn.execute(stmt, {name: text, f"{name}_sep": separator})
+        return
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        yield from conn.execute(stmt, {name: list(keys[start:start + LOOKUP_CHUNK])})
+
+
+def _joined(keys: Sequence[str]) -> tuple[str, str]:
+    """`keys` as one text, and a separator no key contains, for the server's string_to_array to split it at."""
+    if len(keys) == 1 and not keys[0]:
+        keys = ["", ""]  # string_to_array makes an empty text into no element at all
+    text = "\n".join(keys)
+    if text.count("\n") == len(keys) - 1:
+        return text, "\n"
+    # The text holds every character of every key, so one character it lacks is missing from all of them.
+    separator = next(character for character in map(chr, range(1, 0x110000))
+                     if character not in text and not "\ud800" <= character <= "\udfff")
+    return separator.join(keys), separator
 
 
 # --- engines --------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from eventlog.dialects import (
     in_values,
     insert_ignore,
     on_connect,
+    select_in,
     translate_error,
     upsert,
     uses_schema,
@@ -34,8 +35,6 @@ from eventlog.errors import InputError, IntegrityError
 from eventlog.events import Event
 from eventlog.sqlrows import CONTENT_COLUMNS, EVENT_COLUMNS, EncodedEvent, decode_event, encode_event
 from eventlog.sqlschema import APPEND_LOCK_NAME, DEFAULT_SCHEMA, LakeTables, build_tables
-
-LOOKUP_CHUNK = 1000
 
 
 class SqlEventStore:
@@ -148,7 +147,7 @@ class SqlEventStore:
                     fresh.append(event)
                 elif known != event.digest:
                     raise _digest_conflict(event.event_id, known, event.digest)
-            present: dict[str, str] = {row.event_id: row.digest for row in _lookup(
+            present: dict[str, str] = {row.event_id: row.digest for row in select_in(
                 conn, statements.event_digests, "ids", [event.event_id for event in fresh])}
             event_rows: list[tuple[Any, ...]] = []
             content_rows: dict[str, tuple[Any, ...]] = {}
@@ -163,7 +162,7 @@ class SqlEventStore:
                 if content is not None and content[0] not in stored_content:
                     content_rows.setdefault(content[0], content)
             # Under the append lock nobody else adds content, so what is absent now can be inserted plainly.
-            for content_hash, in _lookup(conn, statements.content_present, "hashes", sorted(content_rows)):
+            for content_hash, in select_in(conn, statements.content_present, "hashes", sorted(content_rows)):
                 del content_rows[content_hash]
             stored_content.update(content_rows)
             bulk_insert(conn, self.tables.content, CONTENT_COLUMNS, content_rows.values())
@@ -279,17 +278,6 @@ class StoreStatements:
         return [self.insert_event, self.insert_content, self.seed_lock, self.take_lock, self.event_digests,
                 self.content_present, self.max_event_seq, self.get_watermark, self.set_watermark, self.read_events(1000),
                 self.ids_after(1000)]
-
-
-def _lookup(conn: sa.Connection, stmt: sa.Executable, name: str, keys: list[str]) -> Iterator[sa.Row[Any]]:
-    """Rows of `stmt` for `keys` bound to the list parameter `name`, at most LOOKUP_CHUNK keys per query.
-
-    The cap keeps every backend under its parameter limit (SQL Server allows 2100 per statement). PostgreSQL
-    binds the list as one array parameter and takes it whole: one round trip and one plan per batch.
-    """
-    chunk = max(len(keys), 1) if conn.dialect.name == "postgresql" else LOOKUP_CHUNK
-    for start in range(0, len(keys), chunk):
-        yield from conn.execute(stmt, {name: keys[start:start + chunk]})
 
 
 def _digest_conflict(event_id: str, stored: str, incoming: str) -> IntegrityError:

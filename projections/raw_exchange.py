@@ -29,7 +29,7 @@ from typing import Any, Literal
 import msgspec
 import sqlalchemy as sa
 
-from eventlog.dialects import bulk_insert, in_values, upsert
+from eventlog.dialects import bulk_insert, in_values, select_in, upsert
 from eventlog.events import Event
 from eventlog.log import EventLog
 from eventlog.sqlschema import LakeTables
@@ -53,7 +53,6 @@ __all__ = ["CHUNK", "PROJECTION", "ReprojectResult", "hold_projection_lock", "re
 PROJECTION = "RawExchangeRecord"
 LOCK_NAME = "projection:RawExchangeRecord"
 CHUNK = 2000
-LOAD_CHUNK = 1000
 
 Mode = Literal["incremental", "rebuild", "point-in-time"]
 
@@ -306,12 +305,11 @@ class _Fold:
         """Rows of `keys` present in the table, and the digest of each as stored."""
         rows: dict[str, Row] = {}
         digests: dict[str, int] = {}
-        for start in range(0, len(keys), LOAD_CHUNK):
-            for found in self.conn.execute(self.statements.load, {"keys": keys[start:start + LOAD_CHUNK]}):
-                values = found._mapping
-                row = Row(**{name: values[name] for name in ROW_COLUMNS})
-                rows[row.record_key] = row
-                digests[row.record_key] = row_digest(values, DIGEST_COLUMNS)
+        for found in select_in(self.conn, self.statements.load, "keys", keys):
+            values = found._mapping
+            row = Row(**{name: values[name] for name in ROW_COLUMNS})
+            rows[row.record_key] = row
+            digests[row.record_key] = row_digest(values, DIGEST_COLUMNS)
         return rows, digests
 
     def _write(self, changed: dict[str, Row], stored: dict[str, int], stale: set[str],

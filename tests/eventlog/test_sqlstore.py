@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from eventlog.canonical import canonical_json
+from eventlog.dialects import in_values, select_in
 from eventlog.envelope import content_sha256, decode_record, derive_exchange_id, envelope_dict
 from eventlog.errors import DatabaseError, InputError, IntegrityError
 from eventlog.events import GENESIS, Event, EventType, event_digest, new_resolution
@@ -248,7 +249,7 @@ def test_bad_url_is_input_error() -> None:
 
 
 def test_large_batch_lookups_find_every_present_event(store: SqlEventStore) -> None:
-    # Past LOOKUP_CHUNK keys: several queries on SQLite and MariaDB, one array parameter on PostgreSQL.
+    # Past LOOKUP_CHUNK keys: several queries on SQLite and MariaDB, one text parameter on PostgreSQL.
     events = sample_events(1205, seed=11)
     assert store.append_events(events[:600]) == 600
     assert store.append_events(events) == 605
@@ -280,7 +281,7 @@ def test_postgresql_look_ups_are_planned_for_the_table_as_it_is() -> None:
             store.create_schema()
             with store.begin() as conn:
                 for _ in range(20):
-                    conn.execute(store.statements.event_digests, {"ids": ids}).all()
+                    list(select_in(conn, store.statements.event_digests, "ids", ids))
                 plans = conn.execute(sa.text("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
                                              "WHERE statement LIKE :pattern"), {"pattern": "%ExchangeEvent%ANY%"}).all()
     finally:
@@ -306,3 +307,24 @@ def test_postgresql_compresses_payloads_with_lz4(tmp_path: Any) -> None:
     finally:
         drop_test_schema(url, schema)
     assert method == "lz4"
+
+
+@pytest.mark.parametrize("keys", [
+    ["plain", "line\nbreak", "comma,brace}", "quote\"back\\slash"],
+    [""],
+    ["", "plain"],
+    ["line\nbreak"],
+    ["\x01\n\x02", "é\U0001f600"],
+])
+def test_select_in_finds_exactly_the_keys_asked_for(store: SqlEventStore, keys: list[str]) -> None:
+    # The keys travel as one text on PostgreSQL, split at a separator that no key may contain.
+    stored = ["plain", "line\nbreak", "line", "break", "comma,brace}", "quote\"back\\slash", "", "\x01\n\x02",
+              "\x01", "é\U0001f600"]
+    metadata = sa.MetaData(schema=store.tables.schema)
+    table = sa.Table("KeyProbe", metadata, sa.Column("k", sa.Unicode(40), primary_key=True))
+    with store.begin() as conn:
+        metadata.create_all(conn)
+        conn.execute(table.insert(), [{"k": key} for key in stored])
+        statement = sa.select(table.c.k).where(in_values(table.c.k, "keys", store.dialect_name))
+        found = sorted(row.k for row in select_in(conn, statement, "keys", keys))
+    assert found == sorted(set(keys))
