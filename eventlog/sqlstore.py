@@ -139,24 +139,24 @@ class SqlEventStore:
         written = 0
         iterator = iter(events)
         while chunk := list(islice(iterator, batch)):
-            fresh: list[Event | EncodedEvent] = []
+            fresh: dict[str, Event | EncodedEvent] = {}
             for event in chunk:
-                known = seen.get(event.event_id)
+                event_id = event.event_id
+                known = seen.get(event_id)
                 if known is None:
-                    seen[event.event_id] = event.digest
-                    fresh.append(event)
+                    seen[event_id] = event.digest
+                    fresh[event_id] = event
                 elif known != event.digest:
-                    raise _digest_conflict(event.event_id, known, event.digest)
+                    raise _digest_conflict(event_id, known, event.digest)
             present: dict[str, str] = {row.event_id: row.digest for row in select_in(
-                conn, statements.event_digests, "ids", [event.event_id for event in fresh])}
+                conn, statements.event_digests, "ids", list(fresh))}
+            for event_id, stored in present.items():
+                digest = fresh.pop(event_id).digest
+                if stored != digest:
+                    raise _digest_conflict(event_id, stored, digest)
             event_rows: list[tuple[Any, ...]] = []
             content_rows: dict[str, tuple[Any, ...]] = {}
-            for event in fresh:
-                stored = present.get(event.event_id)
-                if stored is not None:
-                    if stored != event.digest:
-                        raise _digest_conflict(event.event_id, stored, event.digest)
-                    continue
+            for event in fresh.values():
                 row, content = event if isinstance(event, EncodedEvent) else encode_event(event, strings=strings)
                 event_rows.append(row)
                 if content is not None and content[0] not in stored_content:

@@ -39,7 +39,8 @@ def odd_record() -> dict[str, Any]:
     make_event(odd_record()),
     make_event({**page_record("x", 1), "natural_key": None}),
     make_event(openalex_record(2), event_type="revisited", recorded_at_utc="2024-06-02T08:00:00.000001Z"),
-], ids=["openalex", "odd", "no-natural-key", "revisited"])
+    make_event(page_record("x", 1), event_type="revisited", extra={"exchange_type": "p\n2024-06-01T08:00:00.000000Z"}),
+], ids=["openalex", "odd", "no-natural-key", "revisited", "type-with-newline"])
 def test_fast_path_gives_the_rows_of_the_decoded_event(event: Event) -> None:
     encoded = encode_line(line_of(event))
     assert isinstance(encoded, EncodedEvent)
@@ -63,6 +64,24 @@ def test_lines_outside_the_fast_path_come_back_decoded(event: Event) -> None:
     assert decoded == decode_line(line)
     assert isinstance(decoded, Event)
     assert encode_rows(decoded).row[EVENT_COLUMNS.index("event_id")] == event.event_id
+
+
+@pytest.mark.parametrize(("body", "fields"), [
+    ({"exchange_type": "x" * 33}, {}),
+    ({"exchange_type": "page\x80"}, {}),
+    ({"observed_at_utc": "junk\n2024-06-01T08:00:00.000000Z"}, {}),
+    ({"content_sha256": "AB" * 32}, {}),
+    ({"exchange_id": "two words"}, {}),
+    ({"source_system": "s" * 201}, {}),
+    ({}, {"prev": "not a hash"}),
+    ({}, {"event_id": "x" * 65}),
+    ({}, {"origin": "o" * 101}),
+], ids=["long-type", "type-with-separator", "time-with-newline", "upper-hash", "spaced-id",
+        "long-source", "bad-prev", "long-event-id", "long-origin"])
+def test_each_column_test_sends_the_line_down_the_general_path(body: dict[str, str], fields: dict[str, str]) -> None:
+    event = make_event(page_record("Fits", 1), event_type="revisited", extra=body)
+    line = line_of(msgspec.structs.replace(event, **fields))
+    assert encode_line(line) == decode_line(line)
 
 
 def test_tampered_payload_is_refused_through_the_general_path() -> None:
