@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from eventlog.canonical import canonical_json
-from eventlog.dialects import in_values, select_in
+from eventlog.dialects import JsonDocument, bulk_insert, copy_types, in_values, select_in
 from eventlog.envelope import content_sha256, decode_record, derive_exchange_id, envelope_dict
 from eventlog.errors import DatabaseError, InputError, IntegrityError
 from eventlog.events import GENESIS, Event, EventType, event_digest, new_resolution
@@ -88,6 +88,8 @@ def test_round_trip_equals_input(store: SqlEventStore) -> None:
         make_event(no_key, seq=2),
         make_event(odd, event_type="revisited", recorded_at_utc="2024-06-02T08:00:00.000001Z", seq=3),
         make_event(page_record("Extra", 1), extra={"future_field": {"x": 1}, "schema_version": "2"}),
+        # What the text form of PostgreSQL's COPY would have to escape.
+        make_event(page_record("tab\there\nnew\\line\r", 1), seq=4),
         new_resolution(body={"scope": "wikipedia-en/page", "natural_key": "Extra", "winner": "ab" * 32,
                              "strategy": "prefer_newest", "candidates": ["ab" * 32, "cd" * 32]},
                        origin=ORIGIN, recorded_at_utc=RECORDED),
@@ -328,3 +330,33 @@ def test_select_in_finds_exactly_the_keys_asked_for(store: SqlEventStore, keys: 
         statement = sa.select(table.c.k).where(in_values(table.c.k, "keys", store.dialect_name))
         found = sorted(row.k for row in select_in(conn, statement, "keys", keys))
     assert found == sorted(set(keys))
+
+
+@pytest.mark.parametrize("with_float", [False, True], ids=["binary", "text"])
+def test_postgresql_copy_takes_binary_form_where_every_column_allows_it(with_float: bool) -> None:
+    # Integers of each width, bounded and unbounded text and JSON documents go in COPY's binary form; a table
+    # with any other column type keeps the text form. Both store the same values.
+    url = server_url("postgresql")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    metadata = sa.MetaData(schema=schema)
+    columns = [sa.Column("small", sa.SmallInteger), sa.Column("int", sa.Integer), sa.Column("big", sa.BigInteger),
+               sa.Column("name", sa.Unicode(20)), sa.Column("text", sa.UnicodeText),
+               sa.Column("doc", JsonDocument())]
+    if with_float:
+        columns.append(sa.Column("ratio", sa.Float))
+    table = sa.Table("CopyProbe", metadata, *columns)
+    names = tuple(column.name for column in columns)
+    rows = [(-(2**15), -(2**31), -(2**63), "tab\there", "new\nline \\ back\rslash é\U0001f600", '{"a":"\\n"}'),
+            (None, None, None, None, None, None)]
+    rows = [(*row, 0.5) for row in rows] if with_float else rows
+    try:
+        with SqlEventStore(url, schema=schema) as store:
+            store.create_schema()
+            with store.begin() as conn:
+                metadata.create_all(conn)
+                bulk_insert(conn, table, names, rows)
+                stored = [tuple(row) for row in conn.execute(sa.select(table).order_by(table.c.small))]
+            assert (copy_types(table, names, store.engine.dialect) is None) is with_float
+    finally:
+        drop_test_schema(url, schema)
+    assert stored == rows
