@@ -43,7 +43,7 @@ from eventlog.dialects import bulk_insert
 from eventlog.ingest import read_inputs
 from eventlog.sqlstore import SqlEventStore
 from projections.raw_exchange import RECORD_COLUMNS
-from tests.benchmarks.bench_mirror import backends, floor_insert
+from tests.benchmarks.bench_mirror import backends, floor_insert, settle
 from tests.factories import BASE_TIME, openalex_record
 
 SEED = 20261126
@@ -76,6 +76,7 @@ def timed(call: Any) -> tuple[float, Any]:
 
 def bench_mirror(lake: Lake, folder: Path, count: int, seed: int) -> None:
     for backend, url, schema in backends(folder):
+        settle(url)
         seconds, result = timed(lambda url=url, schema=schema: lake.mirror(database_url=url, schema=schema))
         assert result.written == count, result
         events = list(lake.events())
@@ -100,6 +101,7 @@ def bare_row_insert(url: str, schema: str) -> float:
                                                             for column in record.columns))
         with store.begin() as conn:
             metadata.create_all(conn)
+        settle(url)
         started = time.perf_counter()
         with store.begin() as conn:
             for start in range(0, len(rows), 2000):
@@ -111,6 +113,7 @@ def bench_rebuild(lake: Lake, folder: Path, count: int, seed: int) -> None:
     for backend, url, schema in backends(folder):
         with SqlEventStore(url, schema=schema) as store:
             store.create_schema()
+        settle(url)
         seconds, result = timed(lambda url=url, schema=schema: lake.reproject(rebuild=True, database_url=url,
                                                                               schema=schema))
         floor = bare_row_insert(url, schema)
