@@ -25,7 +25,8 @@ class SeenDigests:
         self._bits = bytearray(self._size // 8 + 1)
 
     def meet(self, digest: str) -> bool:
-        """Note `digest` as met; False when it certainly was not before, True when it was (or, rarely, may have been)."""
+        """Note `digest` as met: False when it certainly was not met before, True when it was (or, rarely, may
+        have been)."""
         # The string's own hash (computed once per string, and already by the dicts the fold keeps) places it; a
         # filter only ever errs towards "maybe", so any fixed function of the digest keeps the answers exact.
         value, size, bits = hash(digest), self._size, self._bits
