@@ -2,33 +2,78 @@
 
 The log is the truth; the index is derived. It is written after the log batch is durable and runs without fsync:
 on open, an index that is behind the log is caught up, and one that is ahead of it (or unreadable) is rebuilt.
+
+Event ids and content hashes are random, so a B-tree over them takes each insert on a different page. They are
+looked up by 64-bit keys (`lookup_key`, a BLAKE2b of the text), whose trees are a fraction of the size of trees
+over the text: an append's look-ups, inserts and commit cost about three quarters of what they cost over the
+text, on a 100,000-event index and on a 1,000,000-event one (tests/benchmarks/bench_index.py). Rows found by key
+are checked against the full text, so a shared key is harmless.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, Final, NamedTuple
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    type TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    content_sha256 TEXT,
-    exchange_key TEXT,
-    observed_at_utc TEXT,
-    segment INTEGER NOT NULL,
-    offset INTEGER NOT NULL,
-    length INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_content ON events (content_sha256);
-CREATE INDEX IF NOT EXISTS events_key ON events (exchange_key);
-"""
+from eventlog.errors import LakeError
+
+# Version 1 had a UNIQUE text index on event_id and an index on content_sha256 text; version 2 has the keys.
+SCHEMA_VERSION: Final = 2
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        content_sha256 TEXT,
+        exchange_key TEXT,
+        observed_at_utc TEXT,
+        segment INTEGER NOT NULL,
+        offset INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        event_key INTEGER NOT NULL,
+        content_key INTEGER
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_event ON events (event_key)",
+    "CREATE INDEX IF NOT EXISTS events_content ON events (content_key)",
+    "CREATE INDEX IF NOT EXISTS events_key ON events (exchange_key)",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+# The columns of an IndexEntry, in its order.
+COLUMNS: Final = "seq, event_id, type, digest, content_sha256, exchange_key, observed_at_utc, segment, offset, length"
 
 _LOOKUP_CHUNK = 500
+
+
+def lookup_key(text: str) -> int:
+    """The 64-bit look-up key of an event id or content hash: the first 8 bytes of its BLAKE2b, signed."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _has_events_table(db: sqlite3.Connection) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone() is not None
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a version 1 index to this version in place, inside the caller's transaction.
+
+    In place rather than rebuilt, because rebuilding reads every segment, and evicted ones only with their key.
+    """
+    db.create_function("lookup_key", 1, lookup_key, deterministic=True)
+    db.execute("ALTER TABLE events RENAME TO events_v1")
+    for index in ("events_content", "events_key"):
+        db.execute(f"DROP INDEX IF EXISTS {index}")
+    db.execute(_SCHEMA[0])
+    db.execute(f"INSERT INTO events SELECT {COLUMNS}, lookup_key(event_id), "
+               "CASE WHEN content_sha256 IS NULL THEN NULL ELSE lookup_key(content_sha256) END FROM events_v1")
+    db.execute("DROP TABLE events_v1")
 
 
 class IndexEntry(NamedTuple):
@@ -66,7 +111,27 @@ class LogIndex:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=OFF")
         db.execute("PRAGMA cache_size=-32768")
-        db.executescript(_SCHEMA)
+        version = _version(db)
+        if version == SCHEMA_VERSION:
+            return db  # nothing to write: a write here would break into another process's append
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise LakeError(f"{self.path} is version {version} of the index, newer than this release reads "
+                            f"({SCHEMA_VERSION}); use a release that reads it, or delete the file to have it "
+                            f"rebuilt from the segments")
+        db.execute("BEGIN IMMEDIATE")  # two processes opening a new or older index take turns
+        try:
+            if _version(db) < SCHEMA_VERSION:  # the other may have done it meanwhile
+                if _has_events_table(db):
+                    _upgrade(db)
+                for statement in _SCHEMA:
+                    db.execute(statement)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.close()
+            raise
         return db
 
     def close(self) -> None:
@@ -101,53 +166,53 @@ class LogIndex:
 
     def add(self, entries: Iterable[IndexEntry]) -> None:
         """Add entries inside the current transaction."""
-        self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", entries)
+        self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _with_keys(entries))
 
     def known_events(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         """event_id -> (digest, content_sha256) for those ids already in the log."""
-        found: dict[str, tuple[str, str | None]] = {}
-        for start in range(0, len(event_ids), _LOOKUP_CHUNK):
-            chunk = event_ids[start:start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for event_id, digest, content in self._db.execute(
-                    f"SELECT event_id, digest, content_sha256 FROM events WHERE event_id IN ({marks})", chunk):
-                found[event_id] = (digest, content)
-        return found
+        wanted = set(event_ids)
+        return {event_id: (digest, content)
+                for event_id, digest, content in self._by_keys("event_id, digest, content_sha256", "event_key", wanted)
+                if event_id in wanted}
 
     def known_contents(self, hashes: Sequence[str]) -> set[str]:
         """Those content hashes whose payload the log already holds (an `observed` event)."""
-        found: set[str] = set()
-        for start in range(0, len(hashes), _LOOKUP_CHUNK):
-            chunk = hashes[start:start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(row[0] for row in self._db.execute(
-                f"SELECT DISTINCT content_sha256 FROM events WHERE type = 'observed' AND content_sha256 IN ({marks})",
-                chunk))
-        return found
+        wanted = set(hashes)
+        return {content for content, in self._by_keys("content_sha256", "content_key", wanted, "type = 'observed'")
+                if content in wanted}
+
+    def _by_keys(self, columns: str, key: str, texts: Iterable[str], where: str = "1") -> Iterator[tuple[Any, ...]]:
+        """Rows whose `key` column is the look-up key of one of `texts` (a shared key may bring others along)."""
+        keys = [lookup_key(text) for text in texts]
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = keys[start:start + _LOOKUP_CHUNK]
+            yield from self._db.execute(
+                f"SELECT {columns} FROM events WHERE {key} IN ({','.join('?' * len(chunk))}) AND {where}", chunk)
 
     def by_exchange_id(self, event_id: str) -> IndexEntry | None:
-        row = self._db.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        row = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE event_key = ? AND event_id = ?",
+                               (lookup_key(event_id), event_id)).fetchone()
         return IndexEntry(*row) if row else None
 
     def by_seq(self, seq: int) -> IndexEntry | None:
-        row = self._db.execute("SELECT * FROM events WHERE seq = ?", (seq,)).fetchone()
+        row = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE seq = ?", (seq,)).fetchone()
         return IndexEntry(*row) if row else None
 
     def first_payload(self, content_sha256: str) -> IndexEntry | None:
         """The first observed event carrying this content's payload."""
         row = self._db.execute(
-            "SELECT * FROM events WHERE content_sha256 = ? AND type = 'observed' ORDER BY seq LIMIT 1",
-            (content_sha256,)).fetchone()
+            f"SELECT {COLUMNS} FROM events WHERE content_key = ? AND content_sha256 = ? AND type = 'observed' "
+            "ORDER BY seq LIMIT 1", (lookup_key(content_sha256), content_sha256)).fetchone()
         return IndexEntry(*row) if row else None
 
     def by_key(self, key: str) -> list[IndexEntry]:
         """Every event of one natural key, in log order."""
-        rows = self._db.execute("SELECT * FROM events WHERE exchange_key = ? ORDER BY seq", (key,)).fetchall()
+        rows = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE exchange_key = ? ORDER BY seq", (key,))
         return [IndexEntry(*row) for row in rows]
 
     def by_type(self, event_type: str) -> list[IndexEntry]:
         """Every event of one type, in log order."""
-        rows = self._db.execute("SELECT * FROM events WHERE type = ? ORDER BY seq", (event_type,)).fetchall()
+        rows = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE type = ? ORDER BY seq", (event_type,))
         return [IndexEntry(*row) for row in rows]
 
     def position_after(self, seq: int) -> tuple[int, int] | None:
@@ -155,3 +220,9 @@ class LogIndex:
         row = self._db.execute("SELECT segment, offset FROM events WHERE seq > ? ORDER BY seq LIMIT 1",
                                (seq,)).fetchone()
         return (int(row[0]), int(row[1])) if row else None
+
+
+def _with_keys(entries: Iterable[IndexEntry]) -> Iterator[tuple[object, ...]]:
+    for entry in entries:
+        content = entry.content_sha256
+        yield (*entry, lookup_key(entry.event_id), None if content is None else lookup_key(content))

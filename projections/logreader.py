@@ -18,7 +18,8 @@ import msgspec
 from eventlog.canonical import canonical_json
 from eventlog.errors import IntegrityError
 from eventlog.events import Event, decode_line
-from eventlog.index import IndexEntry
+from eventlog.index import COLUMNS as INDEX_COLUMNS
+from eventlog.index import IndexEntry, lookup_key
 from eventlog.log import EventLog
 from eventlog.sqlschema import record_key_of_encoded
 
@@ -158,19 +159,23 @@ class IndexReader:
         """The first seq at which each content was observed (observed_at_utc <= `observed_by` when given)."""
         found: dict[str, int] = {}
         wanted = list(hashes)
+        asked = set(wanted)
         extra = "" if observed_by is None else " AND observed_at_utc <= ?"
         for start in range(0, len(wanted), 500):
             part = wanted[start:start + 500]
-            sql = (f"SELECT content_sha256, min(seq) FROM events WHERE type != 'resolved' AND content_sha256 IN "
+            sql = (f"SELECT content_sha256, min(seq) FROM events WHERE type != 'resolved' AND content_key IN "
                    f"({','.join('?' * len(part))}){extra} GROUP BY content_sha256")
-            params = [*part] if observed_by is None else [*part, observed_by]
-            found.update((content, int(seq)) for content, seq in self._db.execute(sql, params))
+            keys = [lookup_key(content) for content in part]
+            params = keys if observed_by is None else [*keys, observed_by]
+            # A shared look-up key may bring other contents along.
+            found.update((content, int(seq)) for content, seq in self._db.execute(sql, params) if content in asked)
         return found
 
     def observations_of(self, content: str, *, before_seq: int) -> list[Event]:
         """The observed and revisited events of one content before `before_seq`, in log order."""
-        rows = self._db.execute("SELECT * FROM events WHERE content_sha256 = ? AND seq < ? AND type != 'resolved' "
-                                "ORDER BY seq", (content, before_seq)).fetchall()
+        rows = self._db.execute(f"SELECT {INDEX_COLUMNS} FROM events WHERE content_key = ? AND content_sha256 = ? "
+                                "AND seq < ? AND type != 'resolved' ORDER BY seq",
+                                (lookup_key(content), content, before_seq)).fetchall()
         return [self.log.read_at(IndexEntry(*row)) for row in rows]
 
     def payload(self, content: str) -> bytes:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from eventlog import EnvelopeError, IntegrityError, Lake, SegmentPolicy
+from eventlog import EnvelopeError, IntegrityError, Lake, LakeError, SegmentPolicy
 from eventlog.events import GENESIS, decode_line, line_hash
+from eventlog.index import COLUMNS, lookup_key
 from eventlog.segments import format_segment_name, list_segments
+from projections.logreader import IndexReader
 from tests.factories import openalex_record, page_record
 
 
@@ -213,6 +217,80 @@ def test_index_is_rebuilt_when_lost_and_caught_up_when_behind(tmp_path: Path) ->
         assert lake.reindex() == 30
         again = lake.append([openalex_record(n) for n in range(30)])
         assert again.already_present == 30
+
+
+# log/index.sqlite as the first release wrote it: text indexes on the event id and the content hash.
+INDEX_V1 = """
+CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+    digest TEXT NOT NULL, content_sha256 TEXT, exchange_key TEXT, observed_at_utc TEXT, segment INTEGER NOT NULL,
+    offset INTEGER NOT NULL, length INTEGER NOT NULL);
+CREATE INDEX events_content ON events (content_sha256);
+CREATE INDEX events_key ON events (exchange_key);
+"""
+
+
+def test_an_index_of_the_first_version_is_upgraded_in_place(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    with Lake.init(root) as lake:
+        lake.append([openalex_record(n) for n in range(30)])
+        wanted = [event.event_id for event in lake.events()]
+    path = root / "log" / "index.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute(f"SELECT {COLUMNS} FROM events ORDER BY seq").fetchall()
+    for name in os.listdir(root / "log"):
+        if name.startswith("index.sqlite"):
+            os.unlink(root / "log" / name)
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(INDEX_V1)
+        db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        # A rebuild from the segments would not keep this value; an upgrade in place does.
+        db.execute("UPDATE events SET observed_at_utc = 'kept' WHERE seq = 7")
+        db.commit()
+    with Lake.open(root) as lake:
+        assert all(lake.get(event_id) is not None for event_id in wanted)
+        assert lake.append([openalex_record(n) for n in range(30)]).already_present == 30
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert [name for name, in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["events"]
+        upgraded = db.execute(f"SELECT {COLUMNS} FROM events ORDER BY seq").fetchall()
+        keys = db.execute("SELECT event_id, event_key, content_sha256, content_key FROM events").fetchall()
+    assert len(keys) == 30
+    assert all(key == lookup_key(event_id) and content_key == lookup_key(content)
+               for event_id, key, content, content_key in keys)
+    assert upgraded == [row if row[0] != 7 else (*row[:6], "kept", *row[7:]) for row in rows]
+
+
+def test_an_index_newer_than_this_release_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    Lake.init(root).close()
+    with closing(sqlite3.connect(root / "log" / "index.sqlite")) as db:
+        db.execute("PRAGMA user_version = 9")
+    with pytest.raises(LakeError, match=r"index\.sqlite is version 9 of the index, newer than this release reads "
+                                        r"\(2\); use a release that reads it, or delete the file"):
+        Lake.open(root)
+
+
+def test_index_lookups_check_the_full_text_behind_a_shared_key(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    with Lake.init(root) as lake:
+        lake.append([openalex_record(1), openalex_record(2)])
+        first, second = list(lake.events())
+    assert second.content_sha256 != first.content_sha256
+    # Give the second event the first one's keys, as a collision of their BLAKE2b prefixes would.
+    with closing(sqlite3.connect(root / "log" / "index.sqlite")) as db:
+        db.execute("UPDATE events SET event_key = ?, content_key = ? WHERE seq = 2",
+                   (lookup_key(first.event_id), lookup_key(first.content_sha256 or "")))
+        db.commit()
+    with Lake.open(root) as lake:
+        index = lake.log.index
+        assert index.known_events([first.event_id]) == {first.event_id: (first.digest, first.content_sha256)}
+        assert index.known_contents([first.content_sha256 or ""]) == {first.content_sha256}
+        entry = index.by_exchange_id(first.event_id)
+        payload = index.first_payload(first.content_sha256 or "")
+        assert entry is not None and payload is not None and entry.seq == payload.seq == 1
+        with IndexReader(lake.log) as reader:
+            assert reader.first_seqs([first.content_sha256 or ""], observed_by=None) == {first.content_sha256: 1}
+            assert [event.seq for event in reader.observations_of(first.content_sha256 or "", before_seq=9)] == [1]
 
 
 def test_events_after_seq_skips_earlier_segments(tmp_path: Path) -> None:
