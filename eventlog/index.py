@@ -42,6 +42,8 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS events_key ON events (exchange_key)",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+# Written without fsync (see the module's docstring), read while a writer appends.
+PRAGMAS: Final = ("journal_mode=WAL", "synchronous=OFF", "cache_size=-32768")
 # The columns of an IndexEntry, in its order.
 COLUMNS: Final = "seq, event_id, type, digest, content_sha256, exchange_key, observed_at_utc, segment, offset, length"
 
@@ -55,6 +57,19 @@ def lookup_key(text: str) -> int:
 
 def _version(db: sqlite3.Connection) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def select_by_keys(db: sqlite3.Connection, query: str, texts: Iterable[str],
+                   *params: object) -> Iterator[tuple[Any, ...]]:
+    """Rows of `query` for the look-up keys of `texts`, bound where `query` says ``{keys}``, then `params`.
+
+    At most _LOOKUP_CHUNK keys go in one query. A shared key may bring rows of other texts along: callers check the
+    full text.
+    """
+    keys = [lookup_key(text) for text in texts]
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[start:start + _LOOKUP_CHUNK]
+        yield from db.execute(query.format(keys=",".join("?" * len(chunk))), (*chunk, *params))
 
 
 def _has_events_table(db: sqlite3.Connection) -> bool:
@@ -108,9 +123,8 @@ class LogIndex:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=OFF")
-        db.execute("PRAGMA cache_size=-32768")
+        for pragma in PRAGMAS:
+            db.execute(f"PRAGMA {pragma}")
         version = _version(db)
         if version == SCHEMA_VERSION:
             return db  # nothing to write: a write here would break into another process's append
@@ -171,23 +185,16 @@ class LogIndex:
     def known_events(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         """event_id -> (digest, content_sha256) for those ids already in the log."""
         wanted = set(event_ids)
-        return {event_id: (digest, content)
-                for event_id, digest, content in self._by_keys("event_id, digest, content_sha256", "event_key", wanted)
-                if event_id in wanted}
+        rows = select_by_keys(self._db, "SELECT event_id, digest, content_sha256 FROM events "
+                              "WHERE event_key IN ({keys})", wanted)
+        return {event_id: (digest, content) for event_id, digest, content in rows if event_id in wanted}
 
     def known_contents(self, hashes: Sequence[str]) -> set[str]:
         """Those content hashes whose payload the log already holds (an `observed` event)."""
         wanted = set(hashes)
-        return {content for content, in self._by_keys("content_sha256", "content_key", wanted, "type = 'observed'")
-                if content in wanted}
-
-    def _by_keys(self, columns: str, key: str, texts: Iterable[str], where: str = "1") -> Iterator[tuple[Any, ...]]:
-        """Rows whose `key` column is the look-up key of one of `texts` (a shared key may bring others along)."""
-        keys = [lookup_key(text) for text in texts]
-        for start in range(0, len(keys), _LOOKUP_CHUNK):
-            chunk = keys[start:start + _LOOKUP_CHUNK]
-            yield from self._db.execute(
-                f"SELECT {columns} FROM events WHERE {key} IN ({','.join('?' * len(chunk))}) AND {where}", chunk)
+        rows = select_by_keys(self._db, "SELECT content_sha256 FROM events WHERE content_key IN ({keys}) "
+                              "AND type = 'observed'", wanted)
+        return {content for content, in rows if content in wanted}
 
     def by_exchange_id(self, event_id: str) -> IndexEntry | None:
         row = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE event_key = ? AND event_id = ?",

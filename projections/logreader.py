@@ -19,7 +19,7 @@ from eventlog.canonical import canonical_json
 from eventlog.errors import IntegrityError
 from eventlog.events import Event, decode_line
 from eventlog.index import COLUMNS as INDEX_COLUMNS
-from eventlog.index import IndexEntry, lookup_key
+from eventlog.index import IndexEntry, lookup_key, select_by_keys
 from eventlog.log import EventLog
 from eventlog.sqlschema import record_key_of_encoded
 
@@ -157,19 +157,14 @@ class IndexReader:
 
     def first_seqs(self, hashes: Iterable[str], *, observed_by: str | None) -> dict[str, int]:
         """The first seq at which each content was observed (observed_at_utc <= `observed_by` when given)."""
-        found: dict[str, int] = {}
-        wanted = list(hashes)
-        asked = set(wanted)
+        asked = set(hashes)
         extra = "" if observed_by is None else " AND observed_at_utc <= ?"
-        for start in range(0, len(wanted), 500):
-            part = wanted[start:start + 500]
-            sql = (f"SELECT content_sha256, min(seq) FROM events WHERE type != 'resolved' AND content_key IN "
-                   f"({','.join('?' * len(part))}){extra} GROUP BY content_sha256")
-            keys = [lookup_key(content) for content in part]
-            params = keys if observed_by is None else [*keys, observed_by]
-            # A shared look-up key may bring other contents along.
-            found.update((content, int(seq)) for content, seq in self._db.execute(sql, params) if content in asked)
-        return found
+        query = (f"SELECT content_sha256, min(seq) FROM events WHERE type != 'resolved' AND content_key IN ({{keys}})"
+                 f"{extra} GROUP BY content_sha256")
+        params = () if observed_by is None else (observed_by,)
+        # A shared look-up key may bring other contents along.
+        return {content: int(seq) for content, seq in select_by_keys(self._db, query, asked, *params)
+                if content in asked}
 
     def observations_of(self, content: str, *, before_seq: int) -> list[Event]:
         """The observed and revisited events of one content before `before_seq`, in log order."""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from eventlog.index import IndexEntry, LogIndex, exchange_key
+from eventlog.index import PRAGMAS, IndexEntry, LogIndex, exchange_key
 
 SEED = 20261126
 
@@ -73,9 +73,8 @@ def upkeep(folder: Path, count: int, batch: int, seed: int) -> tuple[float, floa
 
 def floor(folder: Path, count: int, batch: int, seed: int) -> float:
     db = sqlite3.connect(folder / "bare.sqlite", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=OFF")
-    db.execute("PRAGMA cache_size=-32768")
+    for pragma in PRAGMAS:
+        db.execute(f"PRAGMA {pragma}")
     db.execute("CREATE TABLE events (seq, event_id, type, digest, content_sha256, exchange_key, observed_at_utc, "
                "segment, offset, length)")
     seconds = 0.0
