@@ -155,6 +155,8 @@ def _canonical_fast(value: object) -> bytes | None:
     # or EF) and characters above U+FFFF (lead bytes F0..F4); with both present the keys need a look.
     keys_at_risk = not out.isascii() and (b"\xee" in out or b"\xef" in out) and (
         b"\xf0" in out or b"\xf1" in out or b"\xf2" in out or b"\xf3" in out or b"\xf4" in out)
+    if not keys_at_risk and type(value) is dict and {*map(type, value), *map(type, value.values())} == _STR:
+        return out  # string keys and values (headers, provenance): nothing for the walk to find
     floats = _plain_floats(value, keys_at_risk)
     if floats is None:
         return None
@@ -168,6 +170,7 @@ def _canonical_fast(value: object) -> bytes | None:
     return _relayout(out)
 
 
+_STR: Final = {str}
 _JSON_TYPES: Final = frozenset({dict, list, tuple, str, int, bool, type(None), float})
 _HIGH_KEY: Final = re.compile("[\ue000-\U0010ffff]")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import msgspec
 
@@ -137,7 +137,9 @@ def content_bytes(record: ExchangeRecord, request_json: bytes, response_json: by
 
 def format_utc(moment: datetime) -> str:
     """Fixed-width UTC timestamp with microseconds, so that text order is time order."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if moment.tzinfo is not UTC:  # decoded timestamps written with Z or +00:00 already are
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def parse_utc(text: str) -> datetime:
@@ -157,11 +159,12 @@ def derive_exchange_id(content_hash: str, observed_at_utc: str | datetime) -> st
 
 def uuid5_text(namespace: uuid.UUID, name: str) -> str:
     """str(uuid.uuid5(namespace, name)), computed without building UUID objects (it runs once per record)."""
-    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode(), usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    text = hashlib.sha1(namespace.bytes + name.encode(), usedforsecurity=False).hexdigest()
+    # RFC 4122: the version nibble becomes 5, the variant's two high bits become 10.
+    return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:32]}"
+
+
+_VARIANT: Final = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def envelope_dict(record: ExchangeRecord) -> dict[str, Any]:

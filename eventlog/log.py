@@ -119,7 +119,7 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
     observed = format_utc(record.observed_at_utc)
     given = record.exchange_id
     exchange_id = str(uuid.UUID(given)) if given else derive_exchange_id(content_hash, observed)
-    redactions = sorted(set(record.redactions_applied).union(paths))
+    redactions = sorted(set(record.redactions_applied).union(paths)) if paths or record.redactions_applied else []
     head, tail = envelope_parts(record, names, content_sha256=content_hash, exchange_id=exchange_id,
                                 observed_at_utc=observed, redactions=redactions)
     return Prepared(exchange_id, content_hash, observed,

@@ -177,6 +177,9 @@ def test_keys_sort_by_utf16_code_units() -> None:
     value = {"\ue000": 1, "\U0001f600": 2, "b": 3, "a": 4, "é": 5, "": 6, "aa": 7}
     expected = '{"":6,"a":4,"aa":7,"b":3,"é":5,"😀":2,"\ue000":1}'.encode()
     assert canonical_json(value) == expected == rfc8785.dumps(value)
+    # Objects of strings only take a shorter proof; the order rule holds for them too.
+    strings = {key: str(number) for key, number in value.items()}
+    assert canonical_json(strings) == rfc8785.dumps(strings)
 
 
 def test_no_unicode_normalisation() -> None:
@@ -226,6 +229,8 @@ class Item(msgspec.Struct):
     ({"we ird": [1.5, math.nan]}, '$["we ird"][1]', "NaN"),
     ({"a": {1: "x"}}, "$.a", "object key 1 is of type int"),
     ({None: 1}, "$", "object key None"),
+    ({"a": "x", 2: "y"}, "$", "object key 2 is of type int"),
+    ({"a": "x", "b": "\udfff"}, "$.b", "lone surrogate U+DFFF"),
     ({("t",): 1}, "$", "object key ('t',)"),
     ({"a": ["ok", "bad \ud800 here"]}, "$.a[1]", "lone surrogate U+D800 at index 4"),
     ({"k\udc00": 1}, "$", 'object key "k\\udc00" has a lone surrogate U+DC00'),

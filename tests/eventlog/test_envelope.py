@@ -82,11 +82,18 @@ def test_format_utc_is_fixed_width_and_sorts_as_time() -> None:
     assert sorted(texts) == texts
 
 
+def test_format_utc_of_every_kind_of_utc_offset() -> None:
+    expected = "2024-02-29T12:00:00.000001Z"
+    for zone in (UTC, timezone(timedelta(0), "GMT"), timezone(timedelta(hours=5, minutes=30))):
+        moment = datetime(2024, 2, 29, 12, 0, 0, 1, tzinfo=UTC).astimezone(zone)
+        assert format_utc(moment) == expected, zone
+
+
 def test_derived_exchange_id_is_uuid5_over_hash_and_time() -> None:
     observed = datetime(2024, 5, 1, 12, tzinfo=UTC)
     expected = uuid.uuid5(EXCHANGE_ID_NAMESPACE, f"{'ab' * 32}|2024-05-01T12:00:00.000000Z")
     assert derive_exchange_id("ab" * 32, observed) == str(expected)
-    for name in ("", "x", "Zürich", "😀" * 50):
+    for name in ("", "x", "Zürich", "😀" * 50, *map(str, range(64))):  # every value of the variant's nibble
         assert uuid5_text(EXCHANGE_ID_NAMESPACE, name) == str(uuid.uuid5(EXCHANGE_ID_NAMESPACE, name))
 
 

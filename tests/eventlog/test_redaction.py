@@ -34,11 +34,17 @@ PEM = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8P
        "aFDrBz9vFqU4yQIDAQABAoIBAH3K\n-----END RSA PRIVATE KEY-----")
 
 
+def pure_python(redactor: Redactor) -> Redactor:
+    """The redactor with the pre-filter's C scanner (where it was built) replaced by its regex probes."""
+    redactor._needles = redactor._needles._replace(scanner=None)
+    return redactor
+
+
 def redact(request: Any = None, response: Any = None, **policy: Any) -> tuple[Any, Any, tuple[str, ...]]:
-    """Redact with and without the pre-filter; both must agree."""
+    """Redact with and without the pre-filter, and with its pure-Python form; all must agree."""
     fast = Redactor(RedactionPolicy(**policy)).redact(request, response)
     full = Redactor(RedactionPolicy(**policy), prefilter=False).redact(request, response)
-    assert fast == full
+    assert fast == full == pure_python(Redactor(RedactionPolicy(**policy))).redact(request, response)
     return fast
 
 
@@ -481,6 +487,7 @@ def test_prefilter_agrees_with_the_full_walk_and_is_idempotent(request: Any, res
     assert fast == full
     encoded = (canonical_json(request), canonical_json(response))  # the log passes the bytes it already has
     assert Redactor().redact(request, response, encoded=encoded) == full
+    assert pure_python(Redactor()).redact(request, response, encoded=encoded) == full
     assert Redactor().redact(fast[0], fast[1]) == (fast[0], fast[1], ())
     assert [p for p in fast[2] if not (p.startswith("$.request") or p.startswith("$.response"))] == []
 
@@ -490,4 +497,5 @@ def test_prefilter_agrees_with_the_full_walk_and_is_idempotent(request: Any, res
 def test_prefilter_agrees_with_extensions(request: Any) -> None:
     policy = RedactionPolicy(names=("name", "bear", "sess", "s", "x"), patterns=("abcdef",),
                              allow=("cookie", "$.request[0]"))
-    assert Redactor(policy).redact(request, None) == Redactor(policy, prefilter=False).redact(request, None)
+    full = Redactor(policy, prefilter=False).redact(request, None)
+    assert Redactor(policy).redact(request, None) == full == pure_python(Redactor(policy)).redact(request, None)

@@ -1,0 +1,314 @@
+/* Optional C speed-ups for eventlog. Every function here has a pure-Python equivalent that is used when this
+ * module is not built, and tests check that both give the same answers.
+ *
+ * NeedleScanner: where the first of a set of lower-case byte strings ("needles") occurs in a bytes object read
+ * with ASCII letters lower-cased, as bytes.lower() does. The redaction pre-filter asks it whether a record's
+ * encoded request and response may hold anything a rule could touch; almost none do.
+ *
+ * has_userinfo: whether a URL in a bytes object carries a password (scheme://user:password@), as the pre-filter's
+ * regex for it finds.
+ *
+ * A bitmap over the first two lower-cased bytes of every needle rejects almost every position with one lookup;
+ * the few positions it lets through are compared with the needles that start with their byte.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static unsigned char lower_table[256];
+
+typedef struct {
+    PyObject_HEAD
+    uint8_t pairs[65536 / 8];     /* bit (a << 8 | b): some needle starts with bytes a, b */
+    uint8_t singles[256 / 8];     /* bit a: some needle is the one byte a */
+    Py_ssize_t count;
+    Py_ssize_t *lengths;
+    unsigned char **needles;      /* lower-case bytes of each needle */
+    Py_ssize_t *first_of;         /* per first byte: index of its first needle in `order`, or -1 */
+    Py_ssize_t *next_of;          /* per needle in `order`: the next needle with the same first byte, or -1 */
+} NeedleScanner;
+
+static void
+scanner_free_arrays(NeedleScanner *self)
+{
+    if (self->needles != NULL) {
+        for (Py_ssize_t i = 0; i < self->count; i++) {
+            PyMem_Free(self->needles[i]);
+        }
+    }
+    PyMem_Free(self->needles);
+    PyMem_Free(self->lengths);
+    PyMem_Free(self->first_of);
+    PyMem_Free(self->next_of);
+    self->needles = NULL;
+    self->lengths = NULL;
+    self->first_of = NULL;
+    self->next_of = NULL;
+    self->count = 0;
+}
+
+static void
+scanner_dealloc(NeedleScanner *self)
+{
+    scanner_free_arrays(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+scanner_init(NeedleScanner *self, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"needles", NULL};
+    PyObject *given;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:NeedleScanner", keywords, &given)) {
+        return -1;
+    }
+    PyObject *items = PySequence_Fast(given, "needles must be a sequence of bytes");
+    if (items == NULL) {
+        return -1;
+    }
+    scanner_free_arrays(self);
+    memset(self->pairs, 0, sizeof(self->pairs));
+    memset(self->singles, 0, sizeof(self->singles));
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    self->needles = PyMem_Calloc(count ? count : 1, sizeof(unsigned char *));
+    self->lengths = PyMem_Calloc(count ? count : 1, sizeof(Py_ssize_t));
+    self->next_of = PyMem_Calloc(count ? count : 1, sizeof(Py_ssize_t));
+    self->first_of = PyMem_Calloc(256, sizeof(Py_ssize_t));
+    if (self->needles == NULL || self->lengths == NULL || self->next_of == NULL || self->first_of == NULL) {
+        Py_DECREF(items);
+        scanner_free_arrays(self);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int b = 0; b < 256; b++) {
+        self->first_of[b] = -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(items, i);
+        char *data;
+        Py_ssize_t length;
+        if (!PyBytes_Check(item) || PyBytes_AsStringAndSize(item, &data, &length) < 0 || length == 0) {
+            Py_DECREF(items);
+            self->count = i;
+            scanner_free_arrays(self);
+            PyErr_Format(PyExc_ValueError, "needle %zd is not a non-empty bytes object", i);
+            return -1;
+        }
+        self->needles[i] = PyMem_Malloc(length);
+        if (self->needles[i] == NULL) {
+            Py_DECREF(items);
+            self->count = i;
+            scanner_free_arrays(self);
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(self->needles[i], data, length);
+        self->lengths[i] = length;
+        self->count = i + 1;
+        unsigned char first = self->needles[i][0];
+        if (length == 1) {
+            self->singles[first >> 3] |= (uint8_t)(1u << (first & 7));
+            for (int b = 0; b < 256; b++) {
+                unsigned pair = (unsigned)first << 8 | (unsigned)b;
+                self->pairs[pair >> 3] |= (uint8_t)(1u << (pair & 7));
+            }
+        }
+        else {
+            unsigned pair = (unsigned)first << 8 | self->needles[i][1];
+            self->pairs[pair >> 3] |= (uint8_t)(1u << (pair & 7));
+        }
+        /* Prepend to its first byte's list: needles are compared in reverse order, which finds the same
+         * earliest position, since every needle starting there is tried before moving on. */
+        self->next_of[i] = self->first_of[first];
+        self->first_of[first] = i;
+    }
+    Py_DECREF(items);
+    return 0;
+}
+
+static int
+matches_at(const NeedleScanner *self, const unsigned char *data, Py_ssize_t size, Py_ssize_t at)
+{
+    for (Py_ssize_t i = self->first_of[lower_table[data[at]]]; i >= 0; i = self->next_of[i]) {
+        Py_ssize_t length = self->lengths[i];
+        if (length > size - at) {
+            continue;
+        }
+        const unsigned char *needle = self->needles[i];
+        Py_ssize_t k = 1;
+        while (k < length && lower_table[data[at + k]] == needle[k]) {
+            k++;
+        }
+        if (k == length) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(scanner_find_doc,
+"find(data, start=0, /)\n--\n\n"
+"The first position at or after start where a needle occurs in data read with ASCII letters lower-cased, or -1.");
+
+static PyObject *
+scanner_find(NeedleScanner *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "find() takes data and an optional start");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    Py_ssize_t start = 0;
+    if (nargs == 2) {
+        start = PyLong_AsSsize_t(args[1]);
+        if (start == -1 && PyErr_Occurred()) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        if (start < 0) {
+            start = 0;
+        }
+    }
+    const unsigned char *data = view.buf;
+    Py_ssize_t size = view.len;
+    Py_ssize_t found = -1;
+    if (self->count > 0 && start < size) {
+        unsigned previous = lower_table[data[start]];
+        for (Py_ssize_t at = start; at + 1 < size; at++) {
+            unsigned current = lower_table[data[at + 1]];
+            unsigned pair = previous << 8 | current;
+            previous = current;
+            if ((self->pairs[pair >> 3] >> (pair & 7)) & 1) {
+                if (matches_at(self, data, size, at)) {
+                    found = at;
+                    break;
+                }
+            }
+        }
+        if (found < 0) {
+            unsigned last = lower_table[data[size - 1]];
+            if ((self->singles[last >> 3] >> (last & 7)) & 1) {
+                found = size - 1;
+            }
+        }
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(found);
+}
+
+/* Bytes that end the user name (A) and the password (B) of user info in a URL: whitespace as the regex \s of
+ * bytes patterns reads it, and / ? # @ ' " \, plus : for the user name. */
+static int
+ends_user(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r') || c == '/' || c == '?' || c == '#' || c == '@' || c == '\''
+        || c == '"' || c == '\\' || c == ':';
+}
+
+static int
+ends_password(unsigned char c)
+{
+    return c != ':' && ends_user(c);
+}
+
+PyDoc_STRVAR(has_userinfo_doc,
+"has_userinfo(data, /)\n--\n\n"
+"Whether data holds user info with a password in a URL, as eventlog.prefilter.USERINFO_BYTES.search finds it:\n"
+"://, a user name, :, a non-empty password, @.");
+
+static PyObject *
+has_userinfo(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *data = view.buf;
+    Py_ssize_t size = view.len;
+    int found = 0;
+    const unsigned char *scheme = data;
+    while (!found && size >= 3 && (scheme = memchr(scheme, ':', size - (scheme - data) - 2)) != NULL) {
+        Py_ssize_t at = scheme - data;
+        scheme++;
+        if (data[at + 1] != '/' || data[at + 2] != '/') {
+            continue;
+        }
+        /* Each run stops at its first ending byte, which must be the one the pattern needs next. */
+        Py_ssize_t i = at + 3;
+        while (i < size && !ends_user(data[i])) {
+            i++;
+        }
+        if (i >= size || data[i] != ':') {
+            continue;
+        }
+        Py_ssize_t password = ++i;
+        while (i < size && !ends_password(data[i])) {
+            i++;
+        }
+        found = i < size && i > password && data[i] == '@';
+    }
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(found);
+}
+
+static PyMethodDef module_methods[] = {
+    {"has_userinfo", has_userinfo, METH_O, has_userinfo_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef scanner_methods[] = {
+    {"find", (PyCFunction)(void (*)(void))scanner_find, METH_FASTCALL, scanner_find_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(scanner_doc,
+"NeedleScanner(needles)\n--\n\n"
+"Finds the first occurrence of any of the given non-empty lower-case byte strings in data read with ASCII\n"
+"letters lower-cased.");
+
+static PyTypeObject NeedleScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "eventlog._speedups.NeedleScanner",
+    .tp_basicsize = sizeof(NeedleScanner),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = scanner_doc,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)scanner_init,
+    .tp_dealloc = (destructor)scanner_dealloc,
+    .tp_methods = scanner_methods,
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "eventlog._speedups",
+    .m_doc = "Optional C speed-ups for eventlog; each has a pure-Python equivalent.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    for (int b = 0; b < 256; b++) {
+        lower_table[b] = (unsigned char)((b >= 'A' && b <= 'Z') ? b + ('a' - 'A') : b);
+    }
+    if (PyType_Ready(&NeedleScannerType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&NeedleScannerType);
+    if (PyModule_AddObject(module, "NeedleScanner", (PyObject *)&NeedleScannerType) < 0) {
+        Py_DECREF(&NeedleScannerType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

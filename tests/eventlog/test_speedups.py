@@ -1,0 +1,87 @@
+"""The optional C speed-ups give the answers of their pure-Python equivalents.
+
+Without a C compiler the extension is not built and these tests are skipped, unless EVENTLOG_TEST_REQUIRE_SPEEDUPS
+is set (CI sets it), under which a missing extension is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventlog.prefilter import userinfo_by_regex
+
+try:
+    from eventlog import _speedups
+except ImportError:
+    if os.environ.get("EVENTLOG_TEST_REQUIRE_SPEEDUPS") == "1":
+        raise
+    pytest.skip("eventlog._speedups is not built (no C compiler)", allow_module_level=True)
+
+NEEDLES = [b"token", b"key", b"sk-", b"-----begin", b"x", b"\xc3\xa9t", b"eyj", b"bearer", b"tok"]
+PIECES = [n.upper() for n in NEEDLES] + NEEDLES + [b"Tok", b"ToKeN", b"k", b"e", b"s", b"-", b"\x00", b"\xff",
+                                                  b"\xc3\xa9", b"\xc3\x89T", b" ", b"\n", b'"', b"a", b"BEAR"]
+blobs = st.lists(st.sampled_from(PIECES) | st.binary(max_size=4), max_size=12).map(b"".join)
+
+
+def first_needle(blob: bytes, needles: list[bytes], start: int = 0) -> int:
+    """The reference: the earliest position of any needle in the ASCII-lower-cased bytes."""
+    lowered = blob.lower()
+    found = [at for needle in needles if (at := lowered.find(needle, start)) >= 0]
+    return min(found, default=-1)
+
+
+@settings(max_examples=600, deadline=None)
+@given(blob=blobs, chosen=st.lists(st.sampled_from(NEEDLES), unique=True), start=st.integers(-2, 40))
+def test_needle_scanner_finds_the_first_needle(blob: bytes, chosen: list[bytes], start: int) -> None:
+    scanner = _speedups.NeedleScanner(chosen)
+    assert scanner.find(blob) == first_needle(blob, chosen)
+    assert scanner.find(blob, start) == first_needle(blob, chosen, max(start, 0))
+
+
+def test_needle_scanner_edges() -> None:
+    scanner = _speedups.NeedleScanner([b"x", b"key"])
+    assert [scanner.find(b) for b in (b"", b"x", b"X", b"ab", b"aX", b"KE", b"KEY", b"aKEy")] == [
+        -1, 0, 0, -1, 1, -1, 0, 1]
+    assert scanner.find(bytearray(b"--KeY")) == 2 and scanner.find(memoryview(b"--x")) == 2
+    assert _speedups.NeedleScanner([]).find(b"anything") == -1
+
+
+@pytest.mark.parametrize(("needles", "error", "message"), [
+    ([b"ok", b""], ValueError, "needle 1 is not a non-empty bytes object"),
+    (["text"], ValueError, "needle 0 is not a non-empty bytes object"),
+    (5, TypeError, "needles must be a sequence of bytes"),
+])
+def test_needle_scanner_refuses_bad_needles(needles: object, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        _speedups.NeedleScanner(needles)  # type: ignore[arg-type]
+
+
+def test_needle_scanner_refuses_what_is_not_bytes() -> None:
+    scanner = _speedups.NeedleScanner([b"key"])
+    with pytest.raises(TypeError):
+        scanner.find("key")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes data and an optional start"):
+        scanner.find()  # type: ignore[call-arg]
+
+
+URL_PIECES = [b"://", b":", b"/", b"@", b"?", b"#", b"'", b'"', b"\\", b" ", b"\t", b"\x0b", b"\x0c", b"\r",
+              b"\n", b"u", b"pw", b"https", b"h.example", b"%40", b"\xc3\xa9"]
+
+
+@settings(max_examples=800, deadline=None)
+@given(blob=st.lists(st.sampled_from(URL_PIECES), max_size=14).map(b"".join))
+def test_has_userinfo_agrees_with_the_regex(blob: bytes) -> None:
+    assert _speedups.has_userinfo(blob) == userinfo_by_regex(blob)
+
+
+@pytest.mark.parametrize(("blob", "expected"), [
+    (b"https://user:secret@host/", True), (b'"ftp://a:b@c"', True), (b"https://user:@host", False),
+    (b"https://user@host", False), (b"mailto:team@example.org", False), (b"https://h/?to=a:b@c", False),
+    (b"https://u:p w@h", False), (b"x://:p@h", True), (b"", False), (b"://", False),
+])
+def test_has_userinfo_examples(blob: bytes, expected: bool) -> None:
+    assert _speedups.has_userinfo(blob) is expected is userinfo_by_regex(blob)
