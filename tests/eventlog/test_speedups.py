@@ -16,9 +16,9 @@ from eventlog.prefilter import userinfo_by_regex
 
 try:
     from eventlog import _speedups
-except ImportError:
+except ImportError as error:
     if os.environ.get("EVENTLOG_TEST_REQUIRE_SPEEDUPS") == "1":
-        raise
+        raise ImportError(f"EVENTLOG_TEST_REQUIRE_SPEEDUPS=1, but eventlog._speedups is not built: {error}") from error
     pytest.skip("eventlog._speedups is not built (no C compiler)", allow_module_level=True)
 
 NEEDLES = [b"token", b"key", b"sk-", b"-----begin", b"x", b"\xc3\xa9t", b"eyj", b"bearer", b"tok"]
