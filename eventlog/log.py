@@ -63,6 +63,8 @@ from eventlog.segments import (
 )
 
 CHUNK = 2000
+# An append lists at most this many ids of records whose stated content hash differs from ours, and counts all.
+MAX_LISTED_MISMATCHES = 1000
 
 
 class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,7 +76,8 @@ class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
     first_seq: int | None = None
     last_seq: int | None = None
     redacted: int = 0
-    hash_mismatches: tuple[str, ...] = ()
+    hash_mismatches: tuple[str, ...] = ()  # the first MAX_LISTED_MISMATCHES of them
+    hash_mismatch_count: int = 0
     sealed: tuple[str, ...] = ()
 
 
@@ -269,15 +272,17 @@ class EventLog:
     def _append_locked(self, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
         tail = self._tail
         first_seq = tail.next_seq
-        observed = revisited = present = redacted = 0
+        observed = revisited = present = redacted = mismatch_count = 0
         mismatches: list[str] = []
-        seen: dict[str, str] = {}
-        payloads: set[str] = set()
         recorded = format_utc(self.clock())
         with self._group_commit():
             iterator = iter(records)
             number = 0
             while raw := list(islice(iterator, CHUNK)):
+                # Earlier chunks of this call are in the index already (inside its transaction, which this
+                # connection reads), so what a chunk must remember of itself is all that memory holds.
+                seen: dict[str, str] = {}
+                payloads: set[str] = set()
                 batch = []
                 for item in raw:
                     number += 1
@@ -313,12 +318,14 @@ class EventLog:
                         revisited += 1
                     redacted += p.redacted
                     if p.hash_mismatch:
-                        mismatches.append(p.exchange_id)
+                        mismatch_count += 1
+                        if len(mismatches) < MAX_LISTED_MISMATCHES:
+                            mismatches.append(p.exchange_id)
                 self._write(lines, entries)
         first = first_seq if tail.next_seq > first_seq else None
         return AppendResult(observed=observed, revisited=revisited, already_present=present,
                             first_seq=first, last_seq=tail.next_seq - 1 if first else None, redacted=redacted,
-                            hash_mismatches=tuple(mismatches))
+                            hash_mismatches=tuple(mismatches), hash_mismatch_count=mismatch_count)
 
     def _write_foreign(self, events: list[Event]) -> int:
         tail = self._tail

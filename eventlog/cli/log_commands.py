@@ -62,8 +62,8 @@ def _append_summary(result: AppendResult, files: int) -> str:
             f"{result.already_present} already present")
     if result.redacted:
         text += f"; {result.redacted} record(s) redacted"
-    if result.hash_mismatches:
-        text += f"; {len(result.hash_mismatches)} record(s) whose stated content_sha256 differs from ours"
+    if result.hash_mismatch_count:
+        text += f"; {result.hash_mismatch_count} record(s) whose stated content_sha256 differs from ours"
     if result.sealed:
         text += f"; sealed {', '.join(result.sealed)}"
     return text

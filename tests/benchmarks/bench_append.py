@@ -2,7 +2,8 @@
 
 Speed: N example-shaped exchanges of about 2 KB appended durably (fsync per batch) with redaction on, against a
 floor measured in the same run on the same records: canonical encoding + SHA-256 + write + fsync per batch.
-Memory: peak RSS of a fresh process appending N small events from a generator, for two values of N.
+Memory: peak RSS of a fresh process appending N small events from a generator, for two values of N, in calls of
+10,000 events and in one call for all of them.
 
     python tests/benchmarks/bench_append.py [--count 100000] [--batch 1000] [--memory 100000,1000000]
 
@@ -81,17 +82,21 @@ def small_events(count: int):
 
 
 def memory_child(count: int, batch: int) -> None:
+    """Peak RSS of appending `count` small events in calls of `batch`, or in one call when `batch` is 0 (as
+    `eventlog append` and `eventlog ingest` do with all their inputs)."""
     with tempfile.TemporaryDirectory() as tmp, Lake.init(Path(tmp) / "lake") as lake:
         started = time.perf_counter()
         events = small_events(count)
-        while True:
+        if batch == 0:
+            lake.append(events)
+        while batch:
             chunk = [record for _, record in zip(range(batch), events, strict=False)]
             if not chunk:
                 break
             lake.append(chunk)
         seconds = time.perf_counter() - started
         peak = peak_rss_mib()
-        print(json.dumps({"benchmark": "append_memory", "events": count, "batch": batch,
+        print(json.dumps({"benchmark": "append_memory", "events": count, "events_per_call": batch or count,
                           "seconds": round(seconds, 2), "events_per_s": round(count / seconds),
                           "peak_rss_mib": round(peak, 1)}))
 
@@ -109,7 +114,8 @@ def main() -> None:
     if args.count:
         print(json.dumps(speed(args.count, args.batch)), flush=True)
     for count in filter(None, args.memory.split(",")):
-        subprocess.run([sys.executable, __file__, "--memory-child", count, "--batch", "10000"], check=True)
+        for batch in ("10000", "0"):
+            subprocess.run([sys.executable, __file__, "--memory-child", count, "--batch", batch], check=True)
 
 
 if __name__ == "__main__":

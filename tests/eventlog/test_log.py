@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from eventlog import EnvelopeError, IntegrityError, Lake, LakeError, SegmentPolicy
+from eventlog import log as log_module
 from eventlog.events import GENESIS, decode_line, line_hash
 from eventlog.index import COLUMNS, lookup_key
 from eventlog.segments import format_segment_name, list_segments
@@ -81,6 +82,33 @@ def test_same_content_observed_later_is_a_revisit_without_payload(lake: Lake) ->
     assert revisited.content_sha256 == observed.content_sha256
     shown = lake.get(revisited.event_id)
     assert shown is not None and shown.body["response"] == observed.body["response"]
+
+
+def test_one_call_over_several_chunks_remembers_earlier_chunks(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An append call keeps only its current chunk in memory; the index answers for the chunks before it."""
+    monkeypatch.setattr(log_module, "CHUNK", 3)
+    records = [page_record("Ada", revision) for revision in range(6)]
+    again = page_record("Ada", 1)  # the same exchange, three chunks on
+    later = page_record("Ada", 2, observed=datetime(2024, 3, 1, tzinfo=UTC))  # the same content, observed later
+    result = lake.append([*records, again, later, again])
+    assert (result.observed, result.revisited, result.already_present) == (6, 1, 2)
+    assert [event.type for event in lake.events()] == ["observed"] * 6 + ["revisited"]
+
+    exchange_id = "1b4e28ba-2fa1-4d2b-9c1e-000000000002"
+    before = log_bytes(lake)
+    mixed = [dict(page_record("Bea", 1), exchange_id=exchange_id), *(page_record("Cy", n) for n in range(4)),
+             dict(page_record("Bea", 2), exchange_id=exchange_id)]
+    with pytest.raises(IntegrityError, match=exchange_id):
+        lake.append(mixed)
+    assert log_bytes(lake) == before
+
+
+def test_hash_mismatches_are_counted_and_the_first_listed(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(log_module, "MAX_LISTED_MISMATCHES", 2)
+    records = [dict(page_record("Ada", revision), content_sha256="0" * 64) for revision in range(5)]
+    result = lake.append([*records, page_record("Bea", 1)])
+    assert result.hash_mismatch_count == 5
+    assert list(result.hash_mismatches) == [event.event_id for event in lake.events()][:2]
 
 
 def test_content_hash_ignores_everything_but_content(lake: Lake) -> None:
