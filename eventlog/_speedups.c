@@ -3,13 +3,12 @@
  *
  * NeedleScanner: where the first of a set of lower-case byte strings ("needles") occurs in a bytes object read
  * with ASCII letters lower-cased, as bytes.lower() does. The redaction pre-filter asks it whether a record's
- * encoded request and response may hold anything a rule could touch; almost none do.
+ * encoded request and response may hold anything a rule could touch; almost none do. A bitmap over the first two
+ * lower-cased bytes of every needle rejects almost every position with one look-up; the few positions it lets
+ * through are compared with the needles that start with their byte.
  *
  * has_userinfo: whether a URL in a bytes object carries a password (scheme://user:password@), as the pre-filter's
  * regex for it finds.
- *
- * A bitmap over the first two lower-cased bytes of every needle rejects almost every position with one lookup;
- * the few positions it lets through are compared with the needles that start with their byte.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -26,8 +25,8 @@ typedef struct {
     Py_ssize_t count;
     Py_ssize_t *lengths;
     unsigned char **needles;      /* lower-case bytes of each needle */
-    Py_ssize_t *first_of;         /* per first byte: index of its first needle in `order`, or -1 */
-    Py_ssize_t *next_of;          /* per needle in `order`: the next needle with the same first byte, or -1 */
+    Py_ssize_t *first_of;         /* per first byte: the last needle given that starts with it, or -1 */
+    Py_ssize_t *next_of;          /* per needle: the one given before it with the same first byte, or -1 */
 } NeedleScanner;
 
 static void

@@ -8,6 +8,9 @@ scans for a literal prefix fast, for a character set slowly). Needles without th
 the rest on their first byte. User info in URLs (scheme://user:password@) is found by its own byte pattern, so
 e-mail addresses, which API requests carry often (mailto=), cost nothing. `string_hits` returns the strings
 around the hits; `eventlog.redaction` decides what they mean.
+
+Where the optional C speed-ups are built (eventlog/_speedups.c), one pass in C tells whether any needle occurs
+at all, so the regexes run only for the rare record where one does, and the user info pattern runs in C too.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ KEY_QUALIFIERS: Final = frozenset({
     "api", "private", "access", "signing", "client", "consumer", "app", "master", "encryption",
 })
 USERINFO_BYTES: Final = re.compile(rb"://[^\s/?#@:'\"\\]*:[^\s/?#@'\"\\]+@")
-
 _NAME_NEEDLES: Final = ("token", "secret", "passw", "passp", "session", "sessid", "signature", "credential",
                         "authorization", "cookie", "key")
 # "key" is sensitive only after a qualifier part (apikey, api_key, X-Api-Key, privateKey, api%5Fkey).
