@@ -208,6 +208,7 @@ class EventLog:
         self.lock = WriterLock(root / "writer.lock", timeout=lock_timeout)
         self.index = LogIndex(root / "index.sqlite")
         self._tail = _Tail()
+        self._sealed_in_call: list[tuple[Path, Path, Path]] = []
         with self.lock.held():
             self._recover()
 
@@ -226,7 +227,7 @@ class EventLog:
             self._refresh()
             result = self._append_locked(records)
             if self._should_seal():
-                result = msgspec.structs.replace(result, sealed=(self._seal_locked(),))
+                result = msgspec.structs.replace(result, sealed=(*result.sealed, self._seal_locked()))
         return result
 
     def append_events(self, events: Iterable[Event]) -> int:
@@ -242,6 +243,7 @@ class EventLog:
                 iterator = iter(events)
                 while chunk := list(islice(iterator, CHUNK)):
                     written += self._write_foreign(chunk)
+                    self._seal_within_call()
             if self._should_seal():
                 self._seal_locked()
         return written
@@ -257,9 +259,15 @@ class EventLog:
     @contextmanager
     def _group_commit(self) -> Iterator[None]:
         """One durable batch under the lock: fsync and index commit at the end; on any error the segment is cut
-        back to where the batch began and its index rows are rolled back, so nothing of it remains."""
+        back to where the batch began, segments the batch sealed or began are undone and its index rows are
+        rolled back, so nothing of it remains.
+
+        `_seal_within_call` notes in `_sealed_in_call` what it seals: (the segment's active path, its sealed path,
+        its seal file).
+        """
         tail = self._tail
-        start = (tail.next_seq, tail.last_hash, tail.active_size)
+        start = (tail.next_seq, tail.last_hash, tail.active_path, tail.active_size)
+        self._sealed_in_call = []
         self.index.begin()
         try:
             yield
@@ -268,12 +276,33 @@ class EventLog:
         except BaseException:
             self._rollback(*start)
             raise
+        finally:
+            self._sealed_in_call = []
+
+    def _seal_within_call(self) -> str | None:
+        """Seal the active segment between two chunks of one call when the policy says so; its label, or None.
+
+        A call of any size (`eventlog ingest` makes one of all its inputs) so keeps segments near the policy's
+        size and count, over it by at most one chunk. The segment is made durable first, as a seal vouches for
+        its bytes; `_rollback` undoes the seal if the call fails later.
+        """
+        if not self._should_seal():
+            return None
+        self._sync()
+        tail = self._tail
+        assert tail.active is not None and tail.active_path is not None
+        first, last = tail.active.first_seq, tail.next_seq - 1
+        # Noted before sealing, so that a seal failing halfway is undone too.
+        self._sealed_in_call.append((tail.active_path, self.segments_dir / format_segment_name(first, last),
+                                     self.seals_dir / format_seal_name(first, last)))
+        return self._seal_locked()
 
     def _append_locked(self, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
         tail = self._tail
         first_seq = tail.next_seq
         observed = revisited = present = redacted = mismatch_count = 0
         mismatches: list[str] = []
+        sealed: list[str] = []
         recorded = format_utc(self.clock())
         with self._group_commit():
             iterator = iter(records)
@@ -322,10 +351,13 @@ class EventLog:
                         if len(mismatches) < MAX_LISTED_MISMATCHES:
                             mismatches.append(p.exchange_id)
                 self._write(lines, entries)
+                if (label := self._seal_within_call()) is not None:
+                    sealed.append(label)
         first = first_seq if tail.next_seq > first_seq else None
         return AppendResult(observed=observed, revisited=revisited, already_present=present,
                             first_seq=first, last_seq=tail.next_seq - 1 if first else None, redacted=redacted,
-                            hash_mismatches=tuple(mismatches), hash_mismatch_count=mismatch_count)
+                            hash_mismatches=tuple(mismatches), hash_mismatch_count=mismatch_count,
+                            sealed=tuple(sealed))
 
     def _write_foreign(self, events: list[Event]) -> int:
         tail = self._tail
@@ -393,12 +425,26 @@ class EventLog:
                 os.close(fd)
         self._tail.fingerprint = self._fingerprint()
 
-    def _rollback(self, next_seq: int, last_hash: str, active_size: int) -> None:
-        """Undo a failed call: cut the active segment back and drop its index rows."""
+    def _rollback(self, next_seq: int, last_hash: str, active_path: Path | None, active_size: int) -> None:
+        """Undo a failed call: drop its index rows, remove the seals it wrote and the segments it began, give
+        the segment that was active at its start back its name, and cut that one back to its length then."""
         self.index.rollback()
-        path = self._tail.active_path
-        if path is not None and path.exists():
-            truncate_to(path, active_size)
+        current = self._tail.active_path
+        if current is not None and current != active_path:
+            current.unlink(missing_ok=True)  # begun by this call
+        for was_active, segment, seal in reversed(self._sealed_in_call):
+            seal.unlink(missing_ok=True)
+            if not segment.exists():
+                continue  # the seal failed before its rename
+            if was_active == active_path:
+                os.replace(segment, was_active)
+            else:
+                segment.unlink()
+        if self._sealed_in_call:
+            fsync_dir(self.seals_dir)
+            fsync_dir(self.segments_dir)
+        if active_path is not None and active_path.exists():
+            truncate_to(active_path, active_size)
         self._tail = _Tail()
         self._load_tail()
         if (self._tail.next_seq, self._tail.last_hash) != (next_seq, last_hash):

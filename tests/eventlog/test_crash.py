@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 APPENDER = textwrap.dedent("""
     import random, sys
+    import eventlog.log
     from eventlog import Lake
     from tests.factories import openalex_record
+    eventlog.log.CHUNK = 7  # calls of up to 40 records then seal within the call as well as after it
     lake_path, offset, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     rng = random.Random(seed)
     lake = Lake.open(lake_path)

@@ -196,6 +196,53 @@ def test_policy_seals_by_count_size_and_age(tmp_path: Path, clock: Clock) -> Non
         assert lake.append([openalex_record(3)]).sealed == (f"{1:020d}-{3:020d}",)
 
 
+def seal_files(lake: Lake) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in (lake.root / "log" / "seals").iterdir()}
+
+
+def test_one_large_call_seals_as_it_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`eventlog ingest` appends all its inputs in one call; the policy still holds, to within one chunk."""
+    monkeypatch.setattr(log_module, "CHUNK", 3)
+    policy = SegmentPolicy(max_events=5, max_bytes=0, max_age_seconds=0)
+    with Lake.init(tmp_path / "lake", segment_policy=policy) as lake:
+        result = lake.append([openalex_record(n) for n in range(20)])
+        labels = [f"{1:020d}-{6:020d}", f"{7:020d}-{12:020d}", f"{13:020d}-{18:020d}"]
+        assert result.sealed == tuple(labels)
+        names = [name.label for name, _ in list_segments(lake.root / "log" / "segments")]
+        assert names == [*labels, f"{19:020d}"]
+        report = lake.verify()
+        assert report.ok and (report.events, report.seals) == (20, 3)
+
+
+def test_a_failed_call_undoes_the_seals_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(log_module, "CHUNK", 3)
+    policy = SegmentPolicy(max_events=5, max_bytes=0, max_age_seconds=0)
+    with Lake.init(tmp_path / "lake", segment_policy=policy) as lake:
+        lake.append([page_record("Ada", revision) for revision in range(7)])  # 1-6 sealed within the call
+        lake.append([page_record("Bea", revision) for revision in range(2)])  # 7-9 active
+        # The failing call seals 7-12, the segment active at its start, then 13-18 and 19-24, begins 25.
+        segments, seals = log_bytes(lake), seal_files(lake)
+
+        def records():  # three seals' worth of good records, then a bad one
+            yield from (openalex_record(n) for n in range(16))
+            yield dict(page_record("Cy", 1), observed_at_utc="2024-01-01T00:00:00")
+
+        with pytest.raises(EnvelopeError, match=r"record 17, at \$\.observed_at_utc"):
+            lake.append(records())
+        assert (log_bytes(lake), seal_files(lake)) == (segments, seals)
+        assert lake.log.index.last_seq() == 9
+        assert lake.append([page_record("Cy", 1)]).first_seq == 10
+        assert lake.verify().ok
+
+    with Lake.open(tmp_path / "lake") as lake:  # the same from a state with no active segment
+        lake.seal()
+        segments, seals = log_bytes(lake), seal_files(lake)
+        with pytest.raises(EnvelopeError, match=r"record 17"):
+            lake.append(records())
+        assert (log_bytes(lake), seal_files(lake)) == (segments, seals)
+        assert lake.verify().ok
+
+
 def test_recorded_time_comes_from_the_injected_clock(lake: Lake, clock: Clock) -> None:
     lake.append([page_record("Ada", 1)])
     clock.advance(days=2)
