@@ -1,5 +1,5 @@
 """`python -m eventlog` runs the command line."""
 
-from eventlog.cli import main
+from eventlog.cli import console
 
-main()
+console()

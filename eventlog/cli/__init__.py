@@ -5,6 +5,6 @@ from eventlog.cli import audit_commands as audit_commands
 from eventlog.cli import log_commands as log_commands
 from eventlog.cli import schedule_commands as schedule_commands
 from eventlog.cli import sql_commands as sql_commands
-from eventlog.cli.app import cli, main
+from eventlog.cli.app import cli, console, main
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "console", "main"]

@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 unexpected error; 2 usage error; 3 bad input; 4 lake mi
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +88,14 @@ class Progress:
         if self.shown:
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+def console() -> None:
+    """The `eventlog` program: `main` in a process of its own."""
+    # What is loaded by now lives as long as the process; frozen, it is not walked by every full collection,
+    # which halves their cost while an ingest keeps a chunk of records alive (about 5% of its time).
+    gc.freeze()
+    main()
 
 
 def main(argv: list[str] | None = None) -> None:
