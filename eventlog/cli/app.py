@@ -92,9 +92,12 @@ class Progress:
 
 def console() -> None:
     """The `eventlog` program: `main` in a process of its own."""
-    # What is loaded by now lives as long as the process; frozen, it is not walked by every full collection,
-    # which halves their cost while an ingest keeps a chunk of records alive (about 5% of its time).
+    # An ingest keeps a chunk of records alive and makes hundreds of containers per record. What is loaded by
+    # now lives as long as the process: frozen, full collections do not walk it. Collecting the youngest
+    # generation every 50,000 net allocations instead of 700 leaves cycles a little longer uncollected. Together
+    # they take garbage collection from about 14% of an ingest's time to under 1%.
     gc.freeze()
+    gc.set_threshold(50_000, 10, 10)
     main()
 
 

@@ -3,9 +3,10 @@
 Speed: N example-shaped exchanges of about 2 KB appended durably (fsync per batch) with redaction on, against a
 floor measured in the same run on the same records: canonical encoding + SHA-256 + write + fsync per batch.
 Memory: peak RSS of a fresh process appending N small events from a generator, for two values of N, in calls of
-10,000 events and in one call for all of them.
+10,000 events and in one call for all of them. With --cli N: `eventlog append` of N of the 2 KB exchanges from an
+NDJSON file, its time against the same floor and its peak RSS.
 
-    python tests/benchmarks/bench_append.py [--count 100000] [--batch 1000] [--memory 100000,1000000]
+    python tests/benchmarks/bench_append.py [--count 100000] [--batch 1000] [--memory 100000,1000000] [--cli N]
 
 Prints one JSON line per result.
 """
@@ -67,6 +68,44 @@ def speed(count: int, batch: int) -> dict[str, object]:
             "ratio_to_floor": round(seconds / floor_seconds, 2), "seed": SEED}
 
 
+def command_line(records: list[dict[str, object]], batch: int) -> dict[str, object]:
+    """`eventlog append FILE` of the same records written as NDJSON, in a process of its own: the main job's
+    path, with strict parsing of every line, one call for the whole file and sealing within it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        source = folder / "records.ndjson"
+        source.write_bytes(b"".join(json.dumps(record).encode() + b"\n" for record in records))
+        floor_seconds = floor(records, batch, folder)
+        lake = ["--lake", str(folder / "lake")]
+        subprocess.run([sys.executable, "-m", "eventlog", *lake, "init"], check=True, stdout=subprocess.DEVNULL)
+        started = time.perf_counter()
+        # The child's own peak, which, unlike the rusage of a child, does not count the pages of this process
+        # that it shared between fork and exec.
+        done = subprocess.run([sys.executable, "-c", CLI_CHILD, *lake, "append", str(source)], check=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seconds = time.perf_counter() - started
+        peak = float(done.stderr.strip().splitlines()[-1])
+        size = source.stat().st_size
+    count = len(records)
+    return {"benchmark": "append_cli", "events": count, "file_bytes": size,
+            "seconds": round(seconds, 3), "events_per_s": round(count / seconds),
+            "floor_events_per_s": round(count / floor_seconds), "ratio_to_floor": round(seconds / floor_seconds, 2),
+            "peak_rss_mib": round(peak, 1), "seed": SEED}
+
+
+CLI_CHILD = """
+import sys
+from pathlib import Path
+from eventlog.cli import console
+sys.argv[0] = "eventlog"
+try:
+    console()
+finally:
+    status = Path("/proc/self/status").read_text().splitlines()
+    print(int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024, file=sys.stderr)
+"""
+
+
 def peak_rss_mib() -> float:
     """VmHWM of this process: unlike ru_maxrss it is not inherited across fork and exec."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -106,6 +145,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--memory", default="100000,1000000", help="comma-separated event counts; empty to skip")
+    parser.add_argument("--cli", type=int, default=0, help="also time `eventlog append` of this many records")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -113,6 +153,10 @@ def main() -> None:
         return
     if args.count:
         print(json.dumps(speed(args.count, args.batch)), flush=True)
+    if args.cli:
+        rng = random.Random(SEED)
+        print(json.dumps(command_line([openalex_record(n, rng=rng) for n in range(args.cli)], args.batch)),
+              flush=True)
     for count in filter(None, args.memory.split(",")):
         for batch in ("10000", "0"):
             subprocess.run([sys.executable, __file__, "--memory-child", count, "--batch", batch], check=True)
