@@ -113,8 +113,14 @@ class EncodedNames(NamedTuple):
 
 def encode_names(record: ExchangeRecord) -> EncodedNames:
     """Encode entity_type, natural_key and source_system (CanonicalError for a lone surrogate in them)."""
-    return EncodedNames(canonical_json(record.entity_type), canonical_json(record.natural_key),
-                        canonical_json(record.source_system))
+    try:  # a string or None: msgspec's encoding is the canonical one, whichever encoder writes it
+        return EncodedNames(_ENCODE(record.entity_type), _ENCODE(record.natural_key), _ENCODE(record.source_system))
+    except UnicodeEncodeError:  # canonical_json names the field's problem
+        return EncodedNames(canonical_json(record.entity_type), canonical_json(record.natural_key),
+                            canonical_json(record.source_system))
+
+
+_ENCODE: Final = msgspec.json.encode
 
 
 def content_bytes(record: ExchangeRecord, request_json: bytes, response_json: bytes, *,

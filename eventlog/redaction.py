@@ -76,6 +76,7 @@ from eventlog.prefilter import (
     compile_needles,
     decode_string,
     may_hold_named_value,
+    nothing_to_find,
     string_hits,
 )
 
@@ -375,6 +376,8 @@ class Redactor:
                      encoded: tuple[bytes, bytes] | None = None) -> _Context | None:
         """Find the keys and strings that may need redaction, or None when nothing can."""
         if encoded is not None:
+            if not self._patterns and nothing_to_find(self._needles, encoded):
+                return None
             blob = b"".join((b"[", encoded[0], b",", encoded[1], b"]"))
             split = 1 + len(encoded[0])
         else:
