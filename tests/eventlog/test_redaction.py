@@ -499,3 +499,7 @@ def test_prefilter_agrees_with_extensions(request: Any) -> None:
                              allow=("cookie", "$.request[0]"))
     full = Redactor(policy, prefilter=False).redact(request, None)
     assert Redactor(policy).redact(request, None) == full == pure_python(Redactor(policy)).redact(request, None)
+    names_only = RedactionPolicy(names=policy.names)  # without patterns, a miss in C ends the search early
+    encoded = (canonical_json(request), b"null")
+    full = Redactor(names_only, prefilter=False).redact(request, None)
+    assert Redactor(names_only).redact(request, None, encoded=encoded) == full
