@@ -63,6 +63,7 @@ from eventlog.segments import (
 )
 
 CHUNK = 2000
+CHUNK_BYTES = 8 * 1024 * 1024
 # An append lists at most this many ids of records whose stated content hash differs from ours, and counts all.
 MAX_LISTED_MISMATCHES = 1000
 
@@ -307,16 +308,24 @@ class EventLog:
         with self._group_commit():
             iterator = iter(records)
             number = 0
-            while raw := list(islice(iterator, CHUNK)):
+            while True:
+                # A chunk holds its records' encodings only, up to CHUNK records or CHUNK_BYTES of payload.
                 # Earlier chunks of this call are in the index already (inside its transaction, which this
                 # connection reads), so what a chunk must remember of itself is all that memory holds.
-                seen: dict[str, str] = {}
-                payloads: set[str] = set()
-                batch = []
-                for item in raw:
+                batch: list[Prepared] = []
+                size = 0
+                for item in iterator:
                     number += 1
                     record = item if isinstance(item, ExchangeRecord) else decode_record(item, source=f"record {number}")
-                    batch.append(prepare(record, self.redactor, max_bytes=self.max_record_bytes, number=number))
+                    p = prepare(record, self.redactor, max_bytes=self.max_record_bytes, number=number)
+                    batch.append(p)
+                    size += len(p.request_json) + len(p.response_json)
+                    if len(batch) >= CHUNK or size >= CHUNK_BYTES:
+                        break
+                if not batch:
+                    break
+                seen: dict[str, str] = {}
+                payloads: set[str] = set()
                 known = self.index.known_events([p.exchange_id for p in batch if p.exchange_id not in seen])
                 fresh_hashes = list({p.content_sha256 for p in batch} - payloads)
                 payloads.update(self.index.known_contents(fresh_hashes))

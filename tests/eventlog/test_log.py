@@ -214,6 +214,18 @@ def test_one_large_call_seals_as_it_goes(tmp_path: Path, monkeypatch: pytest.Mon
         assert report.ok and (report.events, report.seals) == (20, 3)
 
 
+def test_chunks_are_cut_by_payload_bytes_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large records (long pages) make small chunks: memory and segment sizes follow bytes, not only counts."""
+    monkeypatch.setattr(log_module, "CHUNK_BYTES", 1)  # every record is a chunk of its own
+    policy = SegmentPolicy(max_events=3, max_bytes=0, max_age_seconds=0)
+    with Lake.init(tmp_path / "lake", segment_policy=policy) as lake:
+        records = [page_record("Ada", revision) for revision in range(8)]
+        result = lake.append([*records, records[2]])
+        assert (result.observed, result.already_present) == (8, 1)
+        assert result.sealed == (f"{1:020d}-{3:020d}", f"{4:020d}-{6:020d}")
+        assert lake.verify().ok
+
+
 def test_a_failed_call_undoes_the_seals_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(log_module, "CHUNK", 3)
     policy = SegmentPolicy(max_events=5, max_bytes=0, max_age_seconds=0)
