@@ -4,9 +4,11 @@ Speed: N example-shaped exchanges of about 2 KB appended durably (fsync per batc
 floor measured in the same run on the same records: canonical encoding + SHA-256 + write + fsync per batch.
 Memory: peak RSS of a fresh process appending N small events from a generator, for two values of N, in calls of
 10,000 events and in one call for all of them. With --cli N: `eventlog append` of N of the 2 KB exchanges from an
-NDJSON file, its time against the same floor and its peak RSS.
+NDJSON file, its time against the same floor and its peak RSS. With --pages N (3,000 unless 0): peak RSS of a
+fresh process appending N MediaWiki-shaped pages of about 100 KB in one call.
 
     python tests/benchmarks/bench_append.py [--count 100000] [--batch 1000] [--memory 100000,1000000] [--cli N]
+                                            [--pages 3000]
 
 Prints one JSON line per result.
 """
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -120,6 +123,30 @@ def small_events(count: int):
                "observed_at_utc": f"2024-01-01T00:00:{n % 60:02d}Z", "request": {"n": n}, "response": {"ok": n % 7}}
 
 
+def long_pages(count: int) -> Iterator[dict[str, object]]:
+    """MediaWiki-shaped pages of about 100 KB of text each, seeded."""
+    rng = random.Random(SEED)
+    words = ["alpha", "beta", "gamma", "delta", "Zürich", "lake", "river", "data", "pipeline", "archive"]
+    for n in range(count):
+        text = " ".join(rng.choices(words, k=16_000))
+        yield {"exchange_type": "mediawiki", "source_system": "wiki", "entity_type": "page", "natural_key": f"P{n}",
+               "observed_at_utc": "2024-01-01T00:00:00Z", "request": {"url": f"https://wiki.example.org/?page=P{n}"},
+               "response": {"status": 200, "body": {"parse": {"title": f"P{n}", "text": text}}}}
+
+
+def memory_child_pages(count: int) -> None:
+    """Peak RSS of appending `count` long pages in one call."""
+    with tempfile.TemporaryDirectory() as tmp, Lake.init(Path(tmp) / "lake") as lake:
+        started = time.perf_counter()
+        lake.append(long_pages(count))
+        seconds = time.perf_counter() - started
+        peak = peak_rss_mib()
+        segments = len(list((Path(tmp) / "lake" / "log" / "segments").iterdir()))
+    print(json.dumps({"benchmark": "append_memory_pages", "events": count, "events_per_call": count,
+                      "record_bytes": len(canonical_json(next(long_pages(1)))), "seconds": round(seconds, 2),
+                      "segments": segments, "peak_rss_mib": round(peak, 1)}))
+
+
 def memory_child(count: int, batch: int) -> None:
     """Peak RSS of appending `count` small events in calls of `batch`, or in one call when `batch` is 0 (as
     `eventlog append` and `eventlog ingest` do with all their inputs)."""
@@ -146,10 +173,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--memory", default="100000,1000000", help="comma-separated event counts; empty to skip")
     parser.add_argument("--cli", type=int, default=0, help="also time `eventlog append` of this many records")
+    parser.add_argument("--pages", type=int, default=3000, help="long pages (100 KB) in one call; 0 to skip")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--pages-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.batch)
+        return
+    if args.pages_child:
+        memory_child_pages(args.pages_child)
         return
     if args.count:
         print(json.dumps(speed(args.count, args.batch)), flush=True)
@@ -160,6 +192,8 @@ def main() -> None:
     for count in filter(None, args.memory.split(",")):
         for batch in ("10000", "0"):
             subprocess.run([sys.executable, __file__, "--memory-child", count, "--batch", batch], check=True)
+    if args.pages:
+        subprocess.run([sys.executable, __file__, "--pages-child", str(args.pages)], check=True)
 
 
 if __name__ == "__main__":
