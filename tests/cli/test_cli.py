@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from eventlog import log as log_module
 from eventlog.cli import cli
+from eventlog.config import read_config, write_config
 from eventlog.segments import list_segments
 from tests.cli.runner import Run
 from tests.factories import page_record
@@ -144,6 +147,27 @@ def test_bad_input_is_one_sentence_exit_3_and_nothing_written(run: Run, tmp_path
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert re.search(message, err), err
     assert _segment_bytes(run.lake) == before
+    assert run("verify")[0] == 0
+
+
+def test_a_bad_line_after_seals_within_the_call_leaves_the_log_as_it_was(run: Run, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    run("init")
+    config = read_config(run.lake)
+    write_config(run.lake, msgspec.structs.replace(
+        config, segment_policy=msgspec.structs.replace(config.segment_policy, max_events=4, max_bytes=0)))
+    monkeypatch.setattr(log_module, "CHUNK", 3)
+    run("append", str(_write(tmp_path / "ok.ndjson", [json.dumps(page_record("Old", n)) for n in range(5)])))
+    def log_files() -> dict[str, bytes]:  # segments and seals, by name
+        return {f"{path.parent.name}/{path.name}": path.read_bytes()
+                for folder in ("segments", "seals") for path in (run.lake / "log" / folder).iterdir()}
+
+    before = log_files()
+    assert "seals/" + "0" * 19 + "1-" + "0" * 19 + "5.json" in before  # sealed within the first call
+    lines = [json.dumps(page_record("New", n)) for n in range(20)] + ['{"source_system": "x",']
+    code, _, err = run("append", str(_write(tmp_path / "bad.ndjson", lines)))
+    assert code == 3 and "bad.ndjson, line 21" in err, err
+    assert log_files() == before
     assert run("verify")[0] == 0
 
 
