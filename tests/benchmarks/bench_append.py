@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from eventlog import Lake, canonical_json
+from eventlog.cli import console
 from tests.factories import openalex_record
 
 SEED = 20261126
@@ -54,8 +55,7 @@ def floor(records: list[dict[str, object]], batch: int, folder: Path) -> float:
 
 
 def speed(count: int, batch: int) -> dict[str, object]:
-    rng = random.Random(SEED)
-    records = [openalex_record(n, rng=rng) for n in range(count)]
+    records = example_records(count)
     size = sum(len(canonical_json(record)) for record in records[:1000]) / min(count, 1000)
     with tempfile.TemporaryDirectory() as tmp:
         floor_seconds = floor(records, batch, Path(tmp))
@@ -82,9 +82,9 @@ def command_line(records: list[dict[str, object]], batch: int) -> dict[str, obje
         lake = ["--lake", str(folder / "lake")]
         subprocess.run([sys.executable, "-m", "eventlog", *lake, "init"], check=True, stdout=subprocess.DEVNULL)
         started = time.perf_counter()
-        # The child's own peak, which, unlike the rusage of a child, does not count the pages of this process
-        # that it shared between fork and exec.
-        done = subprocess.run([sys.executable, "-c", CLI_CHILD, *lake, "append", str(source)], check=True,
+        # The child reports its own peak, which, unlike the rusage of a child, does not count the pages of this
+        # process that it shared between fork and exec.
+        done = subprocess.run([sys.executable, __file__, "--cli-child", *lake, "append", str(source)], check=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         seconds = time.perf_counter() - started
         peak = float(done.stderr.strip().splitlines()[-1])
@@ -96,17 +96,18 @@ def command_line(records: list[dict[str, object]], batch: int) -> dict[str, obje
             "peak_rss_mib": round(peak, 1), "seed": SEED}
 
 
-CLI_CHILD = """
-import sys
-from pathlib import Path
-from eventlog.cli import console
-sys.argv[0] = "eventlog"
-try:
-    console()
-finally:
-    status = Path("/proc/self/status").read_text().splitlines()
-    print(int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024, file=sys.stderr)
-"""
+def cli_child(arguments: list[str]) -> None:
+    """Run `eventlog` with `arguments` as its program does, then print this process's peak RSS on stderr."""
+    sys.argv = ["eventlog", *arguments]
+    try:
+        console()
+    finally:
+        print(peak_rss_mib(), file=sys.stderr)
+
+
+def example_records(count: int) -> list[dict[str, object]]:
+    rng = random.Random(SEED)
+    return [openalex_record(n, rng=rng) for n in range(count)]
 
 
 def peak_rss_mib() -> float:
@@ -176,6 +177,9 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=3000, help="long pages (100 KB) in one call; 0 to skip")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--pages-child", type=int, help=argparse.SUPPRESS)
+    if sys.argv[1:2] == ["--cli-child"]:  # the rest are eventlog's own arguments
+        cli_child(sys.argv[2:])
+        return
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.batch)
@@ -186,9 +190,7 @@ def main() -> None:
     if args.count:
         print(json.dumps(speed(args.count, args.batch)), flush=True)
     if args.cli:
-        rng = random.Random(SEED)
-        print(json.dumps(command_line([openalex_record(n, rng=rng) for n in range(args.cli)], args.batch)),
-              flush=True)
+        print(json.dumps(command_line(example_records(args.cli), args.batch)), flush=True)
     for count in filter(None, args.memory.split(",")):
         for batch in ("10000", "0"):
             subprocess.run([sys.executable, __file__, "--memory-child", count, "--batch", batch], check=True)
