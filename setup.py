@@ -1,8 +1,12 @@
-"""Builds the optional C speed-ups (eventlog._speedups); the metadata is in pyproject.toml.
+"""Builds the optional C speed-ups; the metadata is in pyproject.toml.
 
-Without a C compiler the build of the extension is skipped and the pure-Python equivalents are used.
+eventlog._speedups needs a C compiler, eventlog._records also OpenSSL's libcrypto and its headers. A module that
+cannot be built is skipped, and its pure-Python equivalents are used.
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("eventlog._speedups", ["eventlog/_speedups.c"], optional=True)])
+setup(ext_modules=[
+    Extension("eventlog._speedups", ["eventlog/_speedups.c"], optional=True),
+    Extension("eventlog._records", ["eventlog/_records.c"], libraries=["crypto"], optional=True),
+])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -62,8 +62,30 @@ def line_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def envelope_parts(record: ExchangeRecord, names: EncodedNames, *, content_sha256: str, exchange_id: str,
-                   observed_at_utc: str, redactions: list[str]) -> tuple[bytes, bytes]:
+class EnvelopeExtras(NamedTuple):
+    """Canonical JSON of the envelope fields that are not names, ids, times or payload; mostly their defaults."""
+
+    provenance: bytes
+    redactions_applied: bytes
+    response_ref: bytes
+    schema_version: bytes
+    tags: bytes
+
+
+def envelope_extras(record: ExchangeRecord, redactions: list[str]) -> EnvelopeExtras:
+    """Encode the envelope's other fields (`redactions` as the envelope will state them)."""
+    ref = record.response_ref
+    return EnvelopeExtras(
+        canonical_json(record.provenance) if record.provenance else b"{}",
+        canonical_json(redactions) if redactions else b"[]",
+        b"null" if ref is None else canonical_json(msgspec.to_builtins(ref)),
+        canonical_json(record.schema_version),
+        canonical_json(list(record.tags)) if record.tags else b"[]",
+    )
+
+
+def envelope_parts(record: ExchangeRecord, names: EncodedNames, extras: EnvelopeExtras, *, content_sha256: str,
+                   exchange_id: str, observed_at_utc: str) -> tuple[bytes, bytes]:
     """Canonical JSON of the envelope's head and tail around the payload keys, without their braces.
 
     Written field by field in RFC 8785 key order (the same bytes as canonical_json of the whole envelope, which a
@@ -74,14 +96,11 @@ def envelope_parts(record: ExchangeRecord, names: EncodedNames, *, content_sha25
         b'"content_sha256":"', content_sha256.encode(), b'","entity_type":', names.entity_type,
         b',"exchange_id":"', exchange_id.encode(), b'","exchange_type":"', record.exchange_type.encode(),
         b'","natural_key":', names.natural_key, b',"observed_at_utc":"', observed_at_utc.encode(),
-        b'","provenance":', canonical_json(record.provenance) if record.provenance else b"{}",
-        b',"redactions_applied":', canonical_json(redactions) if redactions else b"[]",
+        b'","provenance":', extras.provenance, b',"redactions_applied":', extras.redactions_applied,
     ))
-    ref = record.response_ref
     tail = b"".join((
-        b'"response_ref":', b"null" if ref is None else canonical_json(msgspec.to_builtins(ref)),
-        b',"schema_version":', canonical_json(record.schema_version), b',"source_system":', names.source_system,
-        b',"tags":', canonical_json(list(record.tags)) if record.tags else b"[]",
+        b'"response_ref":', extras.response_ref, b',"schema_version":', extras.schema_version,
+        b',"source_system":', names.source_system, b',"tags":', extras.tags,
     ))
     return head, tail
 

@@ -4,7 +4,7 @@ The log is the truth; the index is derived. It is written after the log batch is
 on open, an index that is behind the log is caught up, and one that is ahead of it (or unreadable) is rebuilt.
 
 Event ids and content hashes are random, so a B-tree over them takes each insert on a different page. They are
-looked up by 64-bit keys (`lookup_key`, a BLAKE2b of the text), whose trees are a fraction of the size of trees
+looked up by 64-bit keys (`lookup_key`, from a SHA-256 of the text), whose trees are a fraction of the size of trees
 over the text: an append's look-ups, inserts and commit cost about three quarters of what they cost over the
 text, on a 100,000-event index and on a 1,000,000-event one (tests/benchmarks/bench_index.py). Rows found by key
 are checked against the full text, so a shared key is harmless.
@@ -20,8 +20,9 @@ from typing import Any, Final, NamedTuple
 
 from eventlog.errors import LakeError
 
-# Version 1 had a UNIQUE text index on event_id and an index on content_sha256 text; version 2 has the keys.
-SCHEMA_VERSION: Final = 2
+# Version 1 had a UNIQUE text index on event_id and an index on content_sha256 text; version 2 has the keys, from
+# BLAKE2b; version 3 takes them from SHA-256, which the C assembly of lines (eventlog/_records.c) computes.
+SCHEMA_VERSION: Final = 3
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS events (
         seq INTEGER PRIMARY KEY,
@@ -51,8 +52,8 @@ _LOOKUP_CHUNK = 500
 
 
 def lookup_key(text: str) -> int:
-    """The 64-bit look-up key of an event id or content hash: the first 8 bytes of its BLAKE2b, signed."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+    """The 64-bit look-up key of an event id or content hash: the first 8 bytes of its SHA-256, signed."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
 
 
 def _version(db: sqlite3.Connection) -> int:
@@ -76,12 +77,16 @@ def _has_events_table(db: sqlite3.Connection) -> bool:
     return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone() is not None
 
 
-def _upgrade(db: sqlite3.Connection) -> None:
-    """Bring a version 1 index to this version in place, inside the caller's transaction.
+def _upgrade(db: sqlite3.Connection, version: int) -> None:
+    """Bring an index of an earlier version to this one in place, inside the caller's transaction.
 
     In place rather than rebuilt, because rebuilding reads every segment, and evicted ones only with their key.
     """
     db.create_function("lookup_key", 1, lookup_key, deterministic=True)
+    if version == 2:
+        db.execute("UPDATE events SET event_key = lookup_key(event_id), content_key = "
+                   "CASE WHEN content_sha256 IS NULL THEN NULL ELSE lookup_key(content_sha256) END")
+        return
     db.execute("ALTER TABLE events RENAME TO events_v1")
     for index in ("events_content", "events_key"):
         db.execute(f"DROP INDEX IF EXISTS {index}")
@@ -135,9 +140,10 @@ class LogIndex:
                             f"rebuilt from the segments")
         db.execute("BEGIN IMMEDIATE")  # two processes opening a new or older index take turns
         try:
-            if _version(db) < SCHEMA_VERSION:  # the other may have done it meanwhile
+            version = _version(db)
+            if version < SCHEMA_VERSION:  # the other may have done it meanwhile
                 if _has_events_table(db):
-                    _upgrade(db)
+                    _upgrade(db, version)
                 for statement in _SCHEMA:
                     db.execute(statement)
             db.execute("COMMIT")
@@ -180,7 +186,12 @@ class LogIndex:
 
     def add(self, entries: Iterable[IndexEntry]) -> None:
         """Add entries inside the current transaction."""
-        self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _with_keys(entries))
+        self.add_rows(_with_keys(entries))
+
+    def add_rows(self, rows: Iterable[Sequence[object]]) -> None:
+        """Add rows inside the current transaction: an IndexEntry's fields, then lookup_key of its event id and of
+        its content hash (None without one)."""
+        self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def known_events(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         """event_id -> (digest, content_sha256) for those ids already in the log."""

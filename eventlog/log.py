@@ -11,7 +11,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -20,9 +20,11 @@ from typing import Any, BinaryIO, NamedTuple, Protocol
 
 import msgspec
 
+from eventlog import native
 from eventlog.canonical import canonical_json
 from eventlog.config import SegmentPolicy
 from eventlog.envelope import (
+    EXCHANGE_ID_NAMESPACE,
     MAX_RECORD_BYTES,
     ExchangeRecord,
     content_bytes,
@@ -40,6 +42,7 @@ from eventlog.events import (
     decode_line,
     encode_event,
     encode_observation,
+    envelope_extras,
     envelope_parts,
     line_hash,
 )
@@ -66,6 +69,7 @@ CHUNK = 2000
 CHUNK_BYTES = 8 * 1024 * 1024
 # An append lists at most this many ids of records whose stated content hash differs from ours, and counts all.
 MAX_LISTED_MISMATCHES = 1000
+_NAMESPACE = EXCHANGE_ID_NAMESPACE.bytes
 
 
 class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,14 +122,27 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
             f"the payload is {len(request_json) + len(response_json):,} bytes, over the {max_bytes:,}-byte limit "
             f"for one inline exchange; store it by reference (response_ref)",
             source=f"record {number}" if number is not None else None, path="$.response")
-    names = encode_names(record)
-    content_hash = hashlib.sha256(content_bytes(record, request_json, response_json, names=names)).hexdigest()
-    observed = format_utc(record.observed_at_utc)
+    records = native.records
+    observed = (records.format_utc(record.observed_at_utc) if records is not None else None) \
+        or format_utc(record.observed_at_utc)
     given = record.exchange_id
-    exchange_id = str(uuid.UUID(given)) if given else derive_exchange_id(content_hash, observed)
+    exchange_id = str(uuid.UUID(given)) if given else None
     redactions = sorted(set(record.redactions_applied).union(paths)) if paths or record.redactions_applied else []
-    head, tail = envelope_parts(record, names, content_sha256=content_hash, exchange_id=exchange_id,
-                                observed_at_utc=observed, redactions=redactions)
+    extras = envelope_extras(record, redactions)
+    assembled = None
+    if records is not None:
+        with suppress(UnicodeEncodeError):  # a lone surrogate in a name: the Python path names it
+            assembled = records.assemble(record.exchange_type, record.entity_type, record.natural_key,
+                                         record.source_system, request_json, response_json, observed, exchange_id,
+                                         *extras, _NAMESPACE)
+    if assembled is not None:
+        exchange_id, content_hash, head, tail = assembled
+    else:
+        names = encode_names(record)
+        content_hash = hashlib.sha256(content_bytes(record, request_json, response_json, names=names)).hexdigest()
+        exchange_id = exchange_id or derive_exchange_id(content_hash, observed)
+        head, tail = envelope_parts(record, names, extras, content_sha256=content_hash, exchange_id=exchange_id,
+                                    observed_at_utc=observed)
     return Prepared(exchange_id, content_hash, observed,
                     exchange_key(record.source_system, record.entity_type, record.natural_key),
                     head, tail, request_json, response_json,
@@ -329,8 +346,8 @@ class EventLog:
                 known = self.index.known_events([p.exchange_id for p in batch if p.exchange_id not in seen])
                 fresh_hashes = list({p.content_sha256 for p in batch} - payloads)
                 payloads.update(self.index.known_contents(fresh_hashes))
-                lines: list[bytes] = []
-                entries: list[IndexEntry] = []
+                fresh: list[Prepared] = []
+                kinds = bytearray()  # per fresh record: 1 for an observed event, 0 for a revisited one
                 for p in batch:
                     if p.exchange_id in seen or p.exchange_id in known:
                         prior = seen[p.exchange_id] if p.exchange_id in seen else known[p.exchange_id][1]
@@ -341,16 +358,11 @@ class EventLog:
                         present += 1
                         continue
                     seen[p.exchange_id] = p.content_sha256
-                    event_type: EventType = "revisited" if p.content_sha256 in payloads else "observed"
+                    is_new = p.content_sha256 not in payloads
                     payloads.add(p.content_sha256)
-                    line, digest = encode_observation(
-                        event_type=event_type, event_id=p.exchange_id, envelope_head=p.head,
-                        envelope_tail=p.tail, request_json=p.request_json, response_json=p.response_json,
-                        origin=self.replica_id, recorded_at_utc=recorded, seq=tail.next_seq, prev=tail.last_hash)
-                    entries.append(self._place(line, event_type, p.exchange_id, digest, p.content_sha256, p.key,
-                                               p.observed_at_utc, recorded))
-                    lines.append(line)
-                    if event_type == "observed":
+                    fresh.append(p)
+                    kinds.append(is_new)
+                    if is_new:
                         observed += 1
                     else:
                         revisited += 1
@@ -359,7 +371,7 @@ class EventLog:
                         mismatch_count += 1
                         if len(mismatches) < MAX_LISTED_MISMATCHES:
                             mismatches.append(p.exchange_id)
-                self._write(lines, entries)
+                self._write_prepared(fresh, bytes(kinds), recorded)
                 if (label := self._seal_within_call()) is not None:
                     sealed.append(label)
         first = first_seq if tail.next_seq > first_seq else None
@@ -389,9 +401,40 @@ class EventLog:
         self._write(lines, entries)
         return len(lines)
 
-    def _place(self, line: bytes, event_type: str, event_id: str, digest: str, content: str | None,
-               key: str | None, observed: str | None, recorded: str) -> IndexEntry:
-        """Advance the tail past one line about to be written; returns its index entry."""
+    def _write_prepared(self, batch: list[Prepared], kinds: bytes, recorded: str) -> None:
+        """Write observations of prepared records: `kinds` has a byte per record, 1 for observed, 0 for revisited."""
+        records = native.records
+        if records is None:
+            lines: list[bytes] = []
+            entries: list[IndexEntry] = []
+            for p, kind in zip(batch, kinds, strict=True):
+                event_type: EventType = "observed" if kind else "revisited"
+                line, digest = encode_observation(
+                    event_type=event_type, event_id=p.exchange_id, envelope_head=p.head, envelope_tail=p.tail,
+                    request_json=p.request_json, response_json=p.response_json, origin=self.replica_id,
+                    recorded_at_utc=recorded, seq=self._tail.next_seq, prev=self._tail.last_hash)
+                entries.append(self._place(line, event_type, p.exchange_id, digest, p.content_sha256, p.key,
+                                           p.observed_at_utc, recorded))
+                lines.append(line)
+            self._write(lines, entries)
+            return
+        if not batch:
+            return
+        tail = self._tail
+        active = self._start_segment(recorded)
+        prev = tail.last_hash
+        data, rows, leaves, tail.last_hash = records.encode_chunk(
+            batch, kinds, self.replica_id, recorded, tail.next_seq, prev, active.first_seq, tail.active_size)
+        tail.next_seq += len(batch)
+        tail.active_size += len(data)
+        if tail.accumulator is not None:
+            tail.accumulator.add_lines(prev=prev, leaves=leaves, observed=[p.observed_at_utc for p in batch],
+                                       recorded=recorded)
+        self._write_data(data)
+        self.index.add_rows(rows)
+
+    def _start_segment(self, recorded: str) -> SegmentName:
+        """The active segment, begun here if there is none; notes the first recorded time of its lines."""
         tail = self._tail
         if tail.active is None:
             tail.active = SegmentName(tail.next_seq, None)
@@ -400,8 +443,15 @@ class EventLog:
             tail.accumulator = SealAccumulator()
         if tail.active_first_recorded is None:
             tail.active_first_recorded = recorded
+        return tail.active
+
+    def _place(self, line: bytes, event_type: str, event_id: str, digest: str, content: str | None,
+               key: str | None, observed: str | None, recorded: str) -> IndexEntry:
+        """Advance the tail past one line about to be written; returns its index entry."""
+        tail = self._tail
+        active = self._start_segment(recorded)
         entry = IndexEntry(tail.next_seq, event_id, event_type, digest, content, key, observed,
-                           tail.active.first_seq, tail.active_size, len(line))
+                           active.first_seq, tail.active_size, len(line))
         tail.active_size += len(line) + 1
         prev, tail.last_hash = tail.last_hash, line_hash(line)
         if tail.accumulator is not None:
@@ -412,17 +462,20 @@ class EventLog:
     def _write(self, lines: list[bytes], entries: list[IndexEntry]) -> None:
         if not lines:
             return
+        self._write_data(b"\n".join(lines) + b"\n")
+        self.index.add(entries)
+
+    def _write_data(self, data: bytes) -> None:
+        """Append whole lines, each with its newline, to the active segment."""
         path = self._tail.active_path
         assert path is not None
         created = not path.exists()
-        data = b"\n".join(lines) + b"\n"
         with open(path, "ab") as handle:
             handle.write(data)
         if self._tail.accumulator is not None:
             self._tail.accumulator.add_bytes(data)
         if created:
             fsync_dir(self.segments_dir)
-        self.index.add(entries)
 
     def _sync(self) -> None:
         path = self._tail.active_path

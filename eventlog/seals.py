@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 
+from eventlog import native
 from eventlog.canonical import canonical_json
 from eventlog.events import GENESIS, decode_line, line_hash
 from eventlog.segments import SegmentName, iter_lines
@@ -37,6 +38,16 @@ class MerkleTree:
             size, digest = left_size + size, hashlib.sha256(b"\x01" + left + digest).digest()
         stack.append((size, digest))
         self._count += 1
+
+    def extend(self, leaves: bytes) -> None:
+        """Add leaves given as concatenated 32-byte line hashes, in order."""
+        records = native.records
+        if records is None:
+            for at in range(0, len(leaves), 32):
+                self.add(leaves[at:at + 32])
+            return
+        records.merkle_extend(self._stack, leaves)
+        self._count += len(leaves) // 32
 
     @property
     def count(self) -> int:
@@ -124,19 +135,28 @@ class SealAccumulator:
 
     def add(self, *, prev: str, line_hash: str, observed: str | None, recorded: str) -> None:
         """Note one line: the hash before it, its own hash, its observed and recorded times."""
+        self.add_lines(prev=prev, leaves=bytes.fromhex(line_hash), observed=[observed], recorded=recorded)
+
+    def add_lines(self, *, prev: str, leaves: bytes, observed: list[str | None], recorded: str) -> None:
+        """Note lines at once: `leaves` are their hashes (32 bytes each, in order), `prev` the hash before the first,
+        `observed` their observed times."""
+        if not leaves:
+            return
         if self.tree.count == 0:
             self.first_prev, self.recorded_from = prev, recorded
-        self.last_hash = line_hash
-        self.tree.add(bytes.fromhex(line_hash))
+        self.last_hash = leaves[-32:].hex()
+        self.tree.extend(leaves)
         if recorded < self.recorded_from:
             self.recorded_from = recorded
         if recorded > self.recorded_to:
             self.recorded_to = recorded
-        if observed is not None:
-            if self.observed_from is None or observed < self.observed_from:
-                self.observed_from = observed
-            if self.observed_to is None or observed > self.observed_to:
-                self.observed_to = observed
+        times = [moment for moment in observed if moment is not None]
+        if times:
+            first, last = min(times), max(times)
+            if self.observed_from is None or first < self.observed_from:
+                self.observed_from = first
+            if self.observed_to is None or last > self.observed_to:
+                self.observed_to = last
 
     def add_bytes(self, data: bytes) -> None:
         """Note bytes written to the file (whole lines with their newlines)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -337,7 +338,7 @@ def test_an_index_of_the_first_version_is_upgraded_in_place(tmp_path: Path) -> N
         assert all(lake.get(event_id) is not None for event_id in wanted)
         assert lake.append([openalex_record(n) for n in range(30)]).already_present == 30
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
         assert [name for name, in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["events"]
         upgraded = db.execute(f"SELECT {COLUMNS} FROM events ORDER BY seq").fetchall()
         keys = db.execute("SELECT event_id, event_key, content_sha256, content_key FROM events").fetchall()
@@ -347,13 +348,40 @@ def test_an_index_of_the_first_version_is_upgraded_in_place(tmp_path: Path) -> N
     assert upgraded == [row if row[0] != 7 else (*row[:6], "kept", *row[7:]) for row in rows]
 
 
+def test_an_index_of_the_second_version_gets_its_keys_again_in_place(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    with Lake.init(root) as lake:
+        lake.append([openalex_record(n) for n in range(30)])
+        wanted = [event.event_id for event in lake.events()]
+    path = root / "log" / "index.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        # Version 2 took its keys from BLAKE2b.
+        db.create_function("blake2b_key", 1, lambda text: int.from_bytes(
+            hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True))
+        db.execute("UPDATE events SET event_key = blake2b_key(event_id), content_key = blake2b_key(content_sha256)")
+        db.execute("UPDATE events SET observed_at_utc = 'kept' WHERE seq = 7")
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+    with Lake.open(root) as lake:
+        assert all(lake.get(event_id) is not None for event_id in wanted)
+        assert lake.append([openalex_record(n) for n in range(30)]).already_present == 30
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        keys = db.execute("SELECT event_id, event_key, content_sha256, content_key FROM events").fetchall()
+        kept = db.execute("SELECT observed_at_utc FROM events WHERE seq = 7").fetchone()[0]
+    assert len(keys) == 30
+    assert all(key == lookup_key(event_id) and content_key == lookup_key(content)
+               for event_id, key, content, content_key in keys)
+    assert kept == "kept"  # updated in place, not rebuilt from the segments
+
+
 def test_an_index_newer_than_this_release_is_refused_in_one_sentence(tmp_path: Path) -> None:
     root = tmp_path / "lake"
     Lake.init(root).close()
     with closing(sqlite3.connect(root / "log" / "index.sqlite")) as db:
         db.execute("PRAGMA user_version = 9")
     with pytest.raises(LakeError, match=r"index\.sqlite is version 9 of the index, newer than this release reads "
-                                        r"\(2\); use a release that reads it, or delete the file"):
+                                        r"\(3\); use a release that reads it, or delete the file"):
         Lake.open(root)
 
 
@@ -363,7 +391,7 @@ def test_index_lookups_check_the_full_text_behind_a_shared_key(tmp_path: Path) -
         lake.append([openalex_record(1), openalex_record(2)])
         first, second = list(lake.events())
     assert second.content_sha256 != first.content_sha256
-    # Give the second event the first one's keys, as a collision of their BLAKE2b prefixes would.
+    # Give the second event the first one's keys, as a collision of their SHA-256 prefixes would.
     with closing(sqlite3.connect(root / "log" / "index.sqlite")) as db:
         db.execute("UPDATE events SET event_key = ?, content_key = ? WHERE seq = 2",
                    (lookup_key(first.event_id), lookup_key(first.content_sha256 or "")))
