@@ -9,6 +9,9 @@
  *
  * has_userinfo: whether a URL in a bytes object carries a password (scheme://user:password@), as the pre-filter's
  * regex for it finds.
+ *
+ * plain_floats: the proof walk of canonical_json's fast path (eventlog/canonical.py, _plain_floats): whether a
+ * value is made of exact JSON types only, and its floats.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -255,8 +258,113 @@ has_userinfo(PyObject *module, PyObject *arg)
     return PyBool_FromLong(found);
 }
 
+PyDoc_STRVAR(plain_floats_doc,
+"plain_floats(value, keys_at_risk, limit, /)\n--\n\n"
+"The floats in `value` (in no set order) if it is made of exact dict (with exact str keys), list, tuple, str, int,\n"
+"bool, None and float only; None if anything else is in it, if `keys_at_risk` and a key has a character at or\n"
+"above U+E000, or past `limit` floats. The walk goes a level at a time, so depth costs no C stack.");
+
+/* 1: nothing to refuse so far; 0: refused. */
+static int
+note_scalar_or_push(PyObject *item, PyObject *floats, PyObject *next, Py_ssize_t limit)
+{
+    PyTypeObject *type = Py_TYPE(item);
+    if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type || item == Py_None) {
+        return 1;
+    }
+    if (type == &PyFloat_Type) {
+        if (PyList_Append(floats, item) < 0) {
+            return -1;
+        }
+        return PyList_GET_SIZE(floats) <= limit;
+    }
+    if (type == &PyDict_Type || type == &PyList_Type || type == &PyTuple_Type) {
+        return PyList_Append(next, item) < 0 ? -1 : 1;
+    }
+    return 0;
+}
+
+static int
+high_key(PyObject *key)
+{
+    if (PyUnicode_MAX_CHAR_VALUE(key) < 0xE000) {
+        return 0;
+    }
+    int kind = PyUnicode_KIND(key);
+    const void *data = PyUnicode_DATA(key);
+    for (Py_ssize_t i = 0, n = PyUnicode_GET_LENGTH(key); i < n; i++) {
+        if (PyUnicode_READ(kind, data, i) >= 0xE000) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+plain_floats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "plain_floats() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int keys_at_risk = PyObject_IsTrue(args[1]);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (keys_at_risk < 0 || (limit == -1 && PyErr_Occurred())) {
+        return NULL;
+    }
+    PyObject *floats = PyList_New(0);
+    PyObject *level = PyList_New(0);
+    if (floats == NULL || level == NULL) {
+        goto failed;
+    }
+    int ok = note_scalar_or_push(args[0], floats, level, limit);
+    while (ok == 1 && PyList_GET_SIZE(level) > 0) {
+        PyObject *next = PyList_New(0);
+        if (next == NULL) {
+            goto failed;
+        }
+        for (Py_ssize_t i = 0; ok == 1 && i < PyList_GET_SIZE(level); i++) {
+            PyObject *item = PyList_GET_ITEM(level, i);
+            if (PyDict_CheckExact(item)) {
+                Py_ssize_t position = 0;
+                PyObject *key, *value;
+                while (ok == 1 && PyDict_Next(item, &position, &key, &value)) {
+                    if (!PyUnicode_CheckExact(key) || (keys_at_risk && high_key(key))) {
+                        ok = 0;
+                    }
+                    else {
+                        ok = note_scalar_or_push(value, floats, next, limit);
+                    }
+                }
+            }
+            else {
+                PyObject **items = PySequence_Fast_ITEMS(item);  /* an exact list or tuple */
+                Py_ssize_t count = PySequence_Fast_GET_SIZE(item);
+                for (Py_ssize_t k = 0; ok == 1 && k < count; k++) {
+                    ok = note_scalar_or_push(items[k], floats, next, limit);
+                }
+            }
+        }
+        Py_SETREF(level, next);
+    }
+    if (ok < 0) {
+        goto failed;
+    }
+    Py_DECREF(level);
+    if (ok == 0) {
+        Py_DECREF(floats);
+        Py_RETURN_NONE;
+    }
+    return floats;
+failed:
+    Py_XDECREF(floats);
+    Py_XDECREF(level);
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
     {"has_userinfo", has_userinfo, METH_O, has_userinfo_doc},
+    {"plain_floats", (PyCFunction)(void (*)(void))plain_floats, METH_FASTCALL, plain_floats_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -7,10 +7,11 @@ their exact decimal digits. `parse_json` reads strict JSON and refuses what has 
 Speed comes from msgspec. Its sorted output equals JCS except in four places: float layout, NaN and Infinity
 (written as null), key order between U+E000..U+FFFF and characters above U+FFFF, and the types it encodes natively
 that JSON lacks (datetime, UUID, bytes, sets, Structs, ...). The fast path encodes with msgspec, then proves the
-output right: a level-by-level walk in C (gc.get_referents and map(type, ...)) shows that the value holds only
-exact JSON types and collects its floats, whose msgspec layout is checked in one more encode; the few documents
-with floats to lay out are decoded once with a float hook and encoded again. Whatever cannot be proven goes
-through the exact path, a Python walk that is the reference and names the JSON path of any value it refuses.
+output right: a level-by-level walk (in eventlog/_speedups.c where it is built, else with gc.get_referents and
+map(type, ...)) shows that the value holds only exact JSON types and collects its floats, whose msgspec layout is
+checked in one more encode; the few documents with floats to lay out are decoded once with a float hook and
+encoded again. Whatever cannot be proven goes through the exact path, a Python walk that is the reference and
+names the JSON path of any value it refuses.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from typing import Any, Final
 import msgspec
 
 from eventlog.errors import CanonicalError, InputError
+
+try:
+    from eventlog import _speedups
+except ImportError:  # built without a C compiler: the walk runs in Python
+    _speedups = None  # type: ignore[assignment]
 
 __all__ = ["canonical_json", "format_path", "parse_json"]
 
@@ -157,7 +163,8 @@ def _canonical_fast(value: object) -> bytes | None:
         b"\xf0" in out or b"\xf1" in out or b"\xf2" in out or b"\xf3" in out or b"\xf4" in out)
     if not keys_at_risk and type(value) is dict and {*map(type, value), *map(type, value.values())} == _STR:
         return out  # string keys and values (headers, provenance): nothing for the walk to find
-    floats = _plain_floats(value, keys_at_risk)
+    floats = _plain_floats(value, keys_at_risk) if _speedups is None else \
+        _speedups.plain_floats(value, keys_at_risk, _MANY_FLOATS)
     if floats is None:
         return None
     if not floats:

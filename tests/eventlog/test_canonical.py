@@ -20,6 +20,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eventlog import canonical
 from eventlog.canonical import _canonical_exact, canonical_json, format_path, parse_json
 from eventlog.errors import CanonicalError, InputError
 
@@ -60,6 +61,14 @@ def test_matches_rfc8785(value: Any) -> None:
     expected = rfc8785.dumps(value)
     assert canonical_json(value) == expected
     assert _canonical_exact(value) == expected  # the reference path on its own, whatever the fast path did
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_matches_rfc8785_with_the_walk_in_python(value: Any) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(canonical, "_speedups", None)  # as without a C compiler
+        assert canonical_json(value) == rfc8785.dumps(value)
 
 
 @settings(max_examples=150, deadline=None)

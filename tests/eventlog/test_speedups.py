@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 
+import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from eventlog.canonical import _MANY_FLOATS, _plain_floats
 from eventlog.prefilter import userinfo_by_regex
 
 try:
@@ -85,3 +87,44 @@ def test_has_userinfo_agrees_with_the_regex(blob: bytes) -> None:
 ])
 def test_has_userinfo_examples(blob: bytes, expected: bool) -> None:
     assert _speedups.has_userinfo(blob) is expected is userinfo_by_regex(blob)
+
+
+class Number(int):
+    pass
+
+
+_leaves = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3)
+           | st.sampled_from([Number(3), "x", 1.5, b"bytes", {1, 2}, 2.5j]))
+_keys = st.text(max_size=3) | st.sampled_from(["\ue000", "a\U0001f600", "\uffff", "\ud7ff"])
+_values = st.recursive(
+    _leaves,
+    lambda inner: (st.lists(inner, max_size=5) | st.lists(inner, max_size=3).map(tuple)
+                   | st.dictionaries(_keys, inner, max_size=4)
+                   | st.dictionaries(st.integers(0, 3), inner, min_size=1, max_size=2)
+                   | st.lists(st.floats(), min_size=30, max_size=40)),
+    max_leaves=30)
+
+
+@settings(max_examples=800, deadline=None)
+@given(value=_values, keys_at_risk=st.booleans())
+def test_plain_floats_walks_as_the_python_walk_does(value: object, keys_at_risk: bool) -> None:
+    try:  # the walk's precondition: msgspec encoded the value (so its keys are strings)
+        msgspec.json.encode(value, order="sorted")
+    except (TypeError, ValueError, OverflowError):
+        assume(False)
+    expected = _plain_floats(value, keys_at_risk)
+    got = _speedups.plain_floats(value, keys_at_risk, _MANY_FLOATS)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None
+        assert sorted(map(repr, got)) == sorted(map(repr, expected))
+
+
+def test_plain_floats_goes_deep_without_the_c_stack() -> None:
+    value: object = [1.5]
+    for _ in range(200_000):
+        value = [value]
+    assert _speedups.plain_floats(value, False, 32) == [1.5]
+    with pytest.raises(TypeError, match=r"takes 3 arguments \(2 given\)"):
+        _speedups.plain_floats(value, False)  # type: ignore[call-arg]
