@@ -161,10 +161,12 @@ def _canonical_fast(value: object) -> bytes | None:
     # or EF) and characters above U+FFFF (lead bytes F0..F4); with both present the keys need a look.
     keys_at_risk = not out.isascii() and (b"\xee" in out or b"\xef" in out) and (
         b"\xf0" in out or b"\xf1" in out or b"\xf2" in out or b"\xf3" in out or b"\xf4" in out)
-    if not keys_at_risk and type(value) is dict and {*map(type, value), *map(type, value.values())} == _STR:
+    if _speedups is not None:
+        floats = _speedups.plain_floats(value, keys_at_risk, _MANY_FLOATS)
+    elif not keys_at_risk and type(value) is dict and {*map(type, value), *map(type, value.values())} == _STR:
         return out  # string keys and values (headers, provenance): nothing for the walk to find
-    floats = _plain_floats(value, keys_at_risk) if _speedups is None else \
-        _speedups.plain_floats(value, keys_at_risk, _MANY_FLOATS)
+    else:
+        floats = _plain_floats(value, keys_at_risk)
     if floats is None:
         return None
     if not floats:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+from eventlog import native
 from eventlog.errors import LakeError
 
 # Version 1 had a UNIQUE text index on event_id and an index on content_sha256 text; version 2 has the keys, from
@@ -67,7 +68,8 @@ def select_by_keys(db: sqlite3.Connection, query: str, texts: Iterable[str],
     At most _LOOKUP_CHUNK keys go in one query. A shared key may bring rows of other texts along: callers check the
     full text.
     """
-    keys = [lookup_key(text) for text in texts]
+    key = lookup_key if native.records is None else native.records.lookup_key
+    keys = [key(text) for text in texts]
     for start in range(0, len(keys), _LOOKUP_CHUNK):
         chunk = keys[start:start + _LOOKUP_CHUNK]
         yield from db.execute(query.format(keys=",".join("?" * len(chunk))), (*chunk, *params))
