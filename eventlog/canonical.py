@@ -20,7 +20,7 @@ import gc
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -161,8 +161,8 @@ def _canonical_fast(value: object) -> bytes | None:
     # or EF) and characters above U+FFFF (lead bytes F0..F4); with both present the keys need a look.
     keys_at_risk = not out.isascii() and (b"\xee" in out or b"\xef" in out) and (
         b"\xf0" in out or b"\xf1" in out or b"\xf2" in out or b"\xf3" in out or b"\xf4" in out)
-    if _speedups is not None:
-        floats = _speedups.plain_floats(value, keys_at_risk, _MANY_FLOATS)
+    if _c_walk is not None:
+        floats = _c_walk(value, keys_at_risk, _MANY_FLOATS)
     elif not keys_at_risk and type(value) is dict and {*map(type, value), *map(type, value.values())} == _STR:
         return out  # string keys and values (headers, provenance): nothing for the walk to find
     else:
@@ -180,6 +180,8 @@ def _canonical_fast(value: object) -> bytes | None:
 
 
 _STR: Final = {str}
+_c_walk: Callable[[object, bool, int], list[float] | None] | None = None if _speedups is None else \
+    _speedups.plain_floats
 _JSON_TYPES: Final = frozenset({dict, list, tuple, str, int, bool, type(None), float})
 _HIGH_KEY: Final = re.compile("[\ue000-\U0010ffff]")
 

@@ -67,7 +67,7 @@ def test_matches_rfc8785(value: Any) -> None:
 @given(json_values)
 def test_matches_rfc8785_with_the_walk_in_python(value: Any) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(canonical, "_speedups", None)  # as without a C compiler
+        patch.setattr(canonical, "_c_walk", None)  # as without a C compiler
         assert canonical_json(value) == rfc8785.dumps(value)
 
 
