@@ -11,9 +11,11 @@
  * regex for it finds.
  *
  * plain_floats: the proof walk of canonical_json's fast path (eventlog/canonical.py, _plain_floats): whether a
- * value is made of exact JSON types only, and its floats.
+ * value is made of exact JSON types only, and its floats. canonical_fast: that whole fast path (_canonical_fast)
+ * in one call.
  */
 
+#define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -300,24 +302,16 @@ high_key(PyObject *key)
     return 0;
 }
 
+/* The floats of `value`, a new list, or None (a new reference) when the walk refuses it; NULL on error. */
 static PyObject *
-plain_floats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+walk_floats(PyObject *value, int keys_at_risk, Py_ssize_t limit)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "plain_floats() takes 3 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    int keys_at_risk = PyObject_IsTrue(args[1]);
-    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
-    if (keys_at_risk < 0 || (limit == -1 && PyErr_Occurred())) {
-        return NULL;
-    }
     PyObject *floats = PyList_New(0);
     PyObject *level = PyList_New(0);
     if (floats == NULL || level == NULL) {
         goto failed;
     }
-    int ok = note_scalar_or_push(args[0], floats, level, limit);
+    int ok = note_scalar_or_push(value, floats, level, limit);
     while (ok == 1 && PyList_GET_SIZE(level) > 0) {
         PyObject *next = PyList_New(0);
         if (next == NULL) {
@@ -327,13 +321,13 @@ plain_floats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyObject *item = PyList_GET_ITEM(level, i);
             if (PyDict_CheckExact(item)) {
                 Py_ssize_t position = 0;
-                PyObject *key, *value;
-                while (ok == 1 && PyDict_Next(item, &position, &key, &value)) {
+                PyObject *key, *child;
+                while (ok == 1 && PyDict_Next(item, &position, &key, &child)) {
                     if (!PyUnicode_CheckExact(key) || (keys_at_risk && high_key(key))) {
                         ok = 0;
                     }
                     else {
-                        ok = note_scalar_or_push(value, floats, next, limit);
+                        ok = note_scalar_or_push(child, floats, next, limit);
                     }
                 }
             }
@@ -362,9 +356,130 @@ failed:
     return NULL;
 }
 
+static PyObject *
+plain_floats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "plain_floats() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int keys_at_risk = PyObject_IsTrue(args[1]);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (keys_at_risk < 0 || (limit == -1 && PyErr_Occurred())) {
+        return NULL;
+    }
+    return walk_floats(args[0], keys_at_risk, limit);
+}
+
+/* Code point order (msgspec) and UTF-16 order (JCS) differ only between U+E000..U+FFFF (UTF-8 lead byte EE or
+ * EF) and characters above U+FFFF (lead bytes F0..F4); with both in the output, the keys need a look. */
+static int
+keys_at_risk_in(const unsigned char *data, Py_ssize_t size)
+{
+    int bmp_high = 0, astral = 0;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = data[i];
+        if (c >= 0xEE) {
+            if (c <= 0xEF) {
+                bmp_high = 1;
+            }
+            else if (c <= 0xF4) {
+                astral = 1;
+            }
+            if (bmp_high && astral) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int
+contains(const char *data, Py_ssize_t size, const char *needle)
+{
+    size_t length = strlen(needle);
+    return size >= (Py_ssize_t)length && memmem(data, (size_t)size, needle, length) != NULL;
+}
+
+PyDoc_STRVAR(canonical_fast_doc,
+"canonical_fast(value, encode, limit, /)\n--\n\n"
+"canonical_json's fast path (eventlog/canonical.py, _canonical_fast) in one call: `encode` is msgspec's sorted\n"
+"encoder's encode. Returns its output where that is proven to be RFC 8785, a 1-tuple holding it where only its\n"
+"float tokens need another layout, or None where the exact path must decide.");
+
+static PyObject *
+canonical_fast(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "canonical_fast() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *value = args[0], *encode = args[1];
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *out = PyObject_CallOneArg(encode, value);
+    if (out == NULL) {
+        /* An unsupported type, a non-string key, a lone surrogate, a cycle: the exact path explains it. */
+        if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        return NULL;
+    }
+    if (!PyBytes_Check(out)) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_TypeError, "encode must return bytes");
+        return NULL;
+    }
+    int at_risk = keys_at_risk_in((const unsigned char *)PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out));
+    PyObject *floats = walk_floats(value, at_risk, limit);
+    if (floats == NULL || floats == Py_None || PyList_GET_SIZE(floats) == 0) {
+        if (floats == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        int refused = floats == Py_None;
+        Py_DECREF(floats);
+        if (refused) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        return out;
+    }
+    PyObject *tokens = PyObject_CallOneArg(encode, floats);
+    Py_DECREF(floats);
+    if (tokens == NULL || !PyBytes_Check(tokens)) {
+        Py_XDECREF(tokens);
+        Py_DECREF(out);
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "encode must return bytes");
+        }
+        return NULL;
+    }
+    const char *text = PyBytes_AS_STRING(tokens);
+    Py_ssize_t size = PyBytes_GET_SIZE(tokens);
+    int nan_or_infinity = contains(text, size, "null");
+    /* Fixed notation without ".0" is already the ECMAScript layout (see _jcs_float). */
+    int relayout = contains(text, size, "e") || contains(text, size, ".0,") || contains(text, size, ".0]");
+    Py_DECREF(tokens);
+    if (nan_or_infinity) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    if (!relayout) {
+        return out;
+    }
+    PyObject *pending = PyTuple_Pack(1, out);
+    Py_DECREF(out);
+    return pending;
+}
+
 static PyMethodDef module_methods[] = {
     {"has_userinfo", has_userinfo, METH_O, has_userinfo_doc},
     {"plain_floats", (PyCFunction)(void (*)(void))plain_floats, METH_FASTCALL, plain_floats_doc},
+    {"canonical_fast", (PyCFunction)(void (*)(void))canonical_fast, METH_FASTCALL, canonical_fast_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -29,12 +29,13 @@ from eventlog.errors import CanonicalError, InputError
 
 try:
     from eventlog import _speedups
-except ImportError:  # built without a C compiler: the walk runs in Python
+except ImportError:  # built without a C compiler: the fast path runs in Python
     _speedups = None  # type: ignore[assignment]
 
 __all__ = ["canonical_json", "format_path", "parse_json"]
 
 _SORTED: Final = msgspec.json.Encoder(order="sorted")
+_ENCODE_SORTED: Final = _SORTED.encode
 _DECODE: Final = msgspec.json.decode
 
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -147,12 +148,19 @@ def canonical_json(value: object) -> bytes:
             pass
     elif kind is int or kind is bool or value is None:
         return _SORTED.encode(value)
-    out = _canonical_fast(value)
+    if _c_fast is None:
+        out = _canonical_fast(value)
+    else:
+        found = _c_fast(value, _ENCODE_SORTED, _MANY_FLOATS)
+        out = _relayout(found[0]) if isinstance(found, tuple) else found
     return out if out is not None else _canonical_exact(value)
 
 
 def _canonical_fast(value: object) -> bytes | None:
-    """msgspec's sorted encoding where it is proven to equal JCS (float tokens relaid), else None."""
+    """msgspec's sorted encoding where it is proven to equal JCS (float tokens relaid), else None.
+
+    eventlog/_speedups.c has the same in one call (canonical_fast), which canonical_json takes where it is built.
+    """
     try:
         out = _SORTED.encode(value)
     except Exception:  # unsupported type, non-string key, lone surrogate, cycle: the exact path explains it
@@ -161,12 +169,9 @@ def _canonical_fast(value: object) -> bytes | None:
     # or EF) and characters above U+FFFF (lead bytes F0..F4); with both present the keys need a look.
     keys_at_risk = not out.isascii() and (b"\xee" in out or b"\xef" in out) and (
         b"\xf0" in out or b"\xf1" in out or b"\xf2" in out or b"\xf3" in out or b"\xf4" in out)
-    if _c_walk is not None:
-        floats = _c_walk(value, keys_at_risk, _MANY_FLOATS)
-    elif not keys_at_risk and type(value) is dict and {*map(type, value), *map(type, value.values())} == _STR:
+    if not keys_at_risk and type(value) is dict and {*map(type, value), *map(type, value.values())} == _STR:
         return out  # string keys and values (headers, provenance): nothing for the walk to find
-    else:
-        floats = _plain_floats(value, keys_at_risk)
+    floats = _plain_floats(value, keys_at_risk)
     if floats is None:
         return None
     if not floats:
@@ -180,8 +185,9 @@ def _canonical_fast(value: object) -> bytes | None:
 
 
 _STR: Final = {str}
-_c_walk: Callable[[object, bool, int], list[float] | None] | None = None if _speedups is None else \
-    _speedups.plain_floats
+# canonical_fast of eventlog/_speedups.c: returns the output, a 1-tuple of output to relay out, or None.
+_c_fast: Callable[[object, Callable[[object], bytes], int], bytes | tuple[bytes] | None] | None = (
+    None if _speedups is None else _speedups.canonical_fast)
 _JSON_TYPES: Final = frozenset({dict, list, tuple, str, int, bool, type(None), float})
 _HIGH_KEY: Final = re.compile("[\ue000-\U0010ffff]")
 

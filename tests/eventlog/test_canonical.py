@@ -65,9 +65,9 @@ def test_matches_rfc8785(value: Any) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(json_values)
-def test_matches_rfc8785_with_the_walk_in_python(value: Any) -> None:
+def test_matches_rfc8785_with_the_fast_path_in_python(value: Any) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(canonical, "_c_walk", None)  # as without a C compiler
+        patch.setattr(canonical, "_c_fast", None)  # as without a C compiler
         assert canonical_json(value) == rfc8785.dumps(value)
 
 

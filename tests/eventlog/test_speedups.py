@@ -128,3 +128,26 @@ def test_plain_floats_goes_deep_without_the_c_stack() -> None:
     assert _speedups.plain_floats(value, False, 32) == [1.5]
     with pytest.raises(TypeError, match=r"takes 3 arguments \(2 given\)"):
         _speedups.plain_floats(value, False)  # type: ignore[call-arg]
+
+
+def test_canonical_fast_leaves_to_the_exact_path_what_it_cannot_prove() -> None:
+    encode = msgspec.json.Encoder(order="sorted").encode
+    assert _speedups.canonical_fast({"b": [1, "x"], "a": None}, encode, 32) == b'{"a":null,"b":[1,"x"]}'
+    assert _speedups.canonical_fast({"a": 1e21}, encode, 32) == (b'{"a":1e21}',)  # a float to lay out again
+    assert _speedups.canonical_fast({"a": 2.5}, encode, 32) == b'{"a":2.5}'
+    assert _speedups.canonical_fast([float("nan")], encode, 32) is None
+    assert _speedups.canonical_fast([Number(1)], encode, 32) is None
+    assert _speedups.canonical_fast({1: 2}, encode, 32) is None  # msgspec refuses it: the exact path names it
+    assert _speedups.canonical_fast([0.5] * 33, encode, 32) is None
+
+
+def test_canonical_fast_passes_on_what_is_not_an_error_of_the_value() -> None:
+    def interrupted(value: object) -> bytes:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _speedups.canonical_fast([1], interrupted, 32)
+    with pytest.raises(TypeError, match="encode must return bytes"):
+        _speedups.canonical_fast([1], lambda value: "text", 32)  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match=r"takes 3 arguments \(1 given\)"):
+        _speedups.canonical_fast([1])  # type: ignore[call-arg]
