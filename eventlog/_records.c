@@ -224,47 +224,197 @@ join_pieces(const Piece *pieces, int count)
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */
-/* assemble */
+/* prepare_record */
 
-PyDoc_STRVAR(assemble_doc,
-"assemble(exchange_type, entity_type, natural_key, source_system, request_json, response_json, observed_at_utc,\n"
-"         exchange_id, provenance_json, redactions_json, response_ref_json, schema_version_json, tags_json,\n"
-"         namespace, /)\n--\n\n"
-"(exchange_id, content_sha256, head, tail) of a redacted record, as eventlog.log.prepare computes them: the\n"
-"content hash, the exchange id (given, or uuid5 in `namespace` of content hash and observed time) and the\n"
-"envelope's canonical JSON around its payload keys.");
+/* What prepare_record calls back into Python for, set once by set_helpers. */
+static PyObject *helper_canonical;      /* eventlog.canonical.canonical_json */
+static PyObject *helper_to_builtins;    /* msgspec.to_builtins, for a ResponseRef */
+static PyObject *helper_normalize_id;   /* str(uuid.UUID(text)) */
+static PyObject *helper_format_utc;     /* eventlog.envelope.format_utc, for times not in datetime.UTC */
+static PyObject *helper_namespace;      /* bytes of the uuid5 namespace of derived exchange ids */
+static PyTypeObject *helper_prepared;   /* eventlog.log.Prepared, a tuple subclass */
+
+PyDoc_STRVAR(set_helpers_doc,
+"set_helpers(canonical_json, to_builtins, normalize_id, format_utc, namespace, prepared_type, /)\n--\n\n"
+"What prepare_record calls back into Python for; eventlog.log sets them once.");
 
 static PyObject *
-assemble(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+set_helpers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 14) {
-        PyErr_Format(PyExc_TypeError, "assemble() takes 14 arguments (%zd given)", nargs);
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "set_helpers() takes 6 arguments (%zd given)", nargs);
         return NULL;
     }
-    Piece exchange_type, request, response, observed, provenance, redactions, ref, schema, tags, namespace;
-    if (utf8_of(args[0], "exchange_type", &exchange_type) < 0 || bytes_of(args[4], "request_json", &request) < 0
-        || bytes_of(args[5], "response_json", &response) < 0 || utf8_of(args[6], "observed_at_utc", &observed) < 0
-        || bytes_of(args[8], "provenance_json", &provenance) < 0
-        || bytes_of(args[9], "redactions_json", &redactions) < 0
-        || bytes_of(args[10], "response_ref_json", &ref) < 0 || bytes_of(args[11], "schema_version_json", &schema) < 0
-        || bytes_of(args[12], "tags_json", &tags) < 0 || bytes_of(args[13], "namespace", &namespace) < 0) {
+    if (!PyBytes_Check(args[4]) || !PyType_Check(args[5])
+        || !PyType_IsSubtype((PyTypeObject *)args[5], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "namespace must be bytes and prepared_type a tuple subclass");
         return NULL;
     }
-    if (args[7] != Py_None && !PyUnicode_Check(args[7])) {
-        PyErr_SetString(PyExc_TypeError, "exchange_id must be a str or None");
+    Py_XSETREF(helper_canonical, Py_NewRef(args[0]));
+    Py_XSETREF(helper_to_builtins, Py_NewRef(args[1]));
+    Py_XSETREF(helper_normalize_id, Py_NewRef(args[2]));
+    Py_XSETREF(helper_format_utc, Py_NewRef(args[3]));
+    Py_XSETREF(helper_namespace, Py_NewRef(args[4]));
+    Py_XSETREF(helper_prepared, (PyTypeObject *)Py_NewRef(args[5]));
+    Py_RETURN_NONE;
+}
+
+/* format_utc of a datetime whose tzinfo is datetime.UTC; None (a new reference) for any other value. */
+static PyObject *
+utc_text_in_c(PyObject *moment)
+{
+    if (!PyDateTime_Check(moment) || PyDateTime_DATE_GET_TZINFO(moment) != PyDateTime_TimeZone_UTC) {
+        Py_RETURN_NONE;
+    }
+    char text[32];
+    int size = snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", PyDateTime_GET_YEAR(moment),
+                        PyDateTime_GET_MONTH(moment), PyDateTime_GET_DAY(moment), PyDateTime_DATE_GET_HOUR(moment),
+                        PyDateTime_DATE_GET_MINUTE(moment), PyDateTime_DATE_GET_SECOND(moment),
+                        PyDateTime_DATE_GET_MICROSECOND(moment));
+    return PyUnicode_FromStringAndSize(text, size);
+}
+
+/* The UTC time text of a datetime: in C when its tzinfo is datetime.UTC, else by eventlog.envelope.format_utc. */
+static PyObject *
+utc_text(PyObject *moment)
+{
+    PyObject *text = utc_text_in_c(moment);
+    if (text != Py_None) {
+        return text;
+    }
+    Py_DECREF(text);
+    return PyObject_CallOneArg(helper_format_utc, moment);
+}
+
+/* Canonical JSON of an envelope field: `empty` when the value is empty (or None), else canonical_json of it. */
+static PyObject *
+field_json(PyObject *value, const char *empty, int as_list)
+{
+    if (value == Py_None || (PyObject_Length(value) == 0 && !PyErr_Occurred())) {
+        return PyBytes_FromString(empty);
+    }
+    if (PyErr_Occurred()) {
         return NULL;
     }
-    PyObject *result = NULL;
+    if (!as_list) {
+        return PyObject_CallOneArg(helper_canonical, value);
+    }
+    PyObject *list = PySequence_List(value);
+    if (list == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyObject_CallOneArg(helper_canonical, list);
+    Py_DECREF(list);
+    return result;
+}
+
+static PyObject *
+response_ref_json(PyObject *ref)
+{
+    if (ref == Py_None) {
+        return PyBytes_FromString("null");
+    }
+    PyObject *plain = PyObject_CallOneArg(helper_to_builtins, ref);
+    if (plain == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyObject_CallOneArg(helper_canonical, plain);
+    Py_DECREF(plain);
+    return result;
+}
+
+static PyObject *
+bytes_or_fail(PyObject *object, const char *what)
+{
+    if (object != NULL && !PyBytes_Check(object)) {
+        PyErr_Format(PyExc_TypeError, "%s did not encode to bytes", what);
+        Py_DECREF(object);
+        return NULL;
+    }
+    return object;
+}
+
+PyDoc_STRVAR(prepare_record_doc,
+"prepare_record(record, request_json, response_json, redactions, redacted, /)\n--\n\n"
+"The Prepared of a redacted ExchangeRecord, as eventlog.log.prepare makes it after encoding and redaction:\n"
+"`redactions` is the sorted list the envelope states, `redacted` whether this redaction changed anything.\n"
+"Raises UnicodeEncodeError for a lone surrogate in a name, which the Python path then names.");
+
+enum { F_OBSERVED, F_ID, F_PROVENANCE, F_REF, F_SCHEMA, F_TAGS, F_TYPE, F_ENTITY, F_NATURAL, F_SOURCE, F_GIVEN_HASH,
+       F_COUNT };
+static const char *const field_names[F_COUNT] = {
+    "observed_at_utc", "exchange_id", "provenance", "response_ref", "schema_version", "tags", "exchange_type",
+    "entity_type", "natural_key", "source_system", "content_sha256",
+};
+static PyObject *field_strings[F_COUNT];
+
+static PyObject *
+prepare_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "prepare_record() takes 5 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (helper_prepared == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "set_helpers() has not been called");
+        return NULL;
+    }
+    PyObject *record = args[0];
+    Piece request, response, namespace = {PyBytes_AS_STRING(helper_namespace), PyBytes_GET_SIZE(helper_namespace)};
+    if (bytes_of(args[1], "request_json", &request) < 0 || bytes_of(args[2], "response_json", &response) < 0) {
+        return NULL;
+    }
+    int redacted = PyObject_IsTrue(args[4]);
+    if (redacted < 0) {
+        return NULL;
+    }
+    PyObject *field[F_COUNT] = {NULL};
+    PyObject *observed = NULL, *id_text = NULL, *extra[5] = {NULL}, *result = NULL;
     Piece entity = {NULL, 0}, natural = {NULL, 0}, source = {NULL, 0};
-    entity.data = encode_name(args[1], "entity_type", 0, &entity.size);
+    for (int i = 0; i < F_COUNT; i++) {
+        field[i] = PyObject_GetAttr(record, field_strings[i]);
+        if (field[i] == NULL) {
+            goto done;
+        }
+    }
+    /* In the order of the Python path, so that the same problem is reported first. */
+    observed = utc_text(field[F_OBSERVED]);
+    if (observed == NULL) {
+        goto done;
+    }
+    if (field[F_ID] != Py_None && PyObject_IsTrue(field[F_ID]) == 1) {
+        id_text = PyObject_CallOneArg(helper_normalize_id, field[F_ID]);
+        if (id_text == NULL) {
+            goto done;
+        }
+    }
+    extra[0] = bytes_or_fail(field_json(field[F_PROVENANCE], "{}", 0), "provenance");
+    extra[1] = extra[0] ? bytes_or_fail(field_json(args[3], "[]", 0), "redactions_applied") : NULL;
+    extra[2] = extra[1] ? bytes_or_fail(response_ref_json(field[F_REF]), "response_ref") : NULL;
+    extra[3] = extra[2] ? bytes_or_fail(PyObject_CallOneArg(helper_canonical, field[F_SCHEMA]), "schema_version")
+                        : NULL;
+    extra[4] = extra[3] ? bytes_or_fail(field_json(field[F_TAGS], "[]", 1), "tags") : NULL;
+    if (extra[4] == NULL) {
+        goto done;
+    }
+    Piece exchange_type, observed_text, provenance, redactions, ref, schema, tags;
+    if (utf8_of(field[F_TYPE], "exchange_type", &exchange_type) < 0 || utf8_of(observed, "observed", &observed_text) < 0) {
+        goto done;
+    }
+    bytes_of(extra[0], "", &provenance);
+    bytes_of(extra[1], "", &redactions);
+    bytes_of(extra[2], "", &ref);
+    bytes_of(extra[3], "", &schema);
+    bytes_of(extra[4], "", &tags);
+    entity.data = encode_name(field[F_ENTITY], "entity_type", 0, &entity.size);
     if (entity.data == NULL) {
         goto done;
     }
-    natural.data = encode_name(args[2], "natural_key", 1, &natural.size);
+    natural.data = encode_name(field[F_NATURAL], "natural_key", 1, &natural.size);
     if (natural.data == NULL) {
         goto done;
     }
-    source.data = encode_name(args[3], "source_system", 0, &source.size);
+    source.data = encode_name(field[F_SOURCE], "source_system", 0, &source.size);
     if (source.data == NULL) {
         goto done;
     }
@@ -283,10 +433,10 @@ assemble(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
     char derived[36];
     Piece exchange_id;
-    if (args[7] == Py_None) {
+    if (id_text == NULL) {
         /* uuid5: SHA-1 of the namespace's bytes and the name, version nibble 5, variant bits 10 (RFC 4122). */
         unsigned char sha1[20];
-        Piece name[] = {namespace, {content_hex, 64}, LITERAL("|"), observed};
+        Piece name[] = {namespace, {content_hex, 64}, LITERAL("|"), observed_text};
         if (digest_pieces(sha1_md, name, 4, sha1) < 0) {
             goto done;
         }
@@ -301,33 +451,61 @@ assemble(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             *out++ = hex_digits[sha1[i] & 15];
         }
         exchange_id = (Piece){derived, 36};
+        id_text = PyUnicode_FromStringAndSize(derived, 36);
+        if (id_text == NULL) {
+            goto done;
+        }
     }
-    else if (utf8_of(args[7], "exchange_id", &exchange_id) < 0) {
+    else if (utf8_of(id_text, "exchange_id", &exchange_id) < 0) {
         goto done;
     }
 
     Piece head[] = {
         LITERAL("\"content_sha256\":\""), {content_hex, 64}, LITERAL("\",\"entity_type\":"), entity,
         LITERAL(",\"exchange_id\":\""), exchange_id, LITERAL("\",\"exchange_type\":\""), exchange_type,
-        LITERAL("\",\"natural_key\":"), natural, LITERAL(",\"observed_at_utc\":\""), observed,
+        LITERAL("\",\"natural_key\":"), natural, LITERAL(",\"observed_at_utc\":\""), observed_text,
         LITERAL("\",\"provenance\":"), provenance, LITERAL(",\"redactions_applied\":"), redactions,
     };
     Piece tail[] = {
         LITERAL("\"response_ref\":"), ref, LITERAL(",\"schema_version\":"), schema, LITERAL(",\"source_system\":"),
         source, LITERAL(",\"tags\":"), tags,
     };
-    PyObject *id_text = args[7] == Py_None ? PyUnicode_FromStringAndSize(derived, 36) : Py_NewRef(args[7]);
     PyObject *hash_text = PyUnicode_FromStringAndSize(content_hex, 64);
     PyObject *head_bytes = join_pieces(head, (int)(sizeof(head) / sizeof(head[0])));
     PyObject *tail_bytes = join_pieces(tail, (int)(sizeof(tail) / sizeof(tail[0])));
-    if (id_text != NULL && hash_text != NULL && head_bytes != NULL && tail_bytes != NULL) {
-        result = PyTuple_Pack(4, id_text, hash_text, head_bytes, tail_bytes);
+    PyObject *key = field[F_NATURAL] == Py_None ? Py_NewRef(Py_None)
+        : PyUnicode_FromFormat("%U\x1f%U\x1f%U", field[F_SOURCE], field[F_ENTITY], field[F_NATURAL]);
+    int mismatch = 0;
+    if (hash_text != NULL && field[F_GIVEN_HASH] != Py_None) {
+        mismatch = PyObject_RichCompareBool(field[F_GIVEN_HASH], hash_text, Py_NE);
     }
-    Py_XDECREF(id_text);
+    if (hash_text != NULL && head_bytes != NULL && tail_bytes != NULL && key != NULL && mismatch >= 0) {
+        /* Prepared(exchange_id, content_sha256, observed_at_utc, key, head, tail, request_json, response_json,
+         *          hash_mismatch, redacted) */
+        PyObject *items[10] = {
+            id_text, hash_text, observed, key, head_bytes, tail_bytes, args[1], args[2],
+            mismatch ? Py_True : Py_False, redacted ? Py_True : Py_False,
+        };
+        result = helper_prepared->tp_alloc(helper_prepared, 10);
+        if (result != NULL) {
+            for (int i = 0; i < 10; i++) {
+                PyTuple_SET_ITEM(result, i, Py_NewRef(items[i]));
+            }
+        }
+    }
     Py_XDECREF(hash_text);
     Py_XDECREF(head_bytes);
     Py_XDECREF(tail_bytes);
+    Py_XDECREF(key);
 done:
+    for (int i = 0; i < F_COUNT; i++) {
+        Py_XDECREF(field[i]);
+    }
+    for (int i = 0; i < 5; i++) {
+        Py_XDECREF(extra[i]);
+    }
+    Py_XDECREF(observed);
+    Py_XDECREF(id_text);
     PyMem_Free((void *)entity.data);
     PyMem_Free((void *)natural.data);
     PyMem_Free((void *)source.data);
@@ -643,15 +821,7 @@ PyDoc_STRVAR(format_utc_doc,
 static PyObject *
 format_utc(PyObject *module, PyObject *moment)
 {
-    if (!PyDateTime_Check(moment) || PyDateTime_DATE_GET_TZINFO(moment) != PyDateTime_TimeZone_UTC) {
-        Py_RETURN_NONE;
-    }
-    char text[32];
-    int size = snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", PyDateTime_GET_YEAR(moment),
-                        PyDateTime_GET_MONTH(moment), PyDateTime_GET_DAY(moment), PyDateTime_DATE_GET_HOUR(moment),
-                        PyDateTime_DATE_GET_MINUTE(moment), PyDateTime_DATE_GET_SECOND(moment),
-                        PyDateTime_DATE_GET_MICROSECOND(moment));
-    return PyUnicode_FromStringAndSize(text, size);
+    return utc_text_in_c(moment);
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -672,7 +842,8 @@ lookup_key(PyObject *module, PyObject *text)
 }
 
 static PyMethodDef module_methods[] = {
-    {"assemble", (PyCFunction)(void (*)(void))assemble, METH_FASTCALL, assemble_doc},
+    {"set_helpers", (PyCFunction)(void (*)(void))set_helpers, METH_FASTCALL, set_helpers_doc},
+    {"prepare_record", (PyCFunction)(void (*)(void))prepare_record, METH_FASTCALL, prepare_record_doc},
     {"encode_chunk", (PyCFunction)(void (*)(void))encode_chunk, METH_FASTCALL, encode_chunk_doc},
     {"merkle_extend", (PyCFunction)(void (*)(void))merkle_extend, METH_FASTCALL, merkle_extend_doc},
     {"format_utc", format_utc, METH_O, format_utc_doc},
@@ -701,6 +872,11 @@ PyInit__records(void)
         md_ctx = EVP_MD_CTX_new();
         if (sha256_md == NULL || sha1_md == NULL || md_ctx == NULL) {
             PyErr_SetString(PyExc_ImportError, "OpenSSL has no SHA-256 or SHA-1 here");
+            return NULL;
+        }
+    }
+    for (int i = 0; i < F_COUNT; i++) {
+        if (field_strings[i] == NULL && (field_strings[i] = PyUnicode_InternFromString(field_names[i])) == NULL) {
             return NULL;
         }
     }

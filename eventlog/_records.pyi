@@ -1,9 +1,11 @@
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
-def assemble(exchange_type: str, entity_type: str, natural_key: str | None, source_system: str,
-             request_json: bytes, response_json: bytes, observed_at_utc: str, exchange_id: str | None,
-             provenance_json: bytes, redactions_json: bytes, response_ref_json: bytes, schema_version_json: bytes,
-             tags_json: bytes, namespace: bytes, /) -> tuple[str, str, bytes, bytes]: ...
+def set_helpers(canonical_json: Callable[[object], bytes], to_builtins: Callable[[object], object],
+                normalize_id: Callable[[str], str], format_utc: Callable[[datetime], str], namespace: bytes,
+                prepared_type: type[tuple[object, ...]], /) -> None: ...
+def prepare_record(record: object, request_json: bytes, response_json: bytes, redactions: list[str], redacted: bool,
+                   /) -> tuple[object, ...]: ...
 def encode_chunk(batch: Sequence[tuple[object, ...]], observed: bytes, origin: str, recorded_at_utc: str, seq: int,
                  prev: str, segment: int, offset: int, /) -> tuple[bytes, list[tuple[object, ...]], bytes, str]: ...
 def merkle_extend(stack: list[tuple[int, bytes]], leaves: bytes, /) -> None: ...

@@ -11,7 +11,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -69,7 +69,6 @@ CHUNK = 2000
 CHUNK_BYTES = 8 * 1024 * 1024
 # An append lists at most this many ids of records whose stated content hash differs from ours, and counts all.
 MAX_LISTED_MISMATCHES = 1000
-_NAMESPACE = EXCHANGE_ID_NAMESPACE.bytes
 
 
 class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,31 +121,36 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
             f"the payload is {len(request_json) + len(response_json):,} bytes, over the {max_bytes:,}-byte limit "
             f"for one inline exchange; store it by reference (response_ref)",
             source=f"record {number}" if number is not None else None, path="$.response")
+    redactions = sorted(set(record.redactions_applied).union(paths)) if paths or record.redactions_applied else []
     records = native.records
-    observed = (records.format_utc(record.observed_at_utc) if records is not None else None) \
-        or format_utc(record.observed_at_utc)
+    if records is not None:
+        try:
+            prepared: Prepared = records.prepare_record(record, request_json, response_json, redactions, bool(paths))
+            return prepared
+        except UnicodeEncodeError:  # a lone surrogate in a name: the Python path names it
+            pass
+    observed = format_utc(record.observed_at_utc)
     given = record.exchange_id
     exchange_id = str(uuid.UUID(given)) if given else None
-    redactions = sorted(set(record.redactions_applied).union(paths)) if paths or record.redactions_applied else []
     extras = envelope_extras(record, redactions)
-    assembled = None
-    if records is not None:
-        with suppress(UnicodeEncodeError):  # a lone surrogate in a name: the Python path names it
-            assembled = records.assemble(record.exchange_type, record.entity_type, record.natural_key,
-                                         record.source_system, request_json, response_json, observed, exchange_id,
-                                         *extras, _NAMESPACE)
-    if assembled is not None:
-        exchange_id, content_hash, head, tail = assembled
-    else:
-        names = encode_names(record)
-        content_hash = hashlib.sha256(content_bytes(record, request_json, response_json, names=names)).hexdigest()
-        exchange_id = exchange_id or derive_exchange_id(content_hash, observed)
-        head, tail = envelope_parts(record, names, extras, content_sha256=content_hash, exchange_id=exchange_id,
-                                    observed_at_utc=observed)
+    names = encode_names(record)
+    content_hash = hashlib.sha256(content_bytes(record, request_json, response_json, names=names)).hexdigest()
+    exchange_id = exchange_id or derive_exchange_id(content_hash, observed)
+    head, tail = envelope_parts(record, names, extras, content_sha256=content_hash, exchange_id=exchange_id,
+                                observed_at_utc=observed)
     return Prepared(exchange_id, content_hash, observed,
                     exchange_key(record.source_system, record.entity_type, record.natural_key),
                     head, tail, request_json, response_json,
                     record.content_sha256 is not None and record.content_sha256 != content_hash, bool(paths))
+
+
+def _normalize_id(given: str) -> str:
+    return str(uuid.UUID(given))
+
+
+if native.records is not None:
+    native.records.set_helpers(canonical_json, msgspec.to_builtins, _normalize_id, format_utc,
+                               EXCHANGE_ID_NAMESPACE.bytes, Prepared)
 
 
 class ColdSegments(Protocol):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from eventlog import CanonicalError, Lake, SegmentPolicy, native
 from eventlog import log as log_module
-from eventlog.envelope import EXCHANGE_ID_NAMESPACE, ExchangeRecord, decode_record, format_utc
+from eventlog.envelope import ExchangeRecord, ResponseRef, decode_record, format_utc
 from eventlog.events import encode_observation, line_hash
 from eventlog.index import IndexEntry, lookup_key
 from eventlog.log import Prepared, prepare
@@ -62,7 +62,9 @@ records = st.builds(
     exchange_id=st.none() | uuids, natural_key=st.none() | names, request=json_values, response=json_values,
     provenance=st.dictionaries(names, json_values, max_size=3), tags=st.lists(names, max_size=3).map(tuple),
     redactions_applied=st.lists(names, max_size=2).map(tuple), schema_version=st.integers(1, 3),
-    content_sha256=st.none() | st.sampled_from(["0" * 64]))
+    content_sha256=st.none() | st.sampled_from(["0" * 64]),
+    response_ref=st.none() | st.builds(ResponseRef, uri=names, sha256=st.none() | st.sampled_from(["a" * 64]),
+                                       size_bytes=st.none() | st.integers(0, 2**40), media_type=st.none() | names))
 
 
 def both_ways(record: ExchangeRecord, redactor: Redactor) -> tuple[Prepared, Prepared]:
@@ -92,13 +94,24 @@ def test_prepare_of_example_records_and_secrets_equals_python() -> None:
 def test_a_lone_surrogate_in_a_name_is_refused_as_the_python_path_refuses_it() -> None:
     record = decode_record({**openalex_record(1), "entity_type": "work\ud800"})
     with pytest.raises(UnicodeEncodeError):
-        _records.assemble(record.exchange_type, record.entity_type, None, "s", b"{}", b"{}", "t", None, b"{}", b"[]",
-                          b"null", b"1", b"[]", EXCHANGE_ID_NAMESPACE.bytes)
+        _records.prepare_record(record, b"{}", b"{}", [], False)
     with pytest.raises(CanonicalError) as fast:
         prepare(record, Redactor())
     with python_path(), pytest.raises(CanonicalError) as slow:
         prepare(record, Redactor())
     assert str(fast.value) == str(slow.value)
+
+
+def test_prepare_record_refuses_bad_arguments() -> None:
+    record = decode_record(openalex_record(1))
+    with pytest.raises(TypeError, match="request_json must be bytes, not str"):
+        _records.prepare_record(record, "{}", b"{}", [], False)
+    with pytest.raises(TypeError, match=r"takes 5 arguments \(4 given\)"):
+        _records.prepare_record(record, b"{}", b"{}", [])  # type: ignore[call-arg]
+    with pytest.raises(AttributeError, match="observed_at_utc"):
+        _records.prepare_record(object(), b"{}", b"{}", [], False)
+    with pytest.raises(TypeError, match="prepared_type a tuple subclass"):
+        _records.set_helpers(len, len, str, str, b"", dict)  # type: ignore[arg-type]
 
 
 def python_chunk(batch: list[Prepared], kinds: bytes, origin: str, recorded: str, seq: int, prev: str,
