@@ -32,7 +32,18 @@ typedef struct {
     unsigned char **needles;      /* lower-case bytes of each needle */
     Py_ssize_t *first_of;         /* per first byte: the last needle given that starts with it, or -1 */
     Py_ssize_t *next_of;          /* per needle: the one given before it with the same first byte, or -1 */
+    int has_singles;              /* some needle is one byte long */
+    /* Nibble tables of the vector filter: bit k of lo1[v & 15] & hi1[v >> 4] is set when byte v may be the
+     * first byte of a needle of bucket k (either case), and likewise lo2, hi2 for the second byte and lo3, hi3
+     * for the third (any byte, for a needle of two bytes). */
+    uint8_t lo1[16], hi1[16], lo2[16], hi2[16], lo3[16], hi3[16];
 } NeedleScanner;
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define HAVE_VECTOR_FILTER 1
+#include <tmmintrin.h>
+static int use_vector_filter;     /* the CPU has SSSE3 */
+#endif
 
 static void
 scanner_free_arrays(NeedleScanner *self)
@@ -60,6 +71,32 @@ scanner_dealloc(NeedleScanner *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Let the first bytes of a needle (lower case; an ASCII letter in either case) pass the vector filter's tests for
+ * the buckets in `bits`: its first, second and third byte, or any third byte for a needle of two. */
+static void
+note_in_filter(NeedleScanner *self, const unsigned char *needle, Py_ssize_t length, uint8_t bits)
+{
+    for (int k = 0; k < 2; k++) {
+        for (int place = 0; place < 3; place++) {
+            uint8_t *lo = place == 0 ? self->lo1 : place == 1 ? self->lo2 : self->lo3;
+            uint8_t *hi = place == 0 ? self->hi1 : place == 1 ? self->hi2 : self->hi3;
+            if (place >= length) {
+                for (int nibble = 0; nibble < 16; nibble++) {
+                    lo[nibble] |= bits;
+                    hi[nibble] |= bits;
+                }
+                continue;
+            }
+            unsigned char c = needle[place];
+            if (k == 1 && c >= 'a' && c <= 'z') {
+                c = (unsigned char)(c - ('a' - 'A'));
+            }
+            lo[c & 15] |= bits;
+            hi[c >> 4] |= bits;
+        }
+    }
+}
+
 static int
 scanner_init(NeedleScanner *self, PyObject *args, PyObject *kwds)
 {
@@ -75,6 +112,13 @@ scanner_init(NeedleScanner *self, PyObject *args, PyObject *kwds)
     scanner_free_arrays(self);
     memset(self->pairs, 0, sizeof(self->pairs));
     memset(self->singles, 0, sizeof(self->singles));
+    memset(self->lo1, 0, sizeof(self->lo1));
+    memset(self->hi1, 0, sizeof(self->hi1));
+    memset(self->lo2, 0, sizeof(self->lo2));
+    memset(self->hi2, 0, sizeof(self->hi2));
+    memset(self->lo3, 0, sizeof(self->lo3));
+    memset(self->hi3, 0, sizeof(self->hi3));
+    self->has_singles = 0;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
     self->needles = PyMem_Calloc(count ? count : 1, sizeof(unsigned char *));
     self->lengths = PyMem_Calloc(count ? count : 1, sizeof(Py_ssize_t));
@@ -86,8 +130,11 @@ scanner_init(NeedleScanner *self, PyObject *args, PyObject *kwds)
         PyErr_NoMemory();
         return -1;
     }
+    int bucket_of[256];
+    int buckets = 0;
     for (int b = 0; b < 256; b++) {
         self->first_of[b] = -1;
+        bucket_of[b] = -1;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(items, i);
@@ -113,6 +160,7 @@ scanner_init(NeedleScanner *self, PyObject *args, PyObject *kwds)
         self->count = i + 1;
         unsigned char first = self->needles[i][0];
         if (length == 1) {
+            self->has_singles = 1;
             self->singles[first >> 3] |= (uint8_t)(1u << (first & 7));
             for (int b = 0; b < 256; b++) {
                 unsigned pair = (unsigned)first << 8 | (unsigned)b;
@@ -122,6 +170,11 @@ scanner_init(NeedleScanner *self, PyObject *args, PyObject *kwds)
         else {
             unsigned pair = (unsigned)first << 8 | self->needles[i][1];
             self->pairs[pair >> 3] |= (uint8_t)(1u << (pair & 7));
+            /* One bucket per first byte (round robin past eight), so that a bucket's second bytes are few. */
+            if (bucket_of[first] < 0) {
+                bucket_of[first] = buckets++ % 8;
+            }
+            note_in_filter(self, self->needles[i], length, (uint8_t)(1u << bucket_of[first]));
         }
         /* Prepend to its first byte's list: needles are compared in reverse order, which finds the same
          * earliest position, since every needle starting there is tried before moving on. */
@@ -151,6 +204,67 @@ matches_at(const NeedleScanner *self, const unsigned char *data, Py_ssize_t size
     }
     return 0;
 }
+
+/* The first needle at or after `start` (< size), byte pair by byte pair; -1 if none. */
+static Py_ssize_t
+find_scalar(const NeedleScanner *self, const unsigned char *data, Py_ssize_t size, Py_ssize_t start)
+{
+    unsigned previous = lower_table[data[start]];
+    for (Py_ssize_t at = start; at + 1 < size; at++) {
+        unsigned current = lower_table[data[at + 1]];
+        unsigned pair = previous << 8 | current;
+        previous = current;
+        if ((self->pairs[pair >> 3] >> (pair & 7)) & 1 && matches_at(self, data, size, at)) {
+            return at;
+        }
+    }
+    unsigned last = lower_table[data[size - 1]];
+    return (self->singles[last >> 3] >> (last & 7)) & 1 ? size - 1 : -1;
+}
+
+#ifdef HAVE_VECTOR_FILTER
+/* Bucket bits of 16 bytes: those k where the byte may be of bucket k by both of its nibbles. */
+__attribute__((target("ssse3"))) static inline __m128i
+classify(__m128i bytes, __m128i lo, __m128i hi)
+{
+    __m128i low_nibbles = _mm_and_si128(bytes, _mm_set1_epi8(0x0f));
+    __m128i high_nibbles = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0f));
+    return _mm_and_si128(_mm_shuffle_epi8(lo, low_nibbles), _mm_shuffle_epi8(hi, high_nibbles));
+}
+
+/* The first needle at or after *start, 16 positions at a time: a position passes when its byte and the next two
+ * fall in one bucket, and only those are checked exactly. Leaves in *start where the positions it did not look at
+ * begin, and returns -1, when it finds none. Needs needles of two bytes or more. */
+__attribute__((target("ssse3"))) static Py_ssize_t
+find_vector(const NeedleScanner *self, const unsigned char *data, Py_ssize_t size, Py_ssize_t *start)
+{
+    const __m128i lo1 = _mm_loadu_si128((const __m128i *)self->lo1);
+    const __m128i hi1 = _mm_loadu_si128((const __m128i *)self->hi1);
+    const __m128i lo2 = _mm_loadu_si128((const __m128i *)self->lo2);
+    const __m128i hi2 = _mm_loadu_si128((const __m128i *)self->hi2);
+    const __m128i lo3 = _mm_loadu_si128((const __m128i *)self->lo3);
+    const __m128i hi3 = _mm_loadu_si128((const __m128i *)self->hi3);
+    Py_ssize_t at = *start;
+    for (; at + 18 <= size; at += 16) {
+        __m128i first = _mm_loadu_si128((const __m128i *)(data + at));
+        __m128i second = _mm_loadu_si128((const __m128i *)(data + at + 1));
+        __m128i third = _mm_loadu_si128((const __m128i *)(data + at + 2));
+        __m128i all = _mm_and_si128(_mm_and_si128(classify(first, lo1, hi1), classify(second, lo2, hi2)),
+                                    classify(third, lo3, hi3));
+        unsigned candidates = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(all, _mm_setzero_si128())) ^ 0xffffu;
+        while (candidates) {
+            Py_ssize_t position = at + __builtin_ctz(candidates);
+            unsigned pair = (unsigned)lower_table[data[position]] << 8 | lower_table[data[position + 1]];
+            if ((self->pairs[pair >> 3] >> (pair & 7)) & 1 && matches_at(self, data, size, position)) {
+                return position;
+            }
+            candidates &= candidates - 1;
+        }
+    }
+    *start = at;
+    return -1;
+}
+#endif
 
 PyDoc_STRVAR(scanner_find_doc,
 "find(data, start=0, /)\n--\n\n"
@@ -182,24 +296,13 @@ scanner_find(NeedleScanner *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t size = view.len;
     Py_ssize_t found = -1;
     if (self->count > 0 && start < size) {
-        unsigned previous = lower_table[data[start]];
-        for (Py_ssize_t at = start; at + 1 < size; at++) {
-            unsigned current = lower_table[data[at + 1]];
-            unsigned pair = previous << 8 | current;
-            previous = current;
-            if ((self->pairs[pair >> 3] >> (pair & 7)) & 1) {
-                if (matches_at(self, data, size, at)) {
-                    found = at;
-                    break;
-                }
-            }
+#ifdef HAVE_VECTOR_FILTER
+        if (use_vector_filter && !self->has_singles) {
+            found = find_vector(self, data, size, &start);
         }
-        if (found < 0) {
-            unsigned last = lower_table[data[size - 1]];
-            if ((self->singles[last >> 3] >> (last & 7)) & 1) {
-                found = size - 1;
-            }
-        }
+        if (found < 0)
+#endif
+        found = find_scalar(self, data, size, start);
     }
     PyBuffer_Release(&view);
     return PyLong_FromSsize_t(found);
@@ -519,6 +622,10 @@ PyInit__speedups(void)
     for (int b = 0; b < 256; b++) {
         lower_table[b] = (unsigned char)((b >= 'A' && b <= 'Z') ? b + ('a' - 'A') : b);
     }
+#ifdef HAVE_VECTOR_FILTER
+    __builtin_cpu_init();
+    use_vector_filter = __builtin_cpu_supports("ssse3");
+#endif
     if (PyType_Ready(&NeedleScannerType) < 0) {
         return NULL;
     }

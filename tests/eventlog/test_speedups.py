@@ -37,6 +37,28 @@ def first_needle(blob: bytes, needles: list[bytes], start: int = 0) -> int:
 
 
 @settings(max_examples=600, deadline=None)
+@given(blob=st.lists(st.sampled_from(PIECES) | st.binary(max_size=40), max_size=30).map(b"".join),
+       chosen=st.lists(st.sampled_from([n for n in NEEDLES if len(n) > 1] + [b"k-", b"\xc3\xa9"]), min_size=1,
+                       unique=True),
+       start=st.integers(-2, 300))
+def test_needle_scanner_finds_the_first_needle_in_long_blobs(blob: bytes, chosen: list[bytes], start: int) -> None:
+    """Long enough for the 16-byte vector filter, which needles of two bytes or more take, to run."""
+    scanner = _speedups.NeedleScanner(chosen)
+    assert scanner.find(blob, start) == first_needle(blob, chosen, max(start, 0))
+
+
+def test_needle_scanner_finds_needles_at_every_offset_of_a_block() -> None:
+    for needle in (b"token", b"sk-", b"\xc3\xa9t", b"eyj", b"k-"):
+        scanner = _speedups.NeedleScanner([needle, b"bearer"])
+        for size in range(len(needle), 70):
+            for at in range(0, size - len(needle) + 1):
+                blob = bytearray(b"." * size)
+                blob[at:at + len(needle)] = needle.upper() if at % 2 else needle
+                assert scanner.find(bytes(blob)) == at, (needle, size, at)
+                assert scanner.find(bytes(blob), at + 1) == -1
+
+
+@settings(max_examples=600, deadline=None)
 @given(blob=blobs, chosen=st.lists(st.sampled_from(NEEDLES), unique=True), start=st.integers(-2, 40))
 def test_needle_scanner_finds_the_first_needle(blob: bytes, chosen: list[bytes], start: int) -> None:
     scanner = _speedups.NeedleScanner(chosen)
