@@ -266,6 +266,24 @@ find_vector(const NeedleScanner *self, const unsigned char *data, Py_ssize_t siz
 }
 #endif
 
+/* The first needle at or after `start` (>= 0), or -1. */
+static Py_ssize_t
+scanner_search(const NeedleScanner *self, const unsigned char *data, Py_ssize_t size, Py_ssize_t start)
+{
+    if (self->count == 0 || start >= size) {
+        return -1;
+    }
+#ifdef HAVE_VECTOR_FILTER
+    if (use_vector_filter && !self->has_singles) {
+        Py_ssize_t found = find_vector(self, data, size, &start);
+        if (found >= 0) {
+            return found;
+        }
+    }
+#endif
+    return find_scalar(self, data, size, start);
+}
+
 PyDoc_STRVAR(scanner_find_doc,
 "find(data, start=0, /)\n--\n\n"
 "The first position at or after start where a needle occurs in data read with ASCII letters lower-cased, or -1.");
@@ -292,18 +310,7 @@ scanner_find(NeedleScanner *self, PyObject *const *args, Py_ssize_t nargs)
             start = 0;
         }
     }
-    const unsigned char *data = view.buf;
-    Py_ssize_t size = view.len;
-    Py_ssize_t found = -1;
-    if (self->count > 0 && start < size) {
-#ifdef HAVE_VECTOR_FILTER
-        if (use_vector_filter && !self->has_singles) {
-            found = find_vector(self, data, size, &start);
-        }
-        if (found < 0)
-#endif
-        found = find_scalar(self, data, size, start);
-    }
+    Py_ssize_t found = scanner_search(self, view.buf, view.len, start);
     PyBuffer_Release(&view);
     return PyLong_FromSsize_t(found);
 }
@@ -328,18 +335,11 @@ PyDoc_STRVAR(has_userinfo_doc,
 "Whether data holds user info with a password in a URL, as eventlog.prefilter.USERINFO_BYTES.search finds it:\n"
 "://, a user name, :, a non-empty password, @.");
 
-static PyObject *
-has_userinfo(PyObject *module, PyObject *arg)
+static int
+userinfo_in(const unsigned char *data, Py_ssize_t size)
 {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    const unsigned char *data = view.buf;
-    Py_ssize_t size = view.len;
-    int found = 0;
     const unsigned char *scheme = data;
-    while (!found && size >= 3 && (scheme = memchr(scheme, ':', size - (scheme - data) - 2)) != NULL) {
+    while (size >= 3 && (scheme = memchr(scheme, ':', size - (scheme - data) - 2)) != NULL) {
         Py_ssize_t at = scheme - data;
         scheme++;
         if (data[at + 1] != '/' || data[at + 2] != '/') {
@@ -357,10 +357,44 @@ has_userinfo(PyObject *module, PyObject *arg)
         while (i < size && !ends_password(data[i])) {
             i++;
         }
-        found = i < size && i > password && data[i] == '@';
+        if (i < size && i > password && data[i] == '@') {
+            return 1;
+        }
     }
+    return 0;
+}
+
+static PyObject *
+has_userinfo(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int found = userinfo_in(view.buf, view.len);
     PyBuffer_Release(&view);
     return PyBool_FromLong(found);
+}
+
+PyDoc_STRVAR(scanner_clear_of_doc,
+"clear_of(*texts)\n--\n\n"
+"Whether no needle and no password in a URL (see has_userinfo) occurs in any of the texts.");
+
+static PyObject *
+scanner_clear_of(NeedleScanner *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(args[i], &view, PyBUF_SIMPLE) < 0) {
+            return NULL;
+        }
+        int found = scanner_search(self, view.buf, view.len, 0) >= 0 || userinfo_in(view.buf, view.len);
+        PyBuffer_Release(&view);
+        if (found) {
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
 }
 
 PyDoc_STRVAR(plain_floats_doc,
@@ -588,6 +622,7 @@ static PyMethodDef module_methods[] = {
 
 static PyMethodDef scanner_methods[] = {
     {"find", (PyCFunction)(void (*)(void))scanner_find, METH_FASTCALL, scanner_find_doc},
+    {"clear_of", (PyCFunction)(void (*)(void))scanner_clear_of, METH_FASTCALL, scanner_clear_of_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -86,7 +86,7 @@ def nothing_to_find(needles: Needles, texts: Sequence[bytes]) -> bool:
     without the C speed-ups, which is "look further", never a wrong answer.
     """
     scanner = needles.scanner
-    return scanner is not None and not any(scanner.find(text) >= 0 or has_userinfo(text) for text in texts)
+    return scanner is not None and scanner.clear_of(*texts)
 
 
 def userinfo_by_regex(blob: bytes) -> bool:

@@ -173,3 +173,12 @@ def test_canonical_fast_passes_on_what_is_not_an_error_of_the_value() -> None:
         _speedups.canonical_fast([1], lambda value: "text", 32)  # type: ignore[arg-type,return-value]
     with pytest.raises(TypeError, match=r"takes 3 arguments \(1 given\)"):
         _speedups.canonical_fast([1])  # type: ignore[call-arg]
+
+
+@settings(max_examples=400, deadline=None)
+@given(texts=st.lists(st.lists(st.sampled_from(PIECES) | st.binary(max_size=30) | st.sampled_from(
+    [b"https://u:p@h", b"x://a:@b", b"://", b":"]), max_size=20).map(b"".join), max_size=3),
+       chosen=st.lists(st.sampled_from(NEEDLES), unique=True))
+def test_clear_of_is_no_needle_and_no_password_in_any_text(texts: list[bytes], chosen: list[bytes]) -> None:
+    expected = not any(first_needle(text, chosen) >= 0 or userinfo_by_regex(text) for text in texts)
+    assert _speedups.NeedleScanner(chosen).clear_of(*texts) is expected
