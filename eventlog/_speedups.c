@@ -515,6 +515,18 @@ keys_at_risk_in(const unsigned char *data, Py_ssize_t size)
 {
     int bmp_high = 0, astral = 0;
     for (Py_ssize_t i = 0; i < size; i++) {
+        /* ASCII, the usual case, eight bytes at a time. */
+        while (i + 8 <= size) {
+            uint64_t word;
+            memcpy(&word, data + i, 8);
+            if (word & 0x8080808080808080u) {
+                break;
+            }
+            i += 8;
+        }
+        if (i >= size) {
+            break;
+        }
         unsigned char c = data[i];
         if (c >= 0xEE) {
             if (c <= 0xEF) {
