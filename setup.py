@@ -7,6 +7,7 @@ cannot be built is skipped, and its pure-Python equivalents are used.
 from setuptools import Extension, setup
 
 setup(ext_modules=[
-    Extension("eventlog._speedups", ["eventlog/_speedups.c"], optional=True),
-    Extension("eventlog._records", ["eventlog/_records.c"], libraries=["crypto"], optional=True),
+    Extension("eventlog._speedups", ["eventlog/_speedups.c"], depends=["eventlog/_arguments.h"], optional=True),
+    Extension("eventlog._records", ["eventlog/_records.c"], depends=["eventlog/_arguments.h"], libraries=["crypto"],
+              optional=True),
 ])

@@ -12,6 +12,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_arguments.h"
 #include <datetime.h>
 #include <openssl/evp.h>
 #include <stdint.h>
@@ -241,8 +242,7 @@ PyDoc_STRVAR(set_helpers_doc,
 static PyObject *
 set_helpers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6) {
-        PyErr_Format(PyExc_TypeError, "set_helpers() takes 6 arguments (%zd given)", nargs);
+    if (!argument_count_is("set_helpers", nargs, 6)) {
         return NULL;
     }
     if (!PyBytes_Check(args[4]) || !PyType_Check(args[5])
@@ -351,8 +351,7 @@ static PyObject *field_strings[F_COUNT];
 static PyObject *
 prepare_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "prepare_record() takes 5 arguments (%zd given)", nargs);
+    if (!argument_count_is("prepare_record", nargs, 5)) {
         return NULL;
     }
     if (helper_prepared == NULL) {
@@ -584,8 +583,7 @@ PyDoc_STRVAR(encode_chunk_doc,
 static PyObject *
 encode_chunk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
-        PyErr_Format(PyExc_TypeError, "encode_chunk() takes 8 arguments (%zd given)", nargs);
+    if (!argument_count_is("encode_chunk", nargs, 8)) {
         return NULL;
     }
     PyObject *batch = args[0];
@@ -751,8 +749,7 @@ PyDoc_STRVAR(merkle_extend_doc,
 static PyObject *
 merkle_extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "merkle_extend() takes 2 arguments (%zd given)", nargs);
+    if (!argument_count_is("merkle_extend", nargs, 2)) {
         return NULL;
     }
     PyObject *stack = args[0];

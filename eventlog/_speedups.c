@@ -18,6 +18,7 @@
 #define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_arguments.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -496,8 +497,7 @@ failed:
 static PyObject *
 plain_floats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "plain_floats() takes 3 arguments (%zd given)", nargs);
+    if (!argument_count_is("plain_floats", nargs, 3)) {
         return NULL;
     }
     int keys_at_risk = PyObject_IsTrue(args[1]);
@@ -559,8 +559,7 @@ PyDoc_STRVAR(canonical_fast_doc,
 static PyObject *
 canonical_fast(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "canonical_fast() takes 3 arguments (%zd given)", nargs);
+    if (!argument_count_is("canonical_fast", nargs, 3)) {
         return NULL;
     }
     PyObject *value = args[0], *encode = args[1];

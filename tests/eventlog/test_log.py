@@ -317,11 +317,33 @@ CREATE INDEX events_key ON events (exchange_key);
 """
 
 
-def test_an_index_of_the_first_version_is_upgraded_in_place(tmp_path: Path) -> None:
+def lake_of_thirty(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A lake of 30 events and their ids."""
     root = tmp_path / "lake"
     with Lake.init(root) as lake:
         lake.append([openalex_record(n) for n in range(30)])
-        wanted = [event.event_id for event in lake.events()]
+        return root, [event.event_id for event in lake.events()]
+
+
+def reopened_after_upgrade(root: Path, wanted: list[str]) -> list[tuple[object, ...]]:
+    """Open the lake (which upgrades its index), check the index serves it and has this version's keys; returns
+    its rows."""
+    with Lake.open(root) as lake:
+        assert all(lake.get(event_id) is not None for event_id in wanted)
+        assert lake.append([openalex_record(n) for n in range(30)]).already_present == 30
+    with closing(sqlite3.connect(root / "log" / "index.sqlite")) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert [name for name, in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["events"]
+        keys = db.execute("SELECT event_id, event_key, content_sha256, content_key FROM events").fetchall()
+        upgraded = db.execute(f"SELECT {COLUMNS} FROM events ORDER BY seq").fetchall()
+    assert len(keys) == 30
+    assert all(key == lookup_key(event_id) and content_key == lookup_key(content)
+               for event_id, key, content, content_key in keys)
+    return upgraded
+
+
+def test_an_index_of_the_first_version_is_upgraded_in_place(tmp_path: Path) -> None:
+    root, wanted = lake_of_thirty(tmp_path)
     path = root / "log" / "index.sqlite"
     with closing(sqlite3.connect(path)) as db:
         rows = db.execute(f"SELECT {COLUMNS} FROM events ORDER BY seq").fetchall()
@@ -334,27 +356,14 @@ def test_an_index_of_the_first_version_is_upgraded_in_place(tmp_path: Path) -> N
         # A rebuild from the segments would not keep this value; an upgrade in place does.
         db.execute("UPDATE events SET observed_at_utc = 'kept' WHERE seq = 7")
         db.commit()
-    with Lake.open(root) as lake:
-        assert all(lake.get(event_id) is not None for event_id in wanted)
-        assert lake.append([openalex_record(n) for n in range(30)]).already_present == 30
-    with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
-        assert [name for name, in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["events"]
-        upgraded = db.execute(f"SELECT {COLUMNS} FROM events ORDER BY seq").fetchall()
-        keys = db.execute("SELECT event_id, event_key, content_sha256, content_key FROM events").fetchall()
-    assert len(keys) == 30
-    assert all(key == lookup_key(event_id) and content_key == lookup_key(content)
-               for event_id, key, content, content_key in keys)
+    upgraded = reopened_after_upgrade(root, wanted)
     assert upgraded == [row if row[0] != 7 else (*row[:6], "kept", *row[7:]) for row in rows]
 
 
 def test_an_index_of_the_second_version_gets_its_keys_again_in_place(tmp_path: Path) -> None:
-    root = tmp_path / "lake"
-    with Lake.init(root) as lake:
-        lake.append([openalex_record(n) for n in range(30)])
-        wanted = [event.event_id for event in lake.events()]
-    path = root / "log" / "index.sqlite"
-    with closing(sqlite3.connect(path)) as db:
+    root, wanted = lake_of_thirty(tmp_path)
+    with closing(sqlite3.connect(root / "log" / "index.sqlite")) as db:
+        rows = db.execute(f"SELECT {COLUMNS} FROM events ORDER BY seq").fetchall()
         # Version 2 took its keys from BLAKE2b.
         db.create_function("blake2b_key", 1, lambda text: int.from_bytes(
             hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True))
@@ -362,17 +371,8 @@ def test_an_index_of_the_second_version_gets_its_keys_again_in_place(tmp_path: P
         db.execute("UPDATE events SET observed_at_utc = 'kept' WHERE seq = 7")
         db.execute("PRAGMA user_version = 2")
         db.commit()
-    with Lake.open(root) as lake:
-        assert all(lake.get(event_id) is not None for event_id in wanted)
-        assert lake.append([openalex_record(n) for n in range(30)]).already_present == 30
-    with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
-        keys = db.execute("SELECT event_id, event_key, content_sha256, content_key FROM events").fetchall()
-        kept = db.execute("SELECT observed_at_utc FROM events WHERE seq = 7").fetchone()[0]
-    assert len(keys) == 30
-    assert all(key == lookup_key(event_id) and content_key == lookup_key(content)
-               for event_id, key, content, content_key in keys)
-    assert kept == "kept"  # updated in place, not rebuilt from the segments
+    upgraded = reopened_after_upgrade(root, wanted)
+    assert upgraded == [row if row[0] != 7 else (*row[:6], "kept", *row[7:]) for row in rows]
 
 
 def test_an_index_newer_than_this_release_is_refused_in_one_sentence(tmp_path: Path) -> None:
