@@ -397,7 +397,8 @@ prepare_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     Piece exchange_type, observed_text, provenance, redactions, ref, schema, tags;
-    if (utf8_of(field[F_TYPE], "exchange_type", &exchange_type) < 0 || utf8_of(observed, "observed", &observed_text) < 0) {
+    if (utf8_of(field[F_TYPE], "exchange_type", &exchange_type) < 0
+        || utf8_of(observed, "observed", &observed_text) < 0) {
         goto done;
     }
     bytes_of(extra[0], "", &provenance);

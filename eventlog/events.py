@@ -16,6 +16,7 @@ import msgspec
 
 from eventlog.canonical import canonical_json
 from eventlog.envelope import EncodedNames, ExchangeRecord, decode_record
+from eventlog.errors import CanonicalError
 
 EventType = Literal["observed", "revisited", "resolved"]
 GENESIS = "0" * 64
@@ -144,12 +145,25 @@ def event_digest(event: Event) -> str:
     })).hexdigest()
 
 
-def encode_event(event: Event, *, seq: int, prev: str) -> bytes:
-    """Encode an event (from another replica, or a resolution) at this replica's seq and chain position."""
-    return canonical_json({
-        "body": event.body, "digest": event.digest, "event_id": event.event_id, "origin": event.origin,
-        "prev": prev, "recorded_at_utc": event.recorded_at_utc, "seq": seq, "type": event.type,
-    })
+def encode_event(event: Event, *, seq: int, prev: str, body_json: bytes | None = None) -> bytes:
+    """Encode an event (from another replica, or a resolution) at this replica's seq and chain position.
+
+    `body_json` is canonical_json(event.body) where the caller has it already. The fields are spliced in RFC 8785
+    key order, which gives canonical_json of the whole line (a test checks).
+    """
+    try:
+        return b"".join((
+            b'{"body":', canonical_json(event.body) if body_json is None else body_json,
+            b',"digest":', canonical_json(event.digest), b',"event_id":', canonical_json(event.event_id),
+            b',"origin":', canonical_json(event.origin), b',"prev":', canonical_json(prev),
+            b',"recorded_at_utc":', canonical_json(event.recorded_at_utc), b',"seq":', canonical_json(seq),
+            b',"type":', canonical_json(event.type), b"}",
+        ))
+    except CanonicalError:  # the whole line's encoding names the field at fault
+        return canonical_json({
+            "body": event.body, "digest": event.digest, "event_id": event.event_id, "origin": event.origin,
+            "prev": prev, "recorded_at_utc": event.recorded_at_utc, "seq": seq, "type": event.type,
+        })
 
 
 def new_resolution(*, body: dict[str, Any], origin: str, recorded_at_utc: str) -> Event:

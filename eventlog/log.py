@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
@@ -263,7 +262,18 @@ class EventLog:
             written = 0
             with self._group_commit():
                 iterator = iter(events)
-                while chunk := list(islice(iterator, CHUNK)):
+                while True:
+                    # Chunks as in append: up to CHUNK events or CHUNK_BYTES of encoded bodies.
+                    chunk: list[tuple[Event, bytes]] = []
+                    size = 0
+                    for event in iterator:
+                        body_json = canonical_json(event.body)
+                        chunk.append((event, body_json))
+                        size += len(body_json)
+                        if len(chunk) >= CHUNK or size >= CHUNK_BYTES:
+                            break
+                    if not chunk:
+                        break
                     written += self._write_foreign(chunk)
                     self._seal_within_call()
             if self._should_seal():
@@ -384,13 +394,14 @@ class EventLog:
                             hash_mismatches=tuple(mismatches), hash_mismatch_count=mismatch_count,
                             sealed=tuple(sealed))
 
-    def _write_foreign(self, events: list[Event]) -> int:
+    def _write_foreign(self, events: list[tuple[Event, bytes]]) -> int:
+        """Write events with the canonical JSON of their bodies; returns how many were not in the log already."""
         tail = self._tail
-        known = self.index.known_events([event.event_id for event in events])
+        known = self.index.known_events([event.event_id for event, _ in events])
         lines: list[bytes] = []
         entries: list[IndexEntry] = []
         batch_ids: dict[str, str] = {}
-        for event in events:
+        for event, body_json in events:
             prior = batch_ids.get(event.event_id) or (known[event.event_id][0] if event.event_id in known else None)
             if prior is not None:
                 if prior != event.digest:
@@ -398,7 +409,7 @@ class EventLog:
                                          f"not {event.digest}; refusing to merge it")
                 continue
             batch_ids[event.event_id] = event.digest
-            line = encode_event(event, seq=tail.next_seq, prev=tail.last_hash)
+            line = encode_event(event, seq=tail.next_seq, prev=tail.last_hash, body_json=body_json)
             entries.append(self._place(line, event.type, event.event_id, event.digest, event.content_sha256,
                                        _event_key(event), event.body.get("observed_at_utc"), event.recorded_at_utc))
             lines.append(line)

@@ -9,12 +9,16 @@ import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from eventlog import EnvelopeError, IntegrityError, Lake, LakeError, SegmentPolicy
+from eventlog import CanonicalError, EnvelopeError, IntegrityError, Lake, LakeError, SegmentPolicy
 from eventlog import log as log_module
-from eventlog.events import GENESIS, decode_line, line_hash
+from eventlog.canonical import canonical_json
+from eventlog.events import GENESIS, Event, decode_line, encode_event, line_hash
 from eventlog.index import COLUMNS, lookup_key
 from eventlog.segments import format_segment_name, list_segments
 from projections.logreader import IndexReader
@@ -225,6 +229,20 @@ def test_chunks_are_cut_by_payload_bytes_too(tmp_path: Path, monkeypatch: pytest
         assert (result.observed, result.already_present) == (8, 1)
         assert result.sealed == (f"{1:020d}-{3:020d}", f"{4:020d}-{6:020d}")
         assert lake.verify().ok
+
+
+def test_events_from_another_replica_are_chunked_by_bytes_too(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    with Lake.init(tmp_path / "a") as source:
+        source.append([page_record("Ada", revision) for revision in range(8)])
+        events = list(source.events())
+    monkeypatch.setattr(log_module, "CHUNK_BYTES", 1)  # every event is a chunk of its own
+    policy = SegmentPolicy(max_events=3, max_bytes=0, max_age_seconds=0)
+    with Lake.init(tmp_path / "b", segment_policy=policy) as target:
+        assert target.log.append_events([*events, events[2]]) == 8
+        assert sorted(seal_files(target)) == [f"{1:020d}-{3:020d}.json", f"{4:020d}-{6:020d}.json"]
+        assert [event.event_id for event in target.events()] == [event.event_id for event in events]
+        assert target.verify().ok
 
 
 def test_a_failed_call_undoes_the_seals_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -518,3 +536,32 @@ def test_events_from_another_replica_keep_their_identity(tmp_path: Path, clock: 
             target.log.append_events([forged])
         assert log_bytes(target) == before
         assert target.verify().ok
+
+
+# Strings with what JSON escapes and what it leaves as is, and JSON values made of them.
+names = st.text(st.characters(codec="utf-8") | st.sampled_from('"\\\b\f\n\r\t\x00\x1f\x7f\u2028é😀'), max_size=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=False, allow_infinity=False) | names,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(names, inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.dictionaries(names, json_values, max_size=4), texts=st.lists(names, min_size=5, max_size=5),
+       seq=st.integers(1, 2**70), kind=st.sampled_from(["observed", "revisited", "resolved"]))
+def test_a_spliced_event_line_is_the_canonical_json_of_the_line(body: dict[str, Any], texts: list[str], seq: int,
+                                                                kind: str) -> None:
+    event_id, digest, origin, prev, recorded = texts
+    event = Event(type=kind, event_id=event_id, seq=0, recorded_at_utc=recorded,  # type: ignore[arg-type]
+                  origin=origin, prev="", digest=digest, body=body)
+    whole = canonical_json({"body": body, "digest": digest, "event_id": event_id, "origin": origin, "prev": prev,
+                            "recorded_at_utc": recorded, "seq": seq, "type": kind})
+    assert encode_event(event, seq=seq, prev=prev) == whole
+    assert encode_event(event, seq=seq, prev=prev, body_json=canonical_json(body)) == whole
+
+
+def test_a_spliced_event_line_names_the_field_it_cannot_encode() -> None:
+    event = Event(type="resolved", event_id="a\udc00", seq=0, recorded_at_utc="r", origin="o", prev="", digest="d",
+                  body={})
+    with pytest.raises(CanonicalError) as raised:
+        encode_event(event, seq=1, prev="p")
+    assert raised.value.path == "$.event_id"

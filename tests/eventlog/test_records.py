@@ -49,8 +49,8 @@ names = st.text(st.characters(codec="utf-8") | st.sampled_from('"\\\b\f\n\r\t\x0
                 min_size=1, max_size=12)
 scalars = st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=False, allow_infinity=False) \
     | names
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(names, inner, max_size=4),
-                           max_leaves=12)
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(names, inner, max_size=4), max_leaves=12)
 moments = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
                        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
                                                   timezone(timedelta(hours=-11))]))
@@ -248,3 +248,4 @@ def test_a_lake_appended_in_c_equals_one_appended_in_python(tmp_path: Path, monk
     assert list(fast) == list(slow)
     assert len([name for name in fast if name.startswith("seals")]) >= 3
     assert fast == slow
+
