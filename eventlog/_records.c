@@ -796,7 +796,11 @@ merkle_extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 return NULL;
             }
         }
-        PyObject *pair = Py_BuildValue("(ny#)", size, (const char *)digest, (Py_ssize_t)32);
+        PyObject *count = PyLong_FromSsize_t(size);
+        PyObject *node = PyBytes_FromStringAndSize((const char *)digest, 32);
+        PyObject *pair = count != NULL && node != NULL ? PyTuple_Pack(2, count, node) : NULL;
+        Py_XDECREF(count);
+        Py_XDECREF(node);
         if (pair == NULL) {
             return NULL;
         }
