@@ -402,11 +402,18 @@ PyDoc_STRVAR(plain_floats_doc,
 "plain_floats(value, keys_at_risk, limit, /)\n--\n\n"
 "The floats in `value` (in no set order) if it is made of exact dict (with exact str keys), list, tuple, str, int,\n"
 "bool, None and float only; None if anything else is in it, if `keys_at_risk` and a key has a character at or\n"
-"above U+E000, or past `limit` floats. The walk goes a level at a time, so depth costs no C stack.");
+"above U+E000, or past `limit` floats. The walk keeps a stack of its own, so depth costs no C stack.");
 
-/* 1: nothing to refuse so far; 0: refused. */
+/* Containers still to look into: borrowed references, which stay valid since no Python code runs during the
+ * walk. */
+typedef struct {
+    PyObject **items;
+    Py_ssize_t size, capacity;
+} Pending;
+
+/* 1: nothing to refuse so far; 0: refused; -1: an error. */
 static int
-note_scalar_or_push(PyObject *item, PyObject *floats, PyObject *next, Py_ssize_t limit)
+note_scalar_or_push(PyObject *item, PyObject *floats, Pending *pending, Py_ssize_t limit)
 {
     PyTypeObject *type = Py_TYPE(item);
     if (type == &PyUnicode_Type || type == &PyLong_Type || type == &PyBool_Type || item == Py_None) {
@@ -419,7 +426,18 @@ note_scalar_or_push(PyObject *item, PyObject *floats, PyObject *next, Py_ssize_t
         return PyList_GET_SIZE(floats) <= limit;
     }
     if (type == &PyDict_Type || type == &PyList_Type || type == &PyTuple_Type) {
-        return PyList_Append(next, item) < 0 ? -1 : 1;
+        if (pending->size == pending->capacity) {
+            Py_ssize_t capacity = pending->capacity * 2;
+            PyObject **items = PyMem_Realloc(pending->items, (size_t)capacity * sizeof(PyObject *));
+            if (items == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            pending->items = items;
+            pending->capacity = capacity;
+        }
+        pending->items[pending->size++] = item;
+        return 1;
     }
     return 0;
 }
@@ -440,58 +458,54 @@ high_key(PyObject *key)
     return 0;
 }
 
-/* The floats of `value`, a new list, or None (a new reference) when the walk refuses it; NULL on error. */
+/* The floats of `value`, a new list, or None (a new reference) when the walk refuses it; NULL on error. The
+ * containers wait on a stack of their own, so depth costs no C stack. */
 static PyObject *
 walk_floats(PyObject *value, int keys_at_risk, Py_ssize_t limit)
 {
+    Pending pending = {PyMem_Malloc(64 * sizeof(PyObject *)), 0, 64};
     PyObject *floats = PyList_New(0);
-    PyObject *level = PyList_New(0);
-    if (floats == NULL || level == NULL) {
-        goto failed;
-    }
-    int ok = note_scalar_or_push(value, floats, level, limit);
-    while (ok == 1 && PyList_GET_SIZE(level) > 0) {
-        PyObject *next = PyList_New(0);
-        if (next == NULL) {
-            goto failed;
+    if (floats == NULL || pending.items == NULL) {
+        if (pending.items == NULL) {
+            PyErr_NoMemory();
         }
-        for (Py_ssize_t i = 0; ok == 1 && i < PyList_GET_SIZE(level); i++) {
-            PyObject *item = PyList_GET_ITEM(level, i);
-            if (PyDict_CheckExact(item)) {
-                Py_ssize_t position = 0;
-                PyObject *key, *child;
-                while (ok == 1 && PyDict_Next(item, &position, &key, &child)) {
-                    if (!PyUnicode_CheckExact(key) || (keys_at_risk && high_key(key))) {
-                        ok = 0;
-                    }
-                    else {
-                        ok = note_scalar_or_push(child, floats, next, limit);
-                    }
+        Py_XDECREF(floats);
+        PyMem_Free(pending.items);
+        return NULL;
+    }
+    int ok = note_scalar_or_push(value, floats, &pending, limit);
+    while (ok == 1 && pending.size > 0) {
+        PyObject *item = pending.items[--pending.size];
+        if (PyDict_CheckExact(item)) {
+            Py_ssize_t position = 0;
+            PyObject *key, *child;
+            while (ok == 1 && PyDict_Next(item, &position, &key, &child)) {
+                if (!PyUnicode_CheckExact(key) || (keys_at_risk && high_key(key))) {
+                    ok = 0;
                 }
-            }
-            else {
-                PyObject **items = PySequence_Fast_ITEMS(item);  /* an exact list or tuple */
-                Py_ssize_t count = PySequence_Fast_GET_SIZE(item);
-                for (Py_ssize_t k = 0; ok == 1 && k < count; k++) {
-                    ok = note_scalar_or_push(items[k], floats, next, limit);
+                else {
+                    ok = note_scalar_or_push(child, floats, &pending, limit);
                 }
             }
         }
-        Py_SETREF(level, next);
+        else {
+            PyObject **items = PySequence_Fast_ITEMS(item);  /* an exact list or tuple */
+            Py_ssize_t count = PySequence_Fast_GET_SIZE(item);
+            for (Py_ssize_t k = 0; ok == 1 && k < count; k++) {
+                ok = note_scalar_or_push(items[k], floats, &pending, limit);
+            }
+        }
     }
+    PyMem_Free(pending.items);
     if (ok < 0) {
-        goto failed;
+        Py_DECREF(floats);
+        return NULL;
     }
-    Py_DECREF(level);
     if (ok == 0) {
         Py_DECREF(floats);
         Py_RETURN_NONE;
     }
     return floats;
-failed:
-    Py_XDECREF(floats);
-    Py_XDECREF(level);
-    return NULL;
 }
 
 static PyObject *

@@ -7,7 +7,7 @@ their exact decimal digits. `parse_json` reads strict JSON and refuses what has 
 Speed comes from msgspec. Its sorted output equals JCS except in four places: float layout, NaN and Infinity
 (written as null), key order between U+E000..U+FFFF and characters above U+FFFF, and the types it encodes natively
 that JSON lacks (datetime, UUID, bytes, sets, Structs, ...). The fast path encodes with msgspec, then proves the
-output right: a level-by-level walk (in eventlog/_speedups.c where it is built, else with gc.get_referents and
+output right: a walk (in eventlog/_speedups.c where it is built, else level by level with gc.get_referents and
 map(type, ...)) shows that the value holds only exact JSON types and collects its floats, whose msgspec layout is
 checked in one more encode; the few documents with floats to lay out are decoded once with a float hook and
 encoded again. Whatever cannot be proven goes through the exact path, a Python walk that is the reference and
