@@ -355,11 +355,11 @@ class EventLog:
                         break
                 if not batch:
                     break
+                # Within the chunk: ids written so far (with their content) and contents whose payload the log
+                # holds, starting from what the index knows.
                 seen: dict[str, str] = {}
-                payloads: set[str] = set()
-                known = self.index.known_events([p.exchange_id for p in batch if p.exchange_id not in seen])
-                fresh_hashes = list({p.content_sha256 for p in batch} - payloads)
-                payloads.update(self.index.known_contents(fresh_hashes))
+                known = self.index.known_events([p.exchange_id for p in batch])
+                payloads = self.index.known_contents(list({p.content_sha256 for p in batch}))
                 fresh: list[Prepared] = []
                 kinds = bytearray()  # per fresh record: 1 for an observed event, 0 for a revisited one
                 for p in batch:
