@@ -52,26 +52,28 @@ def floor_batch(records: list[dict[str, object]], handle: BinaryIO) -> None:
     os.fsync(handle.fileno())
 
 
-def floor(records: list[dict[str, object]], batch: int, folder: Path) -> float:
-    """The floor of `records` in batches, timed as a whole."""
-    started = time.perf_counter()
+def floor(count: int, batch: int, folder: Path) -> float:
+    """The floor of the example exchanges in batches; the seconds the batches took, not their making."""
+    seconds = 0.0
     with open(folder / "floor.ndjson", "ab") as handle:
-        for start in range(0, len(records), batch):
-            floor_batch(records[start:start + batch], handle)
-    return time.perf_counter() - started
+        for chunk in example_batches(count, batch):
+            started = time.perf_counter()
+            floor_batch(chunk, handle)
+            seconds += time.perf_counter() - started
+    return seconds
 
 
 def speed(count: int, batch: int) -> dict[str, object]:
     """Batch by batch, the floor and the append of the same batch one after the other, so that both run on the
     machine as it is at that moment: on a shared machine whose speed drifts within a run, the ratio stays a
-    ratio."""
-    records = example_records(count)
-    size = sum(len(canonical_json(record)) for record in records[:1000]) / min(count, 1000)
+    ratio. Each batch is made just before it is timed, as a caller streaming its exchanges would hold them."""
     seconds = floor_seconds = 0.0
+    size = 0
     with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "floor.ndjson", "ab") as handle, \
             Lake.init(Path(tmp) / "lake") as lake:
-        for n, start in enumerate(range(0, count, batch)):
-            chunk = records[start:start + batch]
+        for n, chunk in enumerate(example_batches(count, batch)):
+            if n == 0:
+                size = round(sum(len(canonical_json(record)) for record in chunk) / len(chunk))
             # Whichever runs second finds the batch's records in the CPU's caches: they take turns.
             for step in ((floor_batch, lake.append) if n % 2 == 0 else (lake.append, floor_batch)):
                 started = time.perf_counter()
@@ -82,20 +84,23 @@ def speed(count: int, batch: int) -> dict[str, object]:
                     lake.append(chunk)
                     seconds += time.perf_counter() - started
         assert lake.log.last_seq == count
-    return {"benchmark": "append", "events": count, "batch": batch, "avg_record_bytes": round(size),
+    return {"benchmark": "append", "events": count, "batch": batch, "avg_record_bytes": size,
             "seconds": round(seconds, 3), "events_per_s": round(count / seconds),
             "floor_seconds": round(floor_seconds, 3), "floor_events_per_s": round(count / floor_seconds),
-            "ratio_to_floor": round(seconds / floor_seconds, 2), "seed": SEED}
+            "ratio_to_floor": round(seconds / floor_seconds, 2), "peak_rss_mib": round(peak_rss_mib(), 1),
+            "seed": SEED}
 
 
-def command_line(records: list[dict[str, object]], batch: int) -> dict[str, object]:
-    """`eventlog append FILE` of the same records written as NDJSON, in a process of its own: the main job's
-    path, with strict parsing of every line, one call for the whole file and sealing within it."""
+def command_line(count: int, batch: int) -> dict[str, object]:
+    """`eventlog append FILE` of `count` example exchanges written as NDJSON, in a process of its own: the main
+    job's path, with strict parsing of every line, one call for the whole file and sealing within it."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         source = folder / "records.ndjson"
-        source.write_bytes(b"".join(json.dumps(record).encode() + b"\n" for record in records))
-        floor_seconds = floor(records, batch, folder)
+        with open(source, "wb") as out:
+            for chunk in example_batches(count, batch):
+                out.write(b"".join(json.dumps(record).encode() + b"\n" for record in chunk))
+        floor_seconds = floor(count, batch, folder)
         lake = ["--lake", str(folder / "lake")]
         subprocess.run([sys.executable, "-m", "eventlog", *lake, "init"], check=True, stdout=subprocess.DEVNULL)
         started = time.perf_counter()
@@ -106,7 +111,6 @@ def command_line(records: list[dict[str, object]], batch: int) -> dict[str, obje
         seconds = time.perf_counter() - started
         peak = float(done.stderr.strip().splitlines()[-1])
         size = source.stat().st_size
-    count = len(records)
     return {"benchmark": "append_cli", "events": count, "file_bytes": size,
             "seconds": round(seconds, 3), "events_per_s": round(count / seconds),
             "floor_events_per_s": round(count / floor_seconds), "ratio_to_floor": round(seconds / floor_seconds, 2),
@@ -122,9 +126,11 @@ def cli_child(arguments: list[str]) -> None:
         print(peak_rss_mib(), file=sys.stderr)
 
 
-def example_records(count: int) -> list[dict[str, object]]:
+def example_batches(count: int, batch: int) -> Iterator[list[dict[str, object]]]:
+    """`count` seeded OpenAlex-shaped exchanges in lists of `batch`, made as they are asked for."""
     rng = random.Random(SEED)
-    return [openalex_record(n, rng=rng) for n in range(count)]
+    for start in range(0, count, batch):
+        yield [openalex_record(n, rng=rng) for n in range(start, min(start + batch, count))]
 
 
 def peak_rss_mib() -> float:
@@ -207,7 +213,7 @@ def main() -> None:
     if args.count:
         print(json.dumps(speed(args.count, args.batch)), flush=True)
     if args.cli:
-        print(json.dumps(command_line(example_records(args.cli), args.batch)), flush=True)
+        print(json.dumps(command_line(args.cli, args.batch)), flush=True)
     for count in filter(None, args.memory.split(",")):
         for batch in ("10000", "0"):
             subprocess.run([sys.executable, __file__, "--memory-child", count, "--batch", batch], check=True)
