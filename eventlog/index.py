@@ -188,7 +188,7 @@ class LogIndex:
 
     def add(self, entries: Iterable[IndexEntry]) -> None:
         """Add entries inside the current transaction."""
-        self.add_rows(_with_keys(entries))
+        self.add_rows(index_rows(entries))
 
     def add_rows(self, rows: Iterable[Sequence[object]]) -> None:
         """Add rows inside the current transaction: an IndexEntry's fields, then lookup_key of its event id and of
@@ -242,7 +242,8 @@ class LogIndex:
         return (int(row[0]), int(row[1])) if row else None
 
 
-def _with_keys(entries: Iterable[IndexEntry]) -> Iterator[tuple[object, ...]]:
+def index_rows(entries: Iterable[IndexEntry]) -> Iterator[tuple[object, ...]]:
+    """The rows of `entries` for LogIndex.add_rows: each entry's fields and its look-up keys."""
     for entry in entries:
         content = entry.content_sha256
         yield (*entry, lookup_key(entry.event_id), None if content is None else lookup_key(content))

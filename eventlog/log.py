@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,7 +46,7 @@ from eventlog.events import (
     envelope_parts,
     line_hash,
 )
-from eventlog.index import IndexEntry, LogIndex, exchange_key
+from eventlog.index import IndexEntry, LogIndex, exchange_key, index_rows
 from eventlog.locking import WriterLock
 from eventlog.redaction import Redactor
 from eventlog.seals import Seal, SealAccumulator, compute_seal, read_seal, seal_hash
@@ -230,10 +231,14 @@ class EventLog:
         self.index = LogIndex(root / "index.sqlite")
         self._tail = _Tail()
         self._sealed_in_call: list[tuple[Path, Path, Path]] = []
+        # Writes a chunk's bytes while the index takes its rows (see `_write`); its thread starts at the first.
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventlog-write")
+        self._writing: Future[None] | None = None
         with self.lock.held():
             self._recover()
 
     def close(self) -> None:
+        self._io.shutdown()
         self.index.close()
 
     # -- writing -------------------------------------------------------------------------------------------------
@@ -413,7 +418,8 @@ class EventLog:
             entries.append(self._place(line, event.type, event.event_id, event.digest, event.content_sha256,
                                        _event_key(event), event.body.get("observed_at_utc"), event.recorded_at_utc))
             lines.append(line)
-        self._write(lines, entries)
+        if lines:
+            self._write(b"\n".join(lines) + b"\n", index_rows(entries))
         return len(lines)
 
     def _write_prepared(self, batch: list[Prepared], kinds: bytes, recorded: str) -> None:
@@ -431,7 +437,8 @@ class EventLog:
                 entries.append(self._place(line, event_type, p.exchange_id, digest, p.content_sha256, p.key,
                                            p.observed_at_utc, recorded))
                 lines.append(line)
-            self._write(lines, entries)
+            if lines:
+                self._write(b"\n".join(lines) + b"\n", index_rows(entries))
             return
         if not batch:
             return
@@ -445,8 +452,7 @@ class EventLog:
         if tail.accumulator is not None:
             tail.accumulator.add_lines(prev=prev, leaves=leaves, observed=[p.observed_at_utc for p in batch],
                                        recorded=recorded)
-        self._write_data(data)
-        self.index.add_rows(rows)
+        self._write(data, rows)
 
     def _start_segment(self, recorded: str) -> SegmentName:
         """The active segment, begun here if there is none; notes the first recorded time of its lines."""
@@ -474,11 +480,24 @@ class EventLog:
         tail.next_seq += 1
         return entry
 
-    def _write(self, lines: list[bytes], entries: list[IndexEntry]) -> None:
-        if not lines:
-            return
-        self._write_data(b"\n".join(lines) + b"\n")
-        self.index.add(entries)
+    def _write(self, data: bytes, rows: Iterable[Sequence[object]]) -> None:
+        """Write whole lines to the active segment and their rows to the index, at the same time: the write and
+        the seal's file hash run on the I/O thread while this one inserts the rows. Both release the GIL (the
+        system call, SHA-256 over more than 2 KiB, each SQLite step), so on a second core they overlap."""
+        self._writing = self._io.submit(self._write_data, data)
+        try:
+            self.index.add_rows(rows)
+        finally:
+            self._settle_write()
+
+    def _settle_write(self) -> None:
+        """Wait for the write in flight, if any, and raise its error. Nothing may touch the segment before it ends:
+        a rollback that truncated first would have the write land after the cut."""
+        writing = self._writing
+        if writing is not None:
+            wait([writing])  # an interrupt here leaves `_writing` set, for the rollback to wait on
+            self._writing = None
+            writing.result()
 
     def _write_data(self, data: bytes) -> None:
         """Append whole lines, each with its newline, to the active segment."""
@@ -505,6 +524,9 @@ class EventLog:
     def _rollback(self, next_seq: int, last_hash: str, active_path: Path | None, active_size: int) -> None:
         """Undo a failed call: drop its index rows, remove the seals it wrote and the segments it began, give
         the segment that was active at its start back its name, and cut that one back to its length then."""
+        if self._writing is not None:  # interrupted while waiting for the write: it must end before the cut
+            wait([self._writing])
+            self._writing = None
         self.index.rollback()
         current = self._tail.active_path
         if current is not None and current != active_path:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlog import CanonicalError, EnvelopeError, IntegrityError, Lake, LakeError, SegmentPolicy
+from eventlog import CanonicalError, EnvelopeError, IntegrityError, Lake, LakeError, SegmentPolicy, native
 from eventlog import log as log_module
 from eventlog.canonical import canonical_json
 from eventlog.events import GENESIS, Event, decode_line, encode_event, line_hash
@@ -272,6 +277,74 @@ def test_a_failed_call_undoes_the_seals_it_made(tmp_path: Path, monkeypatch: pyt
             lake.append(records())
         assert (log_bytes(lake), seal_files(lake)) == (segments, seals)
         assert lake.verify().ok
+
+
+@pytest.mark.parametrize("assembly", ["C", "Python"])
+def test_an_index_insert_failing_while_the_chunk_is_written_leaves_nothing(
+        tmp_path: Path, assembly: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index takes a chunk's rows while the I/O thread writes its bytes: when the index fails, the rollback
+    waits for the write before it cuts the segment back, or the write would land after the cut."""
+    if assembly == "Python":
+        monkeypatch.setattr(native, "records", None)
+    with Lake.init(tmp_path / "lake") as lake:
+        lake.append([openalex_record(n) for n in range(5)])
+        before = log_bytes(lake)
+        with closing(sqlite3.connect(lake.root / "log" / "index.sqlite")) as db:
+            db.execute("CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.seq = 6 "
+                       "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+            db.commit()
+        records = [openalex_record(n) for n in range(5, 2000)]  # about 4 MB in one chunk
+        # The I/O thread is kept busy for a moment, so the chunk's write is still to come when the index fails.
+        release = threading.Event()
+        lake.log._io.submit(release.wait, 10)
+        threading.Timer(0.3, release.set).start()
+        with pytest.raises(sqlite3.IntegrityError, match="refused by the test"):
+            lake.append(records)
+        lake.log._io.submit(lambda: None).result()  # whatever the thread still had to do is done
+        assert log_bytes(lake) == before
+        assert lake.log.index.last_seq() == 5
+        with closing(sqlite3.connect(lake.root / "log" / "index.sqlite")) as db:
+            db.execute("DROP TRIGGER refuse")
+            db.commit()
+        assert lake.append(records).first_seq == 6
+        assert lake.verify().ok
+    with Lake.open(tmp_path / "lake") as lake:
+        assert lake.log.last_seq == 2000
+        assert lake.verify().ok
+
+
+FILE_SIZE_LIMIT = textwrap.dedent("""
+    import resource, signal, sys
+    from eventlog import Lake
+    from tests.factories import openalex_record
+    lake = Lake.open(sys.argv[1])
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+    try:
+        lake.append([openalex_record(n) for n in range(5, 2000)])
+    except OSError as error:
+        print(error.errno)
+    lake.close()
+""")
+
+
+def test_a_segment_write_that_fails_leaves_nothing(tmp_path: Path) -> None:
+    """A real write error (the process's file-size limit) on the I/O thread reaches the caller, and the call is
+    rolled back as a whole."""
+    with Lake.init(tmp_path / "lake") as lake:
+        lake.append([openalex_record(n) for n in range(5)])
+        before = log_bytes(lake)
+    limit = max(len(data) for data in before.values()) + 100_000  # the index's files stay under it
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT, str(tmp_path / "lake"), str(limit)],
+                          capture_output=True, text=True, env=env, cwd=root, check=True)
+    assert done.stdout.strip() == str(errno.EFBIG), done.stderr
+    with Lake.open(tmp_path / "lake") as lake:
+        assert log_bytes(lake) == before
+        assert lake.log.last_seq == 5
+        assert lake.verify().ok
+        assert lake.append([openalex_record(n) for n in range(5, 2000)]).first_seq == 6
 
 
 def test_recorded_time_comes_from_the_injected_clock(lake: Lake, clock: Clock) -> None:
