@@ -200,6 +200,7 @@ class _Tail:
     active: SegmentName | None = None
     active_path: Path | None = None
     active_size: int = 0
+    synced_size: int = -1  # the active segment's size at its last fsync
     active_first_recorded: str | None = None
     # The active segment's seal so far, when this process has seen every line of it (it wrote them all).
     accumulator: SealAccumulator | None = None
@@ -350,6 +351,7 @@ class EventLog:
                 # connection reads), so what a chunk must remember of itself is all that memory holds.
                 batch: list[Prepared] = []
                 size = 0
+                last = False
                 for item in iterator:
                     number += 1
                     record = item if isinstance(item, ExchangeRecord) else decode_record(item, source=f"record {number}")
@@ -358,6 +360,8 @@ class EventLog:
                     size += len(p.request_json) + len(p.response_json)
                     if len(batch) >= CHUNK or size >= CHUNK_BYTES:
                         break
+                else:
+                    last = True  # the call's last chunk: its write is also its fsync
                 if not batch:
                     break
                 # Within the chunk: ids written so far (with their content) and contents whose payload the log
@@ -390,7 +394,7 @@ class EventLog:
                         mismatch_count += 1
                         if len(mismatches) < MAX_LISTED_MISMATCHES:
                             mismatches.append(p.exchange_id)
-                self._write_prepared(fresh, bytes(kinds), recorded)
+                self._write_prepared(fresh, bytes(kinds), recorded, sync=last)
                 if (label := self._seal_within_call()) is not None:
                     sealed.append(label)
         first = first_seq if tail.next_seq > first_seq else None
@@ -422,8 +426,9 @@ class EventLog:
             self._write(b"\n".join(lines) + b"\n", index_rows(entries))
         return len(lines)
 
-    def _write_prepared(self, batch: list[Prepared], kinds: bytes, recorded: str) -> None:
-        """Write observations of prepared records: `kinds` has a byte per record, 1 for observed, 0 for revisited."""
+    def _write_prepared(self, batch: list[Prepared], kinds: bytes, recorded: str, *, sync: bool = False) -> None:
+        """Write observations of prepared records: `kinds` has a byte per record, 1 for observed, 0 for revisited.
+        With `sync`, the segment is made durable too."""
         records = native.records
         if records is None:
             lines: list[bytes] = []
@@ -438,7 +443,7 @@ class EventLog:
                                            p.observed_at_utc, recorded))
                 lines.append(line)
             if lines:
-                self._write(b"\n".join(lines) + b"\n", index_rows(entries))
+                self._write(b"\n".join(lines) + b"\n", index_rows(entries), sync=sync)
             return
         if not batch:
             return
@@ -452,7 +457,7 @@ class EventLog:
         if tail.accumulator is not None:
             tail.accumulator.add_lines(prev=prev, leaves=leaves, observed=[p.observed_at_utc for p in batch],
                                        recorded=recorded)
-        self._write(data, rows)
+        self._write(data, rows, sync=sync)
 
     def _start_segment(self, recorded: str) -> SegmentName:
         """The active segment, begun here if there is none; notes the first recorded time of its lines."""
@@ -461,6 +466,7 @@ class EventLog:
             tail.active = SegmentName(tail.next_seq, None)
             tail.active_path = self.segments_dir / format_segment_name(tail.next_seq)
             tail.active_size = 0
+            tail.synced_size = -1
             tail.accumulator = SealAccumulator()
         if tail.active_first_recorded is None:
             tail.active_first_recorded = recorded
@@ -480,15 +486,20 @@ class EventLog:
         tail.next_seq += 1
         return entry
 
-    def _write(self, data: bytes, rows: Iterable[Sequence[object]]) -> None:
-        """Write whole lines to the active segment and their rows to the index, at the same time: the write and
-        the seal's file hash run on the I/O thread while this one inserts the rows. Both release the GIL (the
-        system call, SHA-256 over more than 2 KiB, each SQLite step), so on a second core they overlap."""
-        self._writing = self._io.submit(self._write_data, data)
+    def _write(self, data: bytes, rows: Iterable[Sequence[object]], *, sync: bool = False) -> None:
+        """Write whole lines to the active segment, and with `sync` fsync it, on the I/O thread, while this one
+        inserts their rows into the index and adds them to the seal's file hash. The system calls, each SQLite
+        step and SHA-256 over more than 2 KiB all release the GIL, so on a second core the two overlap."""
+        tail = self._tail
+        self._writing = self._io.submit(self._write_data, data, sync and self.durable)
         try:
             self.index.add_rows(rows)
+            if tail.accumulator is not None:
+                tail.accumulator.add_bytes(data)
         finally:
             self._settle_write()
+        if sync:
+            tail.synced_size = tail.active_size
 
     def _settle_write(self) -> None:
         """Wait for the write in flight, if any, and raise its error. Nothing may touch the segment before it ends:
@@ -499,27 +510,31 @@ class EventLog:
             self._writing = None
             writing.result()
 
-    def _write_data(self, data: bytes) -> None:
-        """Append whole lines, each with its newline, to the active segment."""
+    def _write_data(self, data: bytes, fsync: bool) -> None:
+        """Append whole lines, each with its newline, to the active segment; with `fsync`, make them durable."""
         path = self._tail.active_path
         assert path is not None
         created = not path.exists()
         with open(path, "ab") as handle:
             handle.write(data)
-        if self._tail.accumulator is not None:
-            self._tail.accumulator.add_bytes(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         if created:
             fsync_dir(self.segments_dir)
 
     def _sync(self) -> None:
-        path = self._tail.active_path
-        if self.durable and path is not None and path.exists():
+        """Make the active segment durable, unless its last write did."""
+        tail = self._tail
+        path = tail.active_path
+        if self.durable and path is not None and tail.synced_size != tail.active_size and path.exists():
             fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        self._tail.fingerprint = self._fingerprint()
+        tail.synced_size = tail.active_size
+        tail.fingerprint = self._fingerprint()
 
     def _rollback(self, next_seq: int, last_hash: str, active_path: Path | None, active_size: int) -> None:
         """Undo a failed call: drop its index rows, remove the seals it wrote and the segments it began, give
