@@ -15,6 +15,9 @@ from eventlog.segments import write_atomic
 
 LAKE_FORMAT = 1
 CONFIG_NAME = "lake.json"
+# The SQL side's names, here rather than with SQLAlchemy, so that commands which never touch SQL start without it.
+DEFAULT_SCHEMA = "lake"
+DIALECT_NAMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
 class SegmentPolicy(msgspec.Struct, frozen=True, kw_only=True):

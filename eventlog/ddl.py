@@ -16,14 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from eventlog.config import DEFAULT_SCHEMA, DIALECT_NAMES
 from eventlog.dialects import (
-    DIALECT_NAMES,
     create_schema_sql,
     create_view_prefix,
     dialect_by_name,
     uses_schema,
 )
-from eventlog.sqlschema import DEFAULT_SCHEMA, LakeTables, build_tables
+from eventlog.sqlschema import LakeTables, build_tables
 
 HEADER = ("-- Generated from eventlog/sqlschema.py by `python -m eventlog.ddl --write`; do not edit by hand.\n"
           "-- Idempotent: creates what is missing, never drops or alters an existing table.\n")

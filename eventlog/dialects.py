@@ -18,10 +18,10 @@ from sqlalchemy.dialects import mssql, mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import TextClause
 
+from eventlog.config import DIALECT_NAMES
 from eventlog.errors import DatabaseError, InputError
 
 MYSQL_NAMES = ("mysql", "mariadb")
-DIALECT_NAMES = ("sqlite", "postgresql", "mysql", "mssql")
 SCHEMA_NAME = re.compile(r"[A-Za-z0-9_]{1,63}")
 
 _BACKEND_TITLES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB",

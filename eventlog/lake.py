@@ -24,6 +24,7 @@ from eventlog.archive import (
 from eventlog.coldstore import ColdStore
 from eventlog.config import (
     CONFIG_NAME,
+    DEFAULT_SCHEMA,
     LakeConfig,
     SegmentPolicy,
     default_database_url,
@@ -37,13 +38,12 @@ from eventlog.events import Event
 from eventlog.index import IndexEntry, exchange_key
 from eventlog.keys import Argon2Params, Keys
 from eventlog.log import AppendResult, EventLog
-from eventlog.mirror import MirrorResult, mirror_log
 from eventlog.redaction import RedactionPolicy, Redactor
-from eventlog.sqlschema import DEFAULT_SCHEMA
-from eventlog.sqlstore import SqlEventStore
 from eventlog.verify import VerifyReport, verify_log
 
 if TYPE_CHECKING:
+    from eventlog.mirror import MirrorResult
+    from eventlog.sqlstore import SqlEventStore
     from projections import ProjectionReport, ReprojectResult
 
 DEFAULT_LAKE = "lake"
@@ -172,11 +172,16 @@ class Lake:
 
     def sql_store(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA) -> SqlEventStore:
         """The SQL side at `database_url` (default: the lake's), not yet connected; the caller disposes of it."""
+        # Imported here: it brings SQLAlchemy, which the log alone does not need.
+        from eventlog.sqlstore import SqlEventStore
+
         return SqlEventStore(database_url or self.database_url, schema=schema)
 
     def mirror(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
                progress: Callable[[int], None] | None = None) -> MirrorResult:
         """Copy the log's new events into the SQL event tables (see eventlog.mirror.mirror_log)."""
+        from eventlog.mirror import mirror_log
+
         with self.sql_store(database_url=database_url, schema=schema) as store:
             return mirror_log(self.log, store, progress=progress)
 

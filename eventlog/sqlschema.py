@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from eventlog.canonical import canonical_json
+from eventlog.config import DEFAULT_SCHEMA
 from eventlog.dialects import (
     JsonDocument,
     ascii_key,
@@ -34,7 +35,6 @@ from eventlog.dialects import (
     table_options,
 )
 
-DEFAULT_SCHEMA = "lake"
 UTC_TEXT_LENGTH = 27
 OBSERVATION_TYPES = ("observed", "revisited")
 APPEND_LOCK_NAME = "events"

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from eventlog.config import DEFAULT_SCHEMA
 from eventlog.ddl import view_sql
 from eventlog.dialects import (
     bulk_insert,
@@ -34,7 +35,7 @@ from eventlog.envelope import format_utc
 from eventlog.errors import InputError, IntegrityError
 from eventlog.events import Event
 from eventlog.sqlrows import CONTENT_COLUMNS, EVENT_COLUMNS, EncodedEvent, decode_event, encode_event
-from eventlog.sqlschema import APPEND_LOCK_NAME, DEFAULT_SCHEMA, LakeTables, build_tables
+from eventlog.sqlschema import APPEND_LOCK_NAME, LakeTables, build_tables
 
 
 class SqlEventStore:

@@ -12,7 +12,6 @@ import click
 
 from eventlog.cli.app import app, cli, emit, json_option
 from eventlog.errors import EventLogError
-from eventlog.scheduler import job_registry, load_config, run_once, serve
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
@@ -52,6 +51,9 @@ def schedule(ctx: click.Context, config_path: Path, once: bool) -> None:
 
     One log line per run on stderr. With --once, exit non-zero when a job failed (with that job's exit code).
     """
+    # Imported here: the scheduler brings SQLAlchemy, which the other commands' start need not pay for.
+    from eventlog.scheduler import job_registry, load_config, run_once, serve
+
     config = load_config(config_path, registry=job_registry())
     configure_logging()
     if not once:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import msgspec
 
 from eventlog.cli.app import Progress, app, cli, emit, json_option
-from eventlog.ddl import render_ddl
-from eventlog.dialects import DIALECT_NAMES
+from eventlog.config import DEFAULT_SCHEMA, DIALECT_NAMES
 from eventlog.errors import IntegrityError
-from eventlog.sqlschema import DEFAULT_SCHEMA
-from projections import ProjectionReport, ReprojectResult
+
+if TYPE_CHECKING:
+    from projections import ProjectionReport, ReprojectResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,6 +101,9 @@ def _reproject_text(result: ReprojectResult, report: ProjectionReport | None) ->
 @click.pass_context
 def ddl(ctx: click.Context, dialect: str, schema: str) -> None:
     """Print the DDL of the lake tables and views for one dialect (idempotent; never drops anything)."""
+    # Imported here: it brings SQLAlchemy, which the other commands' start need not pay for.
+    from eventlog.ddl import render_ddl
+
     text = render_ddl(dialect, schema=schema)
     if app(ctx).as_json:
         emit(ctx, {"dialect": dialect, "schema": schema, "ddl": text}, "")

@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
+from eventlog.config import DIALECT_NAMES
 from eventlog.ddl import ddl_files, render_ddl, render_file
-from eventlog.dialects import DIALECT_NAMES, create_schema_sql, insert_ignore, upsert
+from eventlog.dialects import create_schema_sql, insert_ignore, upsert
 from eventlog.errors import InputError
 from eventlog.sqlschema import build_tables
 from eventlog.sqlstore import SqlEventStore, StoreStatements
