@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +67,9 @@ from eventlog.segments import (
 
 CHUNK = 2000
 CHUNK_BYTES = 8 * 1024 * 1024
+# A chunk's write runs on a thread of its own, beside the index inserts, from this many bytes on; below, starting
+# the thread (about 60 µs) would cost more than the overlap gains.
+THREADED_WRITE_BYTES = 64 * 1024
 # An append lists at most this many ids of records whose stated content hash differs from ours, and counts all.
 MAX_LISTED_MISMATCHES = 1000
 
@@ -232,14 +235,11 @@ class EventLog:
         self.index = LogIndex(root / "index.sqlite")
         self._tail = _Tail()
         self._sealed_in_call: list[tuple[Path, Path, Path]] = []
-        # Writes a chunk's bytes while the index takes its rows (see `_write`); its thread starts at the first.
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventlog-write")
-        self._writing: Future[None] | None = None
+        self._writing: _Background | None = None  # a chunk's write in flight (see `_write`)
         with self.lock.held():
             self._recover()
 
     def close(self) -> None:
-        self._io.shutdown()
         self.index.close()
 
     # -- writing -------------------------------------------------------------------------------------------------
@@ -487,11 +487,16 @@ class EventLog:
         return entry
 
     def _write(self, data: bytes, rows: Iterable[Sequence[object]], *, sync: bool = False) -> None:
-        """Write whole lines to the active segment, and with `sync` fsync it, on the I/O thread, while this one
-        inserts their rows into the index and adds them to the seal's file hash. The system calls, each SQLite
-        step and SHA-256 over more than 2 KiB all release the GIL, so on a second core the two overlap."""
+        """Write whole lines to the active segment, and with `sync` fsync it, on a thread of their own, while this
+        one inserts their rows into the index and adds them to the seal's file hash. The system calls, each SQLite
+        step and SHA-256 over more than 2 KiB all release the GIL, so on a second core the two overlap. The thread
+        ends before this returns: none outlives a call, so a process may fork between calls."""
         tail = self._tail
-        self._writing = self._io.submit(self._write_data, data, sync and self.durable)
+        fsync = sync and self.durable
+        if len(data) < THREADED_WRITE_BYTES:
+            self._write_data(data, fsync)
+        else:
+            self._writing = _Background(self._write_data, data, fsync)
         try:
             self.index.add_rows(rows)
             if tail.accumulator is not None:
@@ -506,9 +511,9 @@ class EventLog:
         a rollback that truncated first would have the write land after the cut."""
         writing = self._writing
         if writing is not None:
-            wait([writing])  # an interrupt here leaves `_writing` set, for the rollback to wait on
+            writing.wait()  # an interrupt here leaves `_writing` set, for the rollback to wait on
             self._writing = None
-            writing.result()
+            writing.raise_error()
 
     def _write_data(self, data: bytes, fsync: bool) -> None:
         """Append whole lines, each with its newline, to the active segment; with `fsync`, make them durable."""
@@ -540,7 +545,7 @@ class EventLog:
         """Undo a failed call: drop its index rows, remove the seals it wrote and the segments it began, give
         the segment that was active at its start back its name, and cut that one back to its length then."""
         if self._writing is not None:  # interrupted while waiting for the write: it must end before the cut
-            wait([self._writing])
+            self._writing.wait()
             self._writing = None
         self.index.rollback()
         current = self._tail.active_path
@@ -765,6 +770,28 @@ class EventLog:
     @property
     def last_seq(self) -> int:
         return self._tail.next_seq - 1
+
+
+class _Background:
+    """One call run on a thread of its own: `wait` for it to end, then `raise_error` raises what it raised."""
+
+    def __init__(self, target: Callable[..., object], *args: object) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(target, args), name="eventlog-write")
+        self._thread.start()
+
+    def _run(self, target: Callable[..., object], args: tuple[object, ...]) -> None:
+        try:
+            target(*args)
+        except BaseException as error:  # handed to the waiting thread
+            self._error = error
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def _event_key(event: Event) -> str | None:

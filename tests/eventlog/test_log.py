@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -294,13 +295,20 @@ def test_an_index_insert_failing_while_the_chunk_is_written_leaves_nothing(
                        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
             db.commit()
         records = [openalex_record(n) for n in range(5, 2000)]  # about 4 MB in one chunk
-        # The I/O thread is kept busy for a moment, so the chunk's write is still to come when the index fails.
-        release = threading.Event()
-        lake.log._io.submit(release.wait, 10)
-        threading.Timer(0.3, release.set).start()
+        write = log_module.EventLog._write_data
+
+        def late_write(self: log_module.EventLog, data: bytes, fsync: bool) -> None:
+            time.sleep(0.3)  # the index fails first
+            write(self, data, fsync)
+
+        monkeypatch.setattr(log_module.EventLog, "_write_data", late_write)
         with pytest.raises(sqlite3.IntegrityError, match="refused by the test"):
             lake.append(records)
-        lake.log._io.submit(lambda: None).result()  # whatever the thread still had to do is done
+        monkeypatch.setattr(log_module.EventLog, "_write_data", write)
+        left = [thread for thread in threading.enumerate() if thread.name == "eventlog-write"]
+        for thread in left:
+            thread.join()
+        assert not left, "the call returned before its write ended"
         assert log_bytes(lake) == before
         assert lake.log.index.last_seq() == 5
         with closing(sqlite3.connect(lake.root / "log" / "index.sqlite")) as db:
@@ -326,6 +334,25 @@ FILE_SIZE_LIMIT = textwrap.dedent("""
         print(error.errno)
     lake.close()
 """)
+
+
+def test_no_thread_outlives_a_call(lake: Lake) -> None:
+    """A large chunk is written on a thread of its own, which ends before the call returns: a process may fork
+    between calls and go on appending in the child."""
+    before = threading.active_count()
+    seen: list[str] = []
+    write = log_module.EventLog._write_data
+
+    def noting_write(self: log_module.EventLog, data: bytes, fsync: bool) -> None:
+        seen.append(threading.current_thread().name)
+        write(self, data, fsync)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(log_module.EventLog, "_write_data", noting_write)
+        lake.append([openalex_record(n) for n in range(2000)])  # threaded: about 4 MB
+        lake.append([openalex_record(2000)])  # inline: one record
+    assert seen == ["eventlog-write", threading.current_thread().name]
+    assert threading.active_count() == before
 
 
 def test_a_segment_write_that_fails_leaves_nothing(tmp_path: Path) -> None:
