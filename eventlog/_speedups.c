@@ -620,10 +620,130 @@ canonical_fast(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return pending;
 }
 
+PyDoc_STRVAR(no_repeated_key_doc,
+"no_repeated_key(data, value, /)\n--\n\n"
+"Whether `data`, valid JSON bytes that msgspec decoded to `value`, is proven free of repeated keys (which the\n"
+"decode drops silently). In valid JSON each raw ':' is a name separator, one per member, or sits in a string.\n"
+"Without the escapes \\u0030..\\u003f in `data`, no string gains a ':' by decoding, so the raw count equals the\n"
+"keys of `value` plus the ':' in its strings unless a member was dropped, which takes its separator with it.\n"
+"False asks for the slow check; so does anything in `value` that a JSON decode does not make.");
+
+static Py_ssize_t
+colons_in(PyObject *text)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), count = 0;
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    if (kind == PyUnicode_1BYTE_KIND) {  /* ASCII or Latin-1: the byte 0x3A is ':' and nothing else */
+        const char *at = data, *end = at + n;
+        while ((at = memchr(at, ':', (size_t)(end - at))) != NULL) {
+            count++;
+            at++;
+        }
+        return count;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        count += PyUnicode_READ(kind, data, i) == ':';
+    }
+    return count;
+}
+
+/* The colons a member or item adds: those of a string; containers go on the stack. -1: refused (a type a
+ * JSON decode does not make); -2: an error. */
+static Py_ssize_t
+colons_or_push(PyObject *item, Pending *pending)
+{
+    PyTypeObject *type = Py_TYPE(item);
+    if (type == &PyUnicode_Type) {
+        return colons_in(item);
+    }
+    if (type == &PyLong_Type || type == &PyFloat_Type || type == &PyBool_Type || item == Py_None) {
+        return 0;
+    }
+    if (type != &PyDict_Type && type != &PyList_Type) {
+        return -1;
+    }
+    if (pending->size == pending->capacity) {
+        Py_ssize_t capacity = pending->capacity * 2;
+        PyObject **items = PyMem_Realloc(pending->items, (size_t)capacity * sizeof(PyObject *));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -2;
+        }
+        pending->items = items;
+        pending->capacity = capacity;
+    }
+    pending->items[pending->size++] = item;
+    return 0;
+}
+
+static PyObject *
+no_repeated_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!argument_count_is("no_repeated_key", nargs, 2)) {
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "no_repeated_key() takes bytes as its first argument");
+        return NULL;
+    }
+    const char *data = PyBytes_AS_STRING(args[0]), *end = data + PyBytes_GET_SIZE(args[0]);
+    if (contains(data, end - data, "\\u003")) {
+        Py_RETURN_FALSE;
+    }
+    Py_ssize_t raw = 0;
+    for (const char *at = data; (at = memchr(at, ':', (size_t)(end - at))) != NULL; at++) {
+        raw++;
+    }
+    Pending pending = {PyMem_Malloc(64 * sizeof(PyObject *)), 0, 64};
+    if (pending.items == NULL) {
+        return PyErr_NoMemory();
+    }
+    /* No Python code runs during the walk, so the borrowed references on the stack stay valid. */
+    Py_ssize_t counted = colons_or_push(args[1], &pending);
+    while (counted >= 0 && counted <= raw && pending.size > 0) {
+        PyObject *item = pending.items[--pending.size];
+        if (PyDict_CheckExact(item)) {
+            Py_ssize_t position = 0;
+            PyObject *key, *child;
+            counted += PyDict_GET_SIZE(item);  /* one separator per key */
+            while (counted <= raw && PyDict_Next(item, &position, &key, &child)) {
+                if (!PyUnicode_CheckExact(key)) {
+                    counted = -1;
+                    break;
+                }
+                Py_ssize_t added = colons_or_push(child, &pending);
+                if (added < 0) {
+                    counted = added;
+                    break;
+                }
+                counted += colons_in(key) + added;
+            }
+        }
+        else {
+            PyObject **items = PySequence_Fast_ITEMS(item);  /* an exact list */
+            for (Py_ssize_t k = 0, count = PyList_GET_SIZE(item); counted <= raw && k < count; k++) {
+                Py_ssize_t added = colons_or_push(items[k], &pending);
+                if (added < 0) {
+                    counted = added;
+                    break;
+                }
+                counted += added;
+            }
+        }
+    }
+    PyMem_Free(pending.items);
+    if (counted == -2) {
+        return NULL;
+    }
+    return PyBool_FromLong(counted == raw);
+}
+
 static PyMethodDef module_methods[] = {
     {"has_userinfo", has_userinfo, METH_O, has_userinfo_doc},
     {"plain_floats", (PyCFunction)(void (*)(void))plain_floats, METH_FASTCALL, plain_floats_doc},
     {"canonical_fast", (PyCFunction)(void (*)(void))canonical_fast, METH_FASTCALL, canonical_fast_doc},
+    {"no_repeated_key", (PyCFunction)(void (*)(void))no_repeated_key, METH_FASTCALL, no_repeated_key_doc},
     {NULL, NULL, 0, NULL},
 };
 

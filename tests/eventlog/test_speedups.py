@@ -6,6 +6,7 @@ is set (CI sets it), under which a missing extension is a failure.
 
 from __future__ import annotations
 
+import json
 import os
 
 import msgspec
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from eventlog import CanonicalError, canonical, parse_json
 from eventlog.canonical import _MANY_FLOATS, _plain_floats
 from eventlog.prefilter import userinfo_by_regex
 
@@ -182,3 +184,65 @@ def test_canonical_fast_passes_on_what_is_not_an_error_of_the_value() -> None:
 def test_clear_of_is_no_needle_and_no_password_in_any_text(texts: list[bytes], chosen: list[bytes]) -> None:
     expected = not any(first_needle(text, chosen) >= 0 or userinfo_by_regex(text) for text in texts)
     assert _speedups.NeedleScanner(chosen).clear_of(*texts) is expected
+
+
+# Raw JSON text whose objects may repeat keys: an object is a list of members, written as they come.
+_raw_keys = st.sampled_from(["a", "b", "a:b", ":", "\u00e9:", "\u4e2d", "\U0001f600:", "x\\u003ay", "\\u003a",
+                             "\\u0030", "q"])
+_raw_scalars = st.sampled_from(['1', '-2.5e3', 'true', 'null', '"x:y"', '"::"', '"\\u003a"', '"\u00e9:\u4e2d:"',
+                                '""', '"\\"a\\":1"', '"\\u0041"'])
+_raw_values = st.recursive(
+    _raw_scalars,
+    lambda inner: (st.lists(inner, max_size=4).map(lambda items: "[" + ", ".join(items) + "]")
+                   | st.lists(st.tuples(_raw_keys, inner), max_size=4).map(
+                       lambda members: "{" + ",".join(f'"{key}" :{value}' for key, value in members) + "}")),
+    max_leaves=25)
+
+
+def _repeats_a_key(value: str) -> bool:
+    """The reference: whether any object of the JSON text `value` has the same key twice."""
+    repeated = False
+
+    def pairs(members: list[tuple[str, object]]) -> dict[str, object]:
+        nonlocal repeated
+        repeated = repeated or len({key for key, _ in members}) < len(members)
+        return dict(members)
+
+    json.loads(value, object_pairs_hook=pairs)
+    return repeated
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_raw_values)
+def test_no_repeated_key_never_vouches_for_a_text_that_repeats_one(text: str) -> None:
+    data = text.encode()
+    value = msgspec.json.decode(data)
+    proven = _speedups.no_repeated_key(data, value)
+    if _repeats_a_key(text):
+        assert not proven
+    elif b"\\u003" not in data:
+        assert proven  # the proof holds for every text without a repeat and without escapes of 0 to ?
+    for path in ("C", "Python"):
+        with pytest.MonkeyPatch.context() as patch:
+            if path == "Python":
+                patch.setattr(canonical, "_c_no_repeated_key", None)
+            if _repeats_a_key(text):
+                with pytest.raises(CanonicalError, match="duplicate key"):
+                    parse_json(data)
+            else:
+                assert parse_json(data) == value
+
+
+def test_no_repeated_key_refuses_what_a_decode_does_not_make() -> None:
+    assert _speedups.no_repeated_key(b'{"a": [1]}', {"a": [1]})
+    assert not _speedups.no_repeated_key(b'{"a": [1]}', {"a": (1,)})  # a tuple: the slow check decides
+    assert not _speedups.no_repeated_key(b'{"1": 1}', {1: 1})
+    assert not _speedups.no_repeated_key(b'{"a": 1}', {"a": 1, "b": 2})  # more keys than separators
+    deep: object = {"k:": 1}
+    for _ in range(100_000):
+        deep = [deep]
+    assert _speedups.no_repeated_key(b"[" * 100_000 + b'{"k:": 1}' + b"]" * 100_000, deep)
+    with pytest.raises(TypeError, match="takes bytes"):
+        _speedups.no_repeated_key("{}", {})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"takes 2 arguments \(1 given\)"):
+        _speedups.no_repeated_key(b"{}")  # type: ignore[call-arg]
