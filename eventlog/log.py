@@ -490,7 +490,8 @@ class EventLog:
         """Write whole lines to the active segment, and with `sync` fsync it, on a thread of their own, while this
         one inserts their rows into the index and adds them to the seal's file hash. The system calls, each SQLite
         step and SHA-256 over more than 2 KiB all release the GIL, so on a second core the two overlap. The thread
-        ends before this returns: none outlives a call, so a process may fork between calls."""
+        ends before this returns: none outlives a call, and a process that forks between calls leaves its child
+        no write in flight and no thread to wait for."""
         tail = self._tail
         fsync = sync and self.durable
         if len(data) < THREADED_WRITE_BYTES:

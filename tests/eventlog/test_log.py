@@ -337,8 +337,8 @@ FILE_SIZE_LIMIT = textwrap.dedent("""
 
 
 def test_no_thread_outlives_a_call(lake: Lake) -> None:
-    """A large chunk is written on a thread of its own, which ends before the call returns: a process may fork
-    between calls and go on appending in the child."""
+    """A large chunk is written on a thread of its own, which ends before the call returns: a process that forks
+    between calls leaves its child no write in flight and no thread to wait for."""
     before = threading.active_count()
     seen: list[str] = []
     write = log_module.EventLog._write_data
