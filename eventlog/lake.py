@@ -58,7 +58,8 @@ class Lake:
     """A lake folder opened for reading and writing.
 
     Use `Lake.init(path)` to create one and `Lake.open(path)` to open it; both return a Lake that is also a
-    context manager. Writes take the single-writer lock per call, so several processes may hold a Lake open.
+    context manager. Writes take the single-writer lock per call, so several processes may hold a Lake open. A
+    process that forks opens the lake again in the child: SQLite's connections must not cross a fork.
     """
 
     def __init__(self, root: Path, config: LakeConfig, *, clock: Callable[[], datetime] | None = None,
