@@ -411,6 +411,24 @@ typedef struct {
     Py_ssize_t size, capacity;
 } Pending;
 
+/* 0, or -1 with MemoryError set. */
+static int
+push(Pending *pending, PyObject *item)
+{
+    if (pending->size == pending->capacity) {
+        Py_ssize_t capacity = pending->capacity * 2;
+        PyObject **items = PyMem_Realloc(pending->items, (size_t)capacity * sizeof(PyObject *));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        pending->items = items;
+        pending->capacity = capacity;
+    }
+    pending->items[pending->size++] = item;
+    return 0;
+}
+
 /* 1: nothing to refuse so far; 0: refused; -1: an error. */
 static int
 note_scalar_or_push(PyObject *item, PyObject *floats, Pending *pending, Py_ssize_t limit)
@@ -426,18 +444,7 @@ note_scalar_or_push(PyObject *item, PyObject *floats, Pending *pending, Py_ssize
         return PyList_GET_SIZE(floats) <= limit;
     }
     if (type == &PyDict_Type || type == &PyList_Type || type == &PyTuple_Type) {
-        if (pending->size == pending->capacity) {
-            Py_ssize_t capacity = pending->capacity * 2;
-            PyObject **items = PyMem_Realloc(pending->items, (size_t)capacity * sizeof(PyObject *));
-            if (items == NULL) {
-                PyErr_NoMemory();
-                return -1;
-            }
-            pending->items = items;
-            pending->capacity = capacity;
-        }
-        pending->items[pending->size++] = item;
-        return 1;
+        return push(pending, item) < 0 ? -1 : 1;
     }
     return 0;
 }
@@ -663,18 +670,7 @@ colons_or_push(PyObject *item, Pending *pending)
     if (type != &PyDict_Type && type != &PyList_Type) {
         return -1;
     }
-    if (pending->size == pending->capacity) {
-        Py_ssize_t capacity = pending->capacity * 2;
-        PyObject **items = PyMem_Realloc(pending->items, (size_t)capacity * sizeof(PyObject *));
-        if (items == NULL) {
-            PyErr_NoMemory();
-            return -2;
-        }
-        pending->items = items;
-        pending->capacity = capacity;
-    }
-    pending->items[pending->size++] = item;
-    return 0;
+    return push(pending, item) < 0 ? -2 : 0;
 }
 
 static PyObject *
