@@ -25,6 +25,7 @@ APPENDER = textwrap.dedent("""
     from eventlog import Lake
     from tests.factories import openalex_record
     eventlog.log.CHUNK = 7  # calls of up to 40 records then seal within the call as well as after it
+    eventlog.log.THREADED_WRITE_BYTES = 4096  # and each chunk is written on a thread of its own, killed or not
     lake_path, offset, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     rng = random.Random(seed)
     lake = Lake.open(lake_path)
