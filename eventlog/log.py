@@ -113,12 +113,15 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
     # hashed or written before redaction.
     request_json = canonical_json(record.request)
     response_json = canonical_json(record.response)
-    request, response, paths = redactor.redact(record.request, record.response,
-                                               encoded=(request_json, response_json))
-    if request is not record.request:
-        request_json = canonical_json(request)
-    if response is not record.response:
-        response_json = canonical_json(response)
+    clear = redactor.encoded_clear
+    paths: tuple[str, ...] = ()
+    if clear is None or not clear(request_json, response_json):
+        request, response, paths = redactor.redact(record.request, record.response,
+                                                   encoded=(request_json, response_json))
+        if request is not record.request:
+            request_json = canonical_json(request)
+        if response is not record.response:
+            response_json = canonical_json(response)
     if len(request_json) + len(response_json) > max_bytes:
         raise EnvelopeError(
             f"the payload is {len(request_json) + len(response_json):,} bytes, over the {max_bytes:,}-byte limit "

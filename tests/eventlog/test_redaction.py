@@ -492,6 +492,35 @@ def test_prefilter_agrees_with_the_full_walk_and_is_idempotent(request: Any, res
     assert [p for p in fast[2] if not (p.startswith("$.request") or p.startswith("$.response"))] == []
 
 
+POLICIES = [RedactionPolicy(), RedactionPolicy(names=("name", "bear", "s")), RedactionPolicy(enabled=False),
+            RedactionPolicy(allow=("$",)), RedactionPolicy(patterns=("abcdef",))]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=json_values, response=json_values, policy=st.sampled_from(POLICIES))
+def test_encoded_clear_never_vouches_for_a_value_redact_would_change(request: Any, response: Any,
+                                                                       policy: RedactionPolicy) -> None:
+    """The log skips `redact` where `encoded_clear` says the encodings need nothing: it must never say so
+    wrongly."""
+    clear = Redactor(policy).encoded_clear
+    if policy.patterns:
+        assert clear is None  # patterns of the policy's own: only `redact` can tell
+        return
+    assert clear is not None
+    if clear(canonical_json(request), canonical_json(response)):
+        assert Redactor(policy, prefilter=False).redact(request, response) == (request, response, ())
+
+
+def test_encoded_clear_answers_where_it_can() -> None:
+    clear = Redactor().encoded_clear
+    assert clear is not None
+    assert clear(b'{"url":"https://api.example.org/works?page=2"}', b'{"title":"a walk in the park"}')
+    assert not clear(b'{"headers":{"Authorization":"x"}}', b"null")
+    assert not clear(b"null", b'{"note":"see https://user:pw@host.example/"}')
+    assert Redactor(RedactionPolicy(enabled=False)).encoded_clear is not None
+    assert Redactor(prefilter=False).encoded_clear is None
+
+
 @settings(max_examples=100, deadline=None)
 @given(request=json_values)
 def test_prefilter_agrees_with_extensions(request: Any) -> None:
