@@ -117,7 +117,7 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
     paths: tuple[str, ...] = ()
     if clear is None or not clear(request_json, response_json):
         request, response, paths = redactor.redact(record.request, record.response,
-                                                   encoded=(request_json, response_json))
+                                                   encoded=(request_json, response_json), searched=clear is not None)
         if request is not record.request:
             request_json = canonical_json(request)
         if response is not record.response:

@@ -341,16 +341,17 @@ class Redactor:
         elif prefilter and not self._patterns and self._needles.scanner is not None:
             self.encoded_clear = self._needles.scanner.clear_of
 
-    def redact(self, request: Any, response: Any, *,
-               encoded: tuple[bytes, bytes] | None = None) -> tuple[Any, Any, tuple[str, ...]]:
+    def redact(self, request: Any, response: Any, *, encoded: tuple[bytes, bytes] | None = None,
+               searched: bool = False) -> tuple[Any, Any, tuple[str, ...]]:
         """Return (request, response, redacted paths); unchanged values are returned as the same objects.
 
         `encoded` may hold the JSON encodings of request and response the caller already has (compact, as msgspec
-        or canonical_json write them); the pre-filter then searches those instead of encoding again.
+        or canonical_json write them); the pre-filter then searches those instead of encoding again. `searched`
+        says that `encoded_clear(*encoded)` was False already, so that its search is not run again.
         """
         if not self.policy.enabled or self._allow_all:
             return request, response, ()
-        context = self._prefiltered(request, response, encoded) if self._prefilter else _EVERYTHING
+        context = self._prefiltered(request, response, encoded, searched) if self._prefilter else _EVERYTHING
         if context is None:
             return request, response, ()
         new_request, request_paths = (self._walk(request, self._allow_request, context) if context.sides & 1
@@ -386,11 +387,11 @@ class Redactor:
 
     # Pre-filter -----------------------------------------------------------------------------------------
 
-    def _prefiltered(self, request: Any, response: Any,
-                     encoded: tuple[bytes, bytes] | None = None) -> _Context | None:
+    def _prefiltered(self, request: Any, response: Any, encoded: tuple[bytes, bytes] | None = None,
+                     searched: bool = False) -> _Context | None:
         """Find the keys and strings that may need redaction, or None when nothing can."""
         if encoded is not None:
-            if not self._patterns and nothing_to_find(self._needles, encoded):
+            if not searched and not self._patterns and nothing_to_find(self._needles, encoded):
                 return None
             blob = b"".join((b"[", encoded[0], b",", encoded[1], b"]"))
             split = 1 + len(encoded[0])
