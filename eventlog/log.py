@@ -137,7 +137,7 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
             pass
     observed = format_utc(record.observed_at_utc)
     given = record.exchange_id
-    exchange_id = str(uuid.UUID(given)) if given else None
+    exchange_id = _normalize_id(given) if given else None
     extras = envelope_extras(record, redactions)
     names = encode_names(record)
     content_hash = hashlib.sha256(content_bytes(record, request_json, response_json, names=names)).hexdigest()
@@ -151,6 +151,7 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
 
 
 def _normalize_id(given: str) -> str:
+    """A given exchange id in the UUID's canonical form (lower case, hyphens)."""
     return str(uuid.UUID(given))
 
 
@@ -425,8 +426,7 @@ class EventLog:
             entries.append(self._place(line, event.type, event.event_id, event.digest, event.content_sha256,
                                        _event_key(event), event.body.get("observed_at_utc"), event.recorded_at_utc))
             lines.append(line)
-        if lines:
-            self._write(b"\n".join(lines) + b"\n", index_rows(entries))
+        self._write_lines(lines, entries)
         return len(lines)
 
     def _write_prepared(self, batch: list[Prepared], kinds: bytes, recorded: str, *, sync: bool = False) -> None:
@@ -445,8 +445,7 @@ class EventLog:
                 entries.append(self._place(line, event_type, p.exchange_id, digest, p.content_sha256, p.key,
                                            p.observed_at_utc, recorded))
                 lines.append(line)
-            if lines:
-                self._write(b"\n".join(lines) + b"\n", index_rows(entries), sync=sync)
+            self._write_lines(lines, entries, sync=sync)
             return
         if not batch:
             return
@@ -489,6 +488,11 @@ class EventLog:
         tail.next_seq += 1
         return entry
 
+    def _write_lines(self, lines: list[bytes], entries: list[IndexEntry], *, sync: bool = False) -> None:
+        """`_write` for lines encoded one at a time, with their index entries."""
+        if lines:
+            self._write(b"\n".join(lines) + b"\n", index_rows(entries), sync=sync)
+
     def _write(self, data: bytes, rows: Iterable[Sequence[object]], *, sync: bool = False) -> None:
         """Write whole lines to the active segment, and with `sync` fsync it, on a thread of their own, while this
         one inserts their rows into the index and adds them to the seal's file hash. The system calls, each SQLite
@@ -511,13 +515,19 @@ class EventLog:
             tail.synced_size = tail.active_size
 
     def _settle_write(self) -> None:
-        """Wait for the write in flight, if any, and raise its error. Nothing may touch the segment before it ends:
-        a rollback that truncated first would have the write land after the cut."""
+        """Wait for the write in flight, if any, and raise its error."""
+        writing = self._await_write()
+        if writing is not None:
+            writing.raise_error()
+
+    def _await_write(self) -> _Background | None:
+        """Wait for the write in flight, if any, and return it. Nothing may touch the segment before it ends: a
+        rollback that truncated first would have the write land after the cut."""
         writing = self._writing
         if writing is not None:
             writing.wait()  # an interrupt here leaves `_writing` set, for the rollback to wait on
             self._writing = None
-            writing.raise_error()
+        return writing
 
     def _write_data(self, data: bytes, fsync: bool) -> None:
         """Append whole lines, each with its newline, to the active segment; with `fsync`, make them durable."""
@@ -548,9 +558,7 @@ class EventLog:
     def _rollback(self, next_seq: int, last_hash: str, active_path: Path | None, active_size: int) -> None:
         """Undo a failed call: drop its index rows, remove the seals it wrote and the segments it began, give
         the segment that was active at its start back its name, and cut that one back to its length then."""
-        if self._writing is not None:  # interrupted while waiting for the write: it must end before the cut
-            self._writing.wait()
-            self._writing = None
+        self._await_write()  # set when the call was interrupted while waiting for it
         self.index.rollback()
         current = self._tail.active_path
         if current is not None and current != active_path:
