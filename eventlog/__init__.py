@@ -1,35 +1,52 @@
 """exchange-eventlog: captured request/response exchanges in an immutable, content-addressed log.
 
-The public API is what `__all__` lists; everything else may change between releases.
+The public API is what `__all__` lists; everything else may change between releases. Names load on first use, so
+`import eventlog` (and any one wing, such as `eventlog.format.canonical`) costs only what it needs.
 """
 
-from eventlog.archive import ArchivedSegment, ArchiveReport, RestoreReport, SeqRange
-from eventlog.canonical import canonical_json, parse_json
-from eventlog.config import LakeConfig, SegmentPolicy
-from eventlog.envelope import ExchangeRecord, ResponseRef, content_sha256, decode_record
-from eventlog.errors import (
-    ArchiveError,
-    CanonicalError,
-    ConflictError,
-    DatabaseError,
-    EnvelopeError,
-    EventLogError,
-    InputError,
-    IntegrityError,
-    LakeError,
-    LockBusyError,
-    ManifestError,
-    NotFoundError,
-    UnsafeArchiveError,
-)
-from eventlog.events import Event
-from eventlog.keys import Keys
-from eventlog.lake import Lake
-from eventlog.log import AppendResult
-from eventlog.redaction import RedactionPolicy, Redactor
-from eventlog.verify import Problem, VerifyReport
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_WHERE = {
+    "AppendResult": "eventlog.log.writer",
+    "ArchiveError": "eventlog.errors",
+    "ArchiveReport": "eventlog.cold.archiver",
+    "ArchivedSegment": "eventlog.cold.archiver",
+    "CanonicalError": "eventlog.errors",
+    "ConflictError": "eventlog.errors",
+    "DatabaseError": "eventlog.errors",
+    "EnvelopeError": "eventlog.errors",
+    "Event": "eventlog.format.events",
+    "EventLogError": "eventlog.errors",
+    "ExchangeRecord": "eventlog.format.envelope",
+    "InputError": "eventlog.errors",
+    "IntegrityError": "eventlog.errors",
+    "Keys": "eventlog.cold.keys",
+    "Lake": "eventlog.app.lake",
+    "LakeConfig": "eventlog.log.config",
+    "LakeError": "eventlog.errors",
+    "LockBusyError": "eventlog.errors",
+    "ManifestError": "eventlog.errors",
+    "NotFoundError": "eventlog.errors",
+    "Problem": "eventlog.log.verify",
+    "RedactionPolicy": "eventlog.redaction.redactor",
+    "Redactor": "eventlog.redaction.redactor",
+    "ResponseRef": "eventlog.format.envelope",
+    "RestoreReport": "eventlog.cold.archiver",
+    "SegmentPolicy": "eventlog.log.config",
+    "SeqRange": "eventlog.cold.archiver",
+    "UnsafeArchiveError": "eventlog.errors",
+    "VerifyReport": "eventlog.log.verify",
+    "canonical_json": "eventlog.format.canonical",
+    "content_sha256": "eventlog.format.envelope",
+    "decode_record": "eventlog.format.envelope",
+    "parse_json": "eventlog.format.canonical",
+}
 
 __all__ = [
     "AppendResult",
@@ -67,3 +84,44 @@ __all__ = [
     "decode_record",
     "parse_json",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'eventlog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from eventlog.app.lake import Lake
+    from eventlog.cold.archiver import ArchivedSegment, ArchiveReport, RestoreReport, SeqRange
+    from eventlog.cold.keys import Keys
+    from eventlog.errors import (
+        ArchiveError,
+        CanonicalError,
+        ConflictError,
+        DatabaseError,
+        EnvelopeError,
+        EventLogError,
+        InputError,
+        IntegrityError,
+        LakeError,
+        LockBusyError,
+        ManifestError,
+        NotFoundError,
+        UnsafeArchiveError,
+    )
+    from eventlog.format.canonical import canonical_json, parse_json
+    from eventlog.format.envelope import ExchangeRecord, ResponseRef, content_sha256, decode_record
+    from eventlog.format.events import Event
+    from eventlog.log.config import LakeConfig, SegmentPolicy
+    from eventlog.log.verify import Problem, VerifyReport
+    from eventlog.log.writer import AppendResult
+    from eventlog.redaction.redactor import RedactionPolicy, Redactor

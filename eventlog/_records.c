@@ -1,5 +1,5 @@
-/* Optional C assembly of log lines. Every function here has a pure-Python equivalent (eventlog/log.py,
- * eventlog/events.py, eventlog/envelope.py, eventlog/seals.py, eventlog/index.py) that is used when this module is
+/* Optional C assembly of log lines. Every function here has a pure-Python equivalent (eventlog/log/writer.py,
+ * eventlog/format/events.py, eventlog/format/envelope.py, eventlog/log/seals.py, eventlog/log/index.py) that is used when this module is
  * not built, and tests check byte for byte that both give the same answers.
  *
  * It does the per-record work of an append that is neither canonical encoding nor redaction: the content hash,
@@ -228,16 +228,16 @@ join_pieces(const Piece *pieces, int count)
 /* prepare_record */
 
 /* What prepare_record calls back into Python for, set once by set_helpers. */
-static PyObject *helper_canonical;      /* eventlog.canonical.canonical_json */
+static PyObject *helper_canonical;      /* eventlog.format.canonical.canonical_json */
 static PyObject *helper_to_builtins;    /* msgspec.to_builtins, for a ResponseRef */
 static PyObject *helper_normalize_id;   /* str(uuid.UUID(text)) */
-static PyObject *helper_format_utc;     /* eventlog.envelope.format_utc, for times not in datetime.UTC */
+static PyObject *helper_format_utc;     /* eventlog.format.envelope.format_utc, for times not in datetime.UTC */
 static PyObject *helper_namespace;      /* bytes of the uuid5 namespace of derived exchange ids */
-static PyTypeObject *helper_prepared;   /* eventlog.log.Prepared, a tuple subclass */
+static PyTypeObject *helper_prepared;   /* eventlog.log.writer.Prepared, a tuple subclass */
 
 PyDoc_STRVAR(set_helpers_doc,
 "set_helpers(canonical_json, to_builtins, normalize_id, format_utc, namespace, prepared_type, /)\n--\n\n"
-"What prepare_record calls back into Python for; eventlog.log sets them once.");
+"What prepare_record calls back into Python for; eventlog.log.writer sets them once.");
 
 static PyObject *
 set_helpers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -274,7 +274,7 @@ utc_text_in_c(PyObject *moment)
     return PyUnicode_FromStringAndSize(text, size);
 }
 
-/* The UTC time text of a datetime: in C when its tzinfo is datetime.UTC, else by eventlog.envelope.format_utc. */
+/* The UTC time text of a datetime: in C when its tzinfo is datetime.UTC, else by eventlog.format.envelope.format_utc. */
 static PyObject *
 utc_text(PyObject *moment)
 {
@@ -336,7 +336,7 @@ bytes_or_fail(PyObject *object, const char *what)
 
 PyDoc_STRVAR(prepare_record_doc,
 "prepare_record(record, request_json, response_json, redactions, redacted, /)\n--\n\n"
-"The Prepared of a redacted ExchangeRecord, as eventlog.log.prepare makes it after encoding and redaction:\n"
+"The Prepared of a redacted ExchangeRecord, as eventlog.log.writer.prepare makes it after encoding and redaction:\n"
 "`redactions` is the sorted list the envelope states, `redacted` whether this redaction changed anything.\n"
 "Raises UnicodeEncodeError for a lone surrogate in a name, which the Python path then names.");
 
@@ -515,7 +515,7 @@ done:
 /* ------------------------------------------------------------------------------------------------------------ */
 /* encode_chunk */
 
-/* The fields of a Prepared (eventlog.log) that lines are made of. */
+/* The fields of a Prepared (eventlog.log.writer) that lines are made of. */
 enum { P_ID, P_CONTENT, P_OBSERVED, P_KEY, P_HEAD, P_TAIL, P_REQUEST, P_RESPONSE, P_FIELDS };
 
 typedef struct {
@@ -575,11 +575,11 @@ write_body(char *out, const LineParts *parts, int with_payload)
 
 PyDoc_STRVAR(encode_chunk_doc,
 "encode_chunk(batch, observed, origin, recorded_at_utc, seq, prev, segment, offset, /)\n--\n\n"
-"The lines of a list of Prepared records, as eventlog.events.encode_observation writes them one at a time, from\n"
+"The lines of a list of Prepared records, as eventlog.format.events.encode_observation writes them one at a time, from\n"
 "`seq` on, chained from `prev`. `observed` holds a byte per record: non-zero for an observed event (the line\n"
 "carries the payload), zero for a revisited one. `segment` and `offset` place the first line.\n"
 "Returns (data, rows, leaves, last_hash): the lines joined, each ended by a newline; the index rows, as\n"
-"eventlog.index writes them; the lines' SHA-256 digests concatenated; the last line's hash in hex.");
+"eventlog.log.index writes them; the lines' SHA-256 digests concatenated; the last line's hash in hex.");
 
 static PyObject *
 encode_chunk(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -745,7 +745,7 @@ done:
 PyDoc_STRVAR(merkle_extend_doc,
 "merkle_extend(stack, leaves, /)\n--\n\n"
 "Add leaves (32-byte line hashes, concatenated) to the stack of an RFC 6962 Merkle tree, a list of\n"
-"(size, digest) pairs, as eventlog.seals.MerkleTree.add does one at a time.");
+"(size, digest) pairs, as eventlog.log.seals.MerkleTree.add does one at a time.");
 
 static PyObject *
 merkle_extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -818,7 +818,7 @@ merkle_extend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 PyDoc_STRVAR(format_utc_doc,
 "format_utc(moment, /)\n--\n\n"
-"eventlog.envelope.format_utc of a datetime whose tzinfo is datetime.UTC, or None for any other value.");
+"eventlog.format.envelope.format_utc of a datetime whose tzinfo is datetime.UTC, or None for any other value.");
 
 static PyObject *
 format_utc(PyObject *module, PyObject *moment)
@@ -831,7 +831,7 @@ format_utc(PyObject *module, PyObject *moment)
 
 PyDoc_STRVAR(lookup_key_doc,
 "lookup_key(text, /)\n--\n\n"
-"eventlog.index.lookup_key: the first 8 bytes of the SHA-256 of the text's UTF-8, big-endian, signed.");
+"eventlog.log.index.lookup_key: the first 8 bytes of the SHA-256 of the text's UTF-8, big-endian, signed.");
 
 static PyObject *
 lookup_key(PyObject *module, PyObject *text)

@@ -10,7 +10,7 @@
  * has_userinfo: whether a URL in a bytes object carries a password (scheme://user:password@), as the pre-filter's
  * regex for it finds.
  *
- * plain_floats: the proof walk of canonical_json's fast path (eventlog/canonical.py, _plain_floats): whether a
+ * plain_floats: the proof walk of canonical_json's fast path (eventlog/format/canonical.py, _plain_floats): whether a
  * value is made of exact JSON types only, and its floats. canonical_fast: that whole fast path (_canonical_fast)
  * in one call.
  */
@@ -333,7 +333,7 @@ ends_password(unsigned char c)
 
 PyDoc_STRVAR(has_userinfo_doc,
 "has_userinfo(data, /)\n--\n\n"
-"Whether data holds user info with a password in a URL, as eventlog.prefilter.USERINFO_BYTES.search finds it:\n"
+"Whether data holds user info with a password in a URL, as eventlog.redaction.prefilter.USERINFO_BYTES.search finds it:\n"
 "://, a user name, :, a non-empty password, @.");
 
 static int
@@ -555,7 +555,7 @@ contains(const char *data, Py_ssize_t size, const char *needle)
 
 PyDoc_STRVAR(canonical_fast_doc,
 "canonical_fast(value, encode, limit, /)\n--\n\n"
-"canonical_json's fast path (eventlog/canonical.py, _canonical_fast) in one call: `encode` is msgspec's sorted\n"
+"canonical_json's fast path (eventlog/format/canonical.py, _canonical_fast) in one call: `encode` is msgspec's sorted\n"
 "encoder's encode. Returns its output where that is proven to be RFC 8785, a 1-tuple holding it where only its\n"
 "float tokens need another layout, or None where the exact path must decide.");
 

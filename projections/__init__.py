@@ -1,6 +1,6 @@
 """Projections rebuilt from the log: RawExchangeRecord, checkpoints with state digests, point-in-time filters.
 
-Only the application layer (`eventlog.lake`, the CLI, the scheduler) composes the log with these; no core module
+Only the application layer (`eventlog.app.lake`, the CLI, the scheduler) composes the log with these; no core module
 of `eventlog/` imports them.
 """
 

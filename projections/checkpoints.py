@@ -18,10 +18,10 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from eventlog.canonical import canonical_json
-from eventlog.dialects import upsert
 from eventlog.errors import InputError
-from eventlog.sqlschema import LakeTables
+from eventlog.format.canonical import canonical_json
+from eventlog.sql.dialects import upsert
+from eventlog.sql.schema import LakeTables
 from projections.pointintime import PointInTime
 
 __all__ = [

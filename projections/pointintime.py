@@ -12,9 +12,9 @@ from datetime import datetime
 
 import msgspec
 
-from eventlog.envelope import format_utc
 from eventlog.errors import InputError
-from eventlog.events import Event
+from eventlog.format.envelope import format_utc
+from eventlog.format.events import Event
 
 __all__ = ["PointInTime", "parse_moment"]
 

@@ -1,7 +1,7 @@
 """The RawExchangeRecord projection: one row per record key, folded from the log, incrementally or from scratch.
 
 A row per (source_system, entity_type, natural_key), or per content for records without a natural key
-(`eventlog.sqlschema.record_key`). The rules, which docs/projections.md states in full:
+(`eventlog.sql.schema.record_key`). The rules, which docs/projections.md states in full:
 
 - The current version is the observation with the largest (observed_at_utc, content_sha256, exchange_id): the
   newest observed time wins, ties go to the larger content hash, so an older observation recorded late never
@@ -29,11 +29,12 @@ from typing import Any, Literal
 import msgspec
 import sqlalchemy as sa
 
-from eventlog.dialects import bulk_insert, in_values, select_in, upsert
-from eventlog.events import Event
-from eventlog.log import EventLog
-from eventlog.sqlschema import LakeTables
-from eventlog.sqlstore import SqlEventStore
+from eventlog.format.events import Event
+from eventlog.log.writer import EventLog
+from eventlog.sql.dialects import bulk_insert, in_values, select_in, upsert
+from eventlog.sql.schema import LakeTables
+from eventlog.sql.store import SqlEventStore
+from projections.bloom import SeenDigests
 from projections.checkpoints import (
     Checkpoint,
     add_digest,
@@ -44,9 +45,8 @@ from projections.checkpoints import (
     values_digest,
     write_checkpoint,
 )
-from projections.logreader import IndexReader, Observation, observation, read_log
+from projections.log_source import IndexReader, Observation, observation, read_log
 from projections.pointintime import PointInTime
-from projections.seen import SeenDigests
 
 __all__ = ["CHUNK", "PROJECTION", "ReprojectResult", "hold_projection_lock", "reproject"]
 

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import msgspec
 import sqlalchemy as sa
 
-from eventlog.log import EventLog
-from eventlog.sqlstore import SqlEventStore
+from eventlog.log.writer import EventLog
+from eventlog.sql.store import SqlEventStore
 from projections.checkpoints import add_digest, format_digest, read_checkpoint, row_digest
 from projections.pointintime import PointInTime
 from projections.raw_exchange import (

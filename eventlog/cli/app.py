@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from eventlog.app.lake import Lake, default_lake_path
 from eventlog.errors import EventLogError
-from eventlog.lake import Lake, default_lake_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 

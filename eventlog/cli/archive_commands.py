@@ -15,7 +15,8 @@ from typing import Any, TypeVar, cast
 import click
 import msgspec
 
-from eventlog.archive import (
+from eventlog.cli.app import Progress, app, cli, emit, json_option
+from eventlog.cold.archiver import (
     ArchivedSegment,
     ArchiveReport,
     evicted_archives,
@@ -23,11 +24,8 @@ from eventlog.archive import (
     pack_dataset,
     parse_seq_range,
 )
-from eventlog.cli.app import Progress, app, cli, emit, json_option
-from eventlog.coldstore import keys_from_env
-from eventlog.cryptobox import Compression
-from eventlog.errors import InputError
-from eventlog.keys import (
+from eventlog.cold.container import Compression
+from eventlog.cold.keys import (
     Argon2Params,
     Keys,
     Passphrase,
@@ -38,7 +36,9 @@ from eventlog.keys import (
     write_identity_file,
     write_key_file,
 )
-from eventlog.packs import LEGACY_PASSPHRASE_ENV, unpack
+from eventlog.cold.packs import LEGACY_PASSPHRASE_ENV, unpack
+from eventlog.cold.reader import keys_from_env
+from eventlog.errors import InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 _PASSPHRASE_SOURCES = ("passphrase_env", "passphrase_file", "ask_passphrase")

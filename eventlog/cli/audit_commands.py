@@ -7,7 +7,7 @@ from typing import Any, Literal, cast
 import click
 import msgspec
 
-from eventlog.audit import (
+from eventlog.app.audit import (
     DIFF_PARTS,
     Change,
     Diff,

@@ -9,14 +9,14 @@ from pathlib import Path
 import click
 import msgspec
 
+from eventlog.app.lake import Lake
+from eventlog.capture.ingest import expand_inputs, hash_envelope, read_inputs, redact_records
+from eventlog.capture.manifest import manifest_bytes, manifest_redactor, new_manifest, read_manifest
 from eventlog.cli.app import Progress, app, cli, emit, json_option
-from eventlog.envelope import EXCHANGE_TYPES
 from eventlog.errors import InputError, IntegrityError, NotFoundError
-from eventlog.ingest import expand_inputs, hash_envelope, read_inputs, redact_records
-from eventlog.lake import Lake
-from eventlog.log import AppendResult
-from eventlog.manifest import manifest_bytes, manifest_redactor, new_manifest, read_manifest
-from eventlog.segments import write_atomic
+from eventlog.format.envelope import EXCHANGE_TYPES
+from eventlog.log.segments import write_atomic
+from eventlog.log.writer import AppendResult
 
 
 @cli.command()

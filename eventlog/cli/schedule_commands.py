@@ -28,7 +28,7 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
 
 def configure_logging() -> None:
     """One line per record on stderr, UTC timestamps; APScheduler's own chatter only from warnings up."""
-    logger = logging.getLogger("eventlog.scheduler")
+    logger = logging.getLogger("eventlog.app.scheduler")
     if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
         handler = _StderrHandler()
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
@@ -52,7 +52,7 @@ def schedule(ctx: click.Context, config_path: Path, once: bool) -> None:
     One log line per run on stderr. With --once, exit non-zero when a job failed (with that job's exit code).
     """
     # Imported here: the scheduler brings SQLAlchemy, which the other commands' start need not pay for.
-    from eventlog.scheduler import job_registry, load_config, run_once, serve
+    from eventlog.app.scheduler import job_registry, load_config, run_once, serve
 
     config = load_config(config_path, registry=job_registry())
     configure_logging()

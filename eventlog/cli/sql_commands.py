@@ -9,8 +9,8 @@ import click
 import msgspec
 
 from eventlog.cli.app import Progress, app, cli, emit, json_option
-from eventlog.config import DEFAULT_SCHEMA, DIALECT_NAMES
 from eventlog.errors import IntegrityError
+from eventlog.log.config import DEFAULT_SCHEMA, DIALECT_NAMES
 
 if TYPE_CHECKING:
     from projections import ProjectionReport, ReprojectResult
@@ -102,7 +102,7 @@ def _reproject_text(result: ReprojectResult, report: ProjectionReport | None) ->
 def ddl(ctx: click.Context, dialect: str, schema: str) -> None:
     """Print the DDL of the lake tables and views for one dialect (idempotent; never drops anything)."""
     # Imported here: it brings SQLAlchemy, which the other commands' start need not pay for.
-    from eventlog.ddl import render_ddl
+    from eventlog.sql.ddl import render_ddl
 
     text = render_ddl(dialect, schema=schema)
     if app(ctx).as_json:

@@ -28,8 +28,8 @@ from typing import Any
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from eventlog.cryptobox import CHUNK_SIZE, ZSTD_LEVEL, decrypt_file, encrypt_file
-from eventlog.keys import Keys, X25519Identity
+from eventlog.cold.container import CHUNK_SIZE, ZSTD_LEVEL, decrypt_file, encrypt_file
+from eventlog.cold.keys import Keys, X25519Identity
 
 BLOCK = 1 << 20
 

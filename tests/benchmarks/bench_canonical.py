@@ -28,7 +28,7 @@ import rfc8785
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from eventlog.canonical import canonical_json, parse_json
+from eventlog.format.canonical import canonical_json, parse_json
 
 SEED = 8785
 TARGETS = {"openalex": 10.0, "mediawiki": 4.0, "floats": 3.0}

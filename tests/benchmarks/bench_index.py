@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from eventlog.index import PRAGMAS, IndexEntry, LogIndex, exchange_key
+from eventlog.log.index import PRAGMAS, IndexEntry, LogIndex, exchange_key
 
 SEED = 20261126
 

@@ -27,11 +27,11 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from eventlog.dialects import bulk_insert
-from eventlog.envelope import content_sha256, decode_record, derive_exchange_id, envelope_dict
-from eventlog.events import GENESIS, Event, event_digest
-from eventlog.sqlrows import CONTENT_COLUMNS, EVENT_COLUMNS, encode_event
-from eventlog.sqlstore import SqlEventStore
+from eventlog.format.envelope import content_sha256, decode_record, derive_exchange_id, envelope_dict
+from eventlog.format.events import GENESIS, Event, event_digest
+from eventlog.sql.dialects import bulk_insert
+from eventlog.sql.rowcodec import CONTENT_COLUMNS, EVENT_COLUMNS, encode_event
+from eventlog.sql.store import SqlEventStore
 from tests.conftest import drop_test_schema
 from tests.factories import BASE_TIME, openalex_record
 

@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import sqlalchemy as sa
 
 from eventlog import Lake, SegmentPolicy
-from eventlog.dialects import bulk_insert
-from eventlog.ingest import read_inputs
-from eventlog.sqlstore import SqlEventStore
+from eventlog.capture.ingest import read_inputs
+from eventlog.sql.dialects import bulk_insert
+from eventlog.sql.store import SqlEventStore
 from projections.raw_exchange import RECORD_COLUMNS
 from tests.benchmarks.bench_mirror import backends, floor_insert, settle
 from tests.factories import BASE_TIME, openalex_record

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from eventlog import Lake, SegmentPolicy
-from eventlog.coldstore import format_archive_name, read_location
-from eventlog.keys import Keys, SymmetricKey, load_key_file
-from eventlog.segments import format_segment_name, list_segments
+from eventlog.cold.keys import Keys, SymmetricKey, load_key_file
+from eventlog.cold.reader import format_archive_name, read_location
+from eventlog.log.segments import format_segment_name, list_segments
 from tests.cli.runner import Run
 from tests.conftest import seeded
 from tests.eventlog.test_packs import original_tool_encrypt

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from eventlog import Lake, SegmentPolicy
-from eventlog.envelope import content_sha256
+from eventlog.format.envelope import content_sha256
 from tests.cli.runner import Run
 from tests.factories import BASE_TIME, page_record
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from eventlog import log as log_module
 from eventlog.cli import cli
-from eventlog.config import read_config, write_config
-from eventlog.segments import list_segments
+from eventlog.log import writer as log_module
+from eventlog.log.config import read_config, write_config
+from eventlog.log.segments import list_segments
 from tests.cli.runner import Run
 from tests.factories import page_record
 

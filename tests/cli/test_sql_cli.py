@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from eventlog.sqlstore import SqlEventStore
+from eventlog.sql.store import SqlEventStore
 from tests.cli.runner import Run
 from tests.factories import BASE_TIME, page_record
 

@@ -14,11 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlog import ArchiveError, IntegrityError, Lake, NotFoundError, SegmentPolicy
-from eventlog.archive import SeqRange, evicted_archives, pack_dataset, parse_seq_range
-from eventlog.coldstore import format_archive_name, parse_archive_name, read_location
-from eventlog.config import read_config, write_config
-from eventlog.errors import InputError
-from eventlog.keys import (
+from eventlog.cold.archiver import SeqRange, evicted_archives, pack_dataset, parse_seq_range
+from eventlog.cold.keys import (
     Argon2Params,
     Keys,
     SymmetricKey,
@@ -27,8 +24,11 @@ from eventlog.keys import (
     load_recipients,
     write_identity_file,
 )
-from eventlog.packs import unpack
-from eventlog.segments import SegmentName, list_segments
+from eventlog.cold.packs import unpack
+from eventlog.cold.reader import format_archive_name, parse_archive_name, read_location
+from eventlog.errors import InputError
+from eventlog.log.config import read_config, write_config
+from eventlog.log.segments import SegmentName, list_segments
 from tests.factories import BASE_TIME, openalex_record, page_record
 
 FAST = Argon2Params(memory_kib=64, iterations=1, lanes=1)

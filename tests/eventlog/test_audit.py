@@ -12,12 +12,12 @@ import pytest
 import sqlalchemy as sa
 
 from eventlog import InputError, Lake, NotFoundError, SegmentPolicy
-from eventlog.audit import diff, history, provenance
-from eventlog.coldstore import format_archive_name
-from eventlog.envelope import content_sha256, format_utc
-from eventlog.events import new_resolution
-from eventlog.keys import Keys, SymmetricKey
-from eventlog.segments import format_seal_name, format_segment_name
+from eventlog.app.audit import diff, history, provenance
+from eventlog.cold.keys import Keys, SymmetricKey
+from eventlog.cold.reader import format_archive_name
+from eventlog.format.envelope import content_sha256, format_utc
+from eventlog.format.events import new_resolution
+from eventlog.log.segments import format_seal_name, format_segment_name
 from tests.factories import BASE_TIME, page_record
 
 MANUAL = SegmentPolicy(max_events=0, max_bytes=0, max_age_seconds=0)

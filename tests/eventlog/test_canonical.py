@@ -20,9 +20,9 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlog import canonical
-from eventlog.canonical import _canonical_exact, canonical_json, format_path, parse_json
 from eventlog.errors import CanonicalError, InputError
+from eventlog.format import canonical
+from eventlog.format.canonical import _canonical_exact, canonical_json, format_path, parse_json
 
 SAFE = 2**53 - 1
 

@@ -14,18 +14,18 @@ import msgspec
 import pytest
 
 from eventlog import Lake, LockBusyError, SegmentPolicy
-from eventlog.config import read_config, write_config
+from eventlog.log.config import read_config, write_config
 from tests.conftest import seeded
 
 ROOT = Path(__file__).resolve().parents[2]
 
 APPENDER = textwrap.dedent("""
     import random, sys
-    import eventlog.log
+    import eventlog.log.writer
     from eventlog import Lake
     from tests.factories import openalex_record
-    eventlog.log.CHUNK = 7  # calls of up to 40 records then seal within the call as well as after it
-    eventlog.log.THREADED_WRITE_BYTES = 4096  # and each chunk is written on a thread of its own, killed or not
+    eventlog.log.writer.CHUNK = 7  # calls of up to 40 records then seal within the call as well as after it
+    eventlog.log.writer.THREADED_WRITE_BYTES = 4096  # and each chunk is written on a thread of its own, killed or not
     lake_path, offset, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     rng = random.Random(seed)
     lake = Lake.open(lake_path)
@@ -102,7 +102,7 @@ def test_two_processes_appending_at_once_never_interleave(tmp_path: Path) -> Non
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from eventlog.locking import WriterLock
+    from eventlog.log.locking import WriterLock
     lock = WriterLock(Path(sys.argv[1]) / "log" / "writer.lock", timeout=5)
     with lock.held():
         print("holding", flush=True)

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlog.cryptobox import (
+from eventlog.cold.container import (
     CHUNK_SIZE,
     ArchiveInfo,
     PassphraseStanza,
@@ -29,8 +29,7 @@ from eventlog.cryptobox import (
     read_header,
     verify_file,
 )
-from eventlog.errors import ArchiveError, InputError
-from eventlog.keys import (
+from eventlog.cold.keys import (
     Argon2Params,
     Keys,
     Passphrase,
@@ -46,6 +45,7 @@ from eventlog.keys import (
     write_identity_file,
     write_key_file,
 )
+from eventlog.errors import ArchiveError, InputError
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "data" / "archives"

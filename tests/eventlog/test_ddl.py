@@ -10,16 +10,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
-from eventlog.config import DIALECT_NAMES
-from eventlog.ddl import ddl_files, render_ddl, render_file
-from eventlog.dialects import create_schema_sql, insert_ignore, upsert
 from eventlog.errors import InputError
-from eventlog.sqlschema import build_tables
-from eventlog.sqlstore import SqlEventStore, StoreStatements
+from eventlog.log.config import DIALECT_NAMES
+from eventlog.sql.ddl import ddl_files, render_ddl, render_file
+from eventlog.sql.dialects import create_schema_sql, insert_ignore, upsert
+from eventlog.sql.schema import build_tables
+from eventlog.sql.store import SqlEventStore, StoreStatements
 from tests.eventlog.test_sqlstore import sample_events
 
 DDL_ROOT = Path(__file__).resolve().parents[2] / "ddl"
-REGENERATE = "regenerate them with `python -m eventlog.ddl --write` and commit the result"
+REGENERATE = "regenerate them with `python -m eventlog.sql.ddl --write` and commit the result"
 
 
 @pytest.mark.parametrize("dialect", DIALECT_NAMES)
@@ -30,7 +30,7 @@ def test_ddl_files_match_the_metadata(dialect: str) -> None:
     assert present == sorted(expected), f"ddl/{dialect}/ holds {present}, expected {sorted(expected)}: {REGENERATE}"
     for name, text in expected.items():
         actual = (folder / name).read_text(encoding="utf-8")
-        assert actual == text, f"ddl/{dialect}/{name} differs from eventlog/sqlschema.py: {REGENERATE}"
+        assert actual == text, f"ddl/{dialect}/{name} differs from eventlog/sql/schema.py: {REGENERATE}"
 
 
 def test_render_ddl_names_every_file() -> None:

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from eventlog import EnvelopeError, ExchangeRecord, canonical_json, content_sha256, decode_record
-from eventlog.envelope import EXCHANGE_ID_NAMESPACE, derive_exchange_id, format_utc, parse_utc, uuid5_text
+from eventlog.format.envelope import (
+    EXCHANGE_ID_NAMESPACE,
+    derive_exchange_id,
+    format_utc,
+    parse_utc,
+    uuid5_text,
+)
 
 VECTORS = json.loads((Path(__file__).parents[1] / "data" / "envelope" / "content_hash_vectors.json").read_text())
 

@@ -21,13 +21,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlog import CanonicalError, EnvelopeError, IntegrityError, Lake, LakeError, SegmentPolicy, native
-from eventlog import log as log_module
-from eventlog.canonical import canonical_json
-from eventlog.events import GENESIS, Event, decode_line, encode_event, line_hash
-from eventlog.index import COLUMNS, lookup_key
-from eventlog.segments import format_segment_name, list_segments
-from projections.logreader import IndexReader
+from eventlog import CanonicalError, EnvelopeError, IntegrityError, Lake, LakeError, SegmentPolicy, extensions
+from eventlog.format.canonical import canonical_json
+from eventlog.format.events import GENESIS, Event, decode_line, encode_event, line_hash
+from eventlog.log import writer as log_module
+from eventlog.log.index import COLUMNS, lookup_key
+from eventlog.log.segments import format_segment_name, list_segments
+from projections.log_source import IndexReader
 from tests.factories import openalex_record, page_record
 
 
@@ -286,7 +286,7 @@ def test_an_index_insert_failing_while_the_chunk_is_written_leaves_nothing(
     """The index takes a chunk's rows while the I/O thread writes its bytes: when the index fails, the rollback
     waits for the write before it cuts the segment back, or the write would land after the cut."""
     if assembly == "Python":
-        monkeypatch.setattr(native, "records", None)
+        monkeypatch.setattr(extensions, "records", None)
     with Lake.init(tmp_path / "lake") as lake:
         lake.append([openalex_record(n) for n in range(5)])
         before = log_bytes(lake)
@@ -542,7 +542,7 @@ def test_history_lists_every_observation_of_a_key(lake: Lake) -> None:
 
 
 def test_lines_are_canonical_and_decode(lake: Lake) -> None:
-    from eventlog.canonical import canonical_json
+    from eventlog.format.canonical import canonical_json
 
     lake.append([openalex_record(n) for n in range(5)])
     for _, path in list_segments(lake.root / "log" / "segments"):
@@ -562,7 +562,7 @@ def test_init_refuses_an_existing_lake_and_open_refuses_a_missing_one(tmp_path: 
 
 
 def test_hand_written_envelope_equals_canonical_json_of_every_field(lake: Lake) -> None:
-    from eventlog.canonical import canonical_json
+    from eventlog.format.canonical import canonical_json
 
     full = dict(page_record("Zürich \"Süd\"\n", 1, source="wikipedia-\u00e9\U0001F600"),
                 tags=["b", "a", "ü"], provenance={"runner": "r", "nested": {"z": 1, "a": [1.5, None]}},
@@ -595,8 +595,8 @@ def test_readers_never_see_lines_of_a_batch_that_is_not_acknowledged(lake: Lake)
 
 
 def test_seal_gathered_while_writing_equals_a_seal_computed_by_reading(tmp_path: Path, clock: Clock) -> None:
-    from eventlog.seals import compute_seal, read_seal
-    from eventlog.segments import SegmentName
+    from eventlog.log.seals import compute_seal, read_seal
+    from eventlog.log.segments import SegmentName
 
     with Lake.init(tmp_path / "lake", clock=clock) as lake:
         lake.append([page_record("Ada", n, observed=datetime(2024, 1, 10 - n, tzinfo=UTC)) for n in range(5)])
@@ -616,7 +616,7 @@ def test_seal_gathered_while_writing_equals_a_seal_computed_by_reading(tmp_path:
 def test_events_from_another_replica_keep_their_identity(tmp_path: Path, clock: Clock) -> None:
     import msgspec
 
-    from eventlog.events import event_digest
+    from eventlog.format.events import event_digest
 
     with Lake.init(tmp_path / "a", clock=clock) as source:
         source.append([page_record("Ada", n) for n in range(3)])

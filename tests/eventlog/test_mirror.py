@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from eventlog import DatabaseError, Lake, SegmentPolicy
-from eventlog.mirror import mirror_key, mirror_log
-from eventlog.sqlstore import SqlEventStore
+from eventlog.sql.mirror import mirror_key, mirror_log
+from eventlog.sql.store import SqlEventStore
 from tests.conftest import seeded, server_url
 from tests.factories import BASE_TIME, openalex_record, page_record
 
@@ -119,8 +119,8 @@ def kill_midway(code: str, args: list[str], rng: random.Random, *, batches: int)
 MIRROR = textwrap.dedent("""
     import sys
     from eventlog import Lake
-    from eventlog.mirror import mirror_log
-    from eventlog.sqlstore import SqlEventStore
+    from eventlog.sql.mirror import mirror_log
+    from eventlog.sql.store import SqlEventStore
     lake_path, url, schema, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     with Lake.open(lake_path) as lake, SqlEventStore(url, schema=schema) as store:
         print("started", flush=True)

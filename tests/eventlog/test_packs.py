@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from eventlog.cryptobox import read_header
+from eventlog.cold.container import read_header
+from eventlog.cold.keys import Argon2Params, Keys, SymmetricKey, X25519Identity
+from eventlog.cold.packs import LEGACY_PASSPHRASE_ENV, entry_problem, pack_folder, unpack
 from eventlog.errors import ArchiveError, InputError, UnsafeArchiveError
-from eventlog.keys import Argon2Params, Keys, SymmetricKey, X25519Identity
-from eventlog.packs import LEGACY_PASSPHRASE_ENV, entry_problem, pack_folder, unpack
 
 KEY = SymmetricKey(bytes(range(32)))
 FAST = Argon2Params(memory_kib=8192, iterations=1, lanes=1)

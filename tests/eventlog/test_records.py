@@ -6,7 +6,6 @@ EVENTLOG_TEST_REQUIRE_SPEEDUPS is set (CI sets it), under which a missing module
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -18,29 +17,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventlog import CanonicalError, Lake, SegmentPolicy, native
-from eventlog import log as log_module
-from eventlog.envelope import ExchangeRecord, ResponseRef, decode_record, format_utc
-from eventlog.events import encode_observation, line_hash
-from eventlog.index import IndexEntry, lookup_key
-from eventlog.log import Prepared, prepare
-from eventlog.redaction import Redactor
-from eventlog.seals import MerkleTree
+from eventlog import CanonicalError, Lake, SegmentPolicy, extensions
+from eventlog.format.envelope import ExchangeRecord, ResponseRef, decode_record, format_utc
+from eventlog.format.events import encode_observation, line_hash
+from eventlog.log import writer as log_module
+from eventlog.log.index import IndexEntry, lookup_key
+from eventlog.log.seals import MerkleTree
+from eventlog.log.writer import Prepared, prepare
+from eventlog.redaction.redactor import Redactor
+from tests.extensions import require
 from tests.factories import openalex_record, page_record
 
-try:
-    from eventlog import _records
-except ImportError as error:
-    if os.environ.get("EVENTLOG_TEST_REQUIRE_SPEEDUPS") == "1":
-        raise ImportError(f"EVENTLOG_TEST_REQUIRE_SPEEDUPS=1, but eventlog._records is not built: {error}") from error
-    pytest.skip("eventlog._records is not built (no C compiler or no OpenSSL headers)", allow_module_level=True)
+_records = require("records")
 
 
 @contextmanager
 def python_path() -> Iterator[None]:
     """Within it, the log takes its pure-Python path."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(native, "records", None)
+        patch.setattr(extensions, "records", None)
         yield
 
 

@@ -11,9 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventlog.canonical import canonical_json
 from eventlog.errors import InputError
-from eventlog.redaction import DEFAULT_MARKER, RedactionPolicy, Redactor, format_path, name_parts, parse_path
+from eventlog.format.canonical import canonical_json
+from eventlog.redaction.redactor import (
+    DEFAULT_MARKER,
+    RedactionPolicy,
+    Redactor,
+    format_path,
+    name_parts,
+    parse_path,
+)
 
 R = DEFAULT_MARKER
 DATA = Path(__file__).parent.parent / "data" / "redaction"

@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 
 from eventlog import InputError, Lake
-from eventlog.cli import main
-from eventlog.scheduler import (
+from eventlog.app.scheduler import (
     DEFAULT_TABLE,
     EXTRA_JOBS_ENV,
     JOB_ID_PREFIX,
@@ -34,6 +33,7 @@ from eventlog.scheduler import (
     load_config,
     parse_duration,
 )
+from eventlog.cli import main
 from tests.factories import page_record
 
 ROOT = Path(__file__).resolve().parents[2]

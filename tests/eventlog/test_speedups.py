@@ -7,23 +7,19 @@ is set (CI sets it), under which a missing extension is a failure.
 from __future__ import annotations
 
 import json
-import os
 
 import msgspec
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from eventlog import CanonicalError, canonical, parse_json
-from eventlog.canonical import _MANY_FLOATS, _plain_floats
-from eventlog.prefilter import userinfo_by_regex
+from eventlog import CanonicalError, parse_json
+from eventlog.format import canonical
+from eventlog.format.canonical import _MANY_FLOATS, _plain_floats
+from eventlog.redaction.prefilter import userinfo_by_regex
+from tests.extensions import require
 
-try:
-    from eventlog import _speedups
-except ImportError as error:
-    if os.environ.get("EVENTLOG_TEST_REQUIRE_SPEEDUPS") == "1":
-        raise ImportError(f"EVENTLOG_TEST_REQUIRE_SPEEDUPS=1, but eventlog._speedups is not built: {error}") from error
-    pytest.skip("eventlog._speedups is not built (no C compiler)", allow_module_level=True)
+_speedups = require("speedups")
 
 NEEDLES = [b"token", b"key", b"sk-", b"-----begin", b"x", b"\xc3\xa9t", b"eyj", b"bearer", b"tok"]
 PIECES = [n.upper() for n in NEEDLES] + NEEDLES + [b"Tok", b"ToKeN", b"k", b"e", b"s", b"-", b"\x00", b"\xff",

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from eventlog import Lake, SegmentPolicy
-from eventlog.seals import merkle_root
-from eventlog.segments import list_segments
-from eventlog.verify import verify_log
+from eventlog.log.seals import merkle_root
+from eventlog.log.segments import list_segments
+from eventlog.log.verify import verify_log
 from tests.conftest import seeded
 from tests.factories import openalex_record, page_record
 

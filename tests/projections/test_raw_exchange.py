@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlog import InputError, Lake
-from eventlog.canonical import canonical_json
-from eventlog.dialects import JsonDocument
-from eventlog.envelope import content_sha256, format_utc
-from eventlog.events import Event, new_resolution
-from eventlog.sqlschema import record_key
-from eventlog.sqlstore import SqlEventStore
+from eventlog.format.canonical import canonical_json
+from eventlog.format.envelope import content_sha256, format_utc
+from eventlog.format.events import Event, new_resolution
+from eventlog.sql.dialects import JsonDocument
+from eventlog.sql.schema import record_key
+from eventlog.sql.store import SqlEventStore
 from projections import PROJECTION, PointInTime, read_checkpoint, reproject
 from projections.checkpoints import add_digest, format_digest, row_digest
 from projections.raw_exchange import DIGEST_COLUMNS, Row, _digest_of
@@ -353,7 +353,7 @@ def test_verify_names_a_tampered_row(lake: Lake, sql_url: str, sql_schema: str) 
 REPROJECT = textwrap.dedent("""
     import sys
     from eventlog import Lake
-    from eventlog.sqlstore import SqlEventStore
+    from eventlog.sql.store import SqlEventStore
     from projections import reproject
     lake_path, url, schema, batch, rebuild = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
     with Lake.open(lake_path) as lake, SqlEventStore(url, schema=schema) as store:

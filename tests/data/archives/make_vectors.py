@@ -13,8 +13,8 @@ import random
 import sys
 from pathlib import Path
 
-from eventlog.cryptobox import _seal
-from eventlog.keys import Argon2Params, Keys, SymmetricKey, X25519Identity
+from eventlog.cold.container import _seal
+from eventlog.cold.keys import Argon2Params, Keys, SymmetricKey, X25519Identity
 
 HERE = Path(__file__).resolve().parent
 PASSPHRASE = "correct horse battery staple"

@@ -18,7 +18,7 @@ sys.path.insert(0, str(HERE.parents[2]))
 import msgspec  # noqa: E402
 
 from eventlog import Lake, SegmentPolicy, canonical_json  # noqa: E402
-from eventlog.seals import read_seal  # noqa: E402
+from eventlog.log.seals import read_seal  # noqa: E402
 from tests.factories import page_record  # noqa: E402
 
 REPLICA = "5a1c0de0-0000-4000-8000-000000000001"

@@ -1,0 +1,232 @@
+"""The Lake facade: one folder holding the log, its configuration, the SQL side, projections and archives."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from eventlog.cold.archiver import (
+    ArchivedSegment,
+    ArchiveReport,
+    RestoreReport,
+    SeqRange,
+    archive_segments,
+    merge_keys,
+    policy_keys,
+    restore_segments,
+)
+from eventlog.cold.container import Compression
+from eventlog.cold.keys import Argon2Params, Keys
+from eventlog.cold.reader import ColdStore
+from eventlog.errors import LakeError
+from eventlog.format.envelope import ExchangeRecord, format_utc
+from eventlog.format.events import Event
+from eventlog.log.config import (
+    CONFIG_NAME,
+    DEFAULT_SCHEMA,
+    LakeConfig,
+    SegmentPolicy,
+    default_database_url,
+    read_config,
+    write_config,
+)
+from eventlog.log.index import IndexEntry, exchange_key
+from eventlog.log.verify import VerifyReport, verify_log
+from eventlog.log.writer import AppendResult, EventLog
+from eventlog.redaction.redactor import RedactionPolicy, Redactor
+
+if TYPE_CHECKING:
+    from eventlog.sql.mirror import MirrorResult
+    from eventlog.sql.store import SqlEventStore
+    from projections import ProjectionReport, ReprojectResult
+
+DEFAULT_LAKE = "lake"
+
+
+def default_lake_path() -> Path:
+    """--lake, else EVENTLOG_LAKE, else ./lake."""
+    return Path(os.environ.get("EVENTLOG_LAKE", DEFAULT_LAKE))
+
+
+class Lake:
+    """A lake folder opened for reading and writing.
+
+    Use `Lake.init(path)` to create one and `Lake.open(path)` to open it; both return a Lake that is also a
+    context manager. Writes take the single-writer lock per call, so several processes may hold a Lake open. A
+    process that forks opens the lake again in the child: SQLite's connections must not cross a fork.
+    """
+
+    def __init__(self, root: Path, config: LakeConfig, *, clock: Callable[[], datetime] | None = None,
+                 redaction: RedactionPolicy | None = None, keys: Keys | None = None) -> None:
+        self.root = root
+        self.config = config
+        self.cold = ColdStore(root, keys=keys)
+        policy = RedactionPolicy.from_mapping(config.redaction, source=str(root / CONFIG_NAME))
+        if redaction is not None:
+            policy = policy.merged(redaction)
+        self.redaction = policy
+        self.log = EventLog(root / "log", replica_id=config.replica_id, policy=config.segment_policy,
+                            redactor=Redactor(policy), durable=config.durability == "fsync",
+                            lock_timeout=config.lock_timeout_seconds, max_record_bytes=config.max_record_bytes,
+                            clock=clock, cold=self.cold)
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str], *, database_url: str | None = None, replica_id: str | None = None,
+             segment_policy: SegmentPolicy | None = None, redaction: dict[str, Any] | None = None,
+             exist_ok: bool = False, clock: Callable[[], datetime] | None = None) -> Lake:
+        """Create a lake folder with a fresh replica id; with exist_ok, open an existing one instead."""
+        root = Path(path)
+        if (root / CONFIG_NAME).exists():
+            if exist_ok:
+                return cls.open(root, clock=clock)
+            raise LakeError(f"{root} is already a lake ({CONFIG_NAME} exists)")
+        if redaction is not None:
+            RedactionPolicy.from_mapping(redaction, source="the redaction policy")
+        fields: dict[str, Any] = {"database_url": database_url, "redaction": redaction or {}}
+        if replica_id is not None:
+            fields["replica_id"] = replica_id
+        if segment_policy is not None:
+            fields["segment_policy"] = segment_policy
+        config = LakeConfig(**fields)
+        for folder in ("log/segments", "log/seals", "snapshots", "archive"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        write_config(root, config)
+        return cls(root, config, clock=clock)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None,
+             keys: Keys | None = None) -> Lake:
+        """Open an existing lake; recovers a torn tail and catches the index up under the writer lock.
+
+        `keys` opens archives of evicted segments when they are read; None takes them from the environment
+        (EVENTLOG_IDENTITY, EVENTLOG_KEY_FILE, EVENTLOG_PASSPHRASE) when first needed, `Keys()` uses none.
+        """
+        root = Path(path)
+        return cls(root, read_config(root), clock=clock, keys=keys)
+
+    def close(self) -> None:
+        self.log.close()
+        self.cold.close()
+
+    def __enter__(self) -> Lake:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def database_url(self) -> str:
+        """The SQL mirror's URL: EVENTLOG_DATABASE_URL, else lake.json, else SQLite inside the lake."""
+        return (os.environ.get("EVENTLOG_DATABASE_URL") or self.config.database_url
+                or default_database_url(self.root))
+
+    def append(self, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
+        """Append records as one durable batch (see EventLog.append)."""
+        return self.log.append(records)
+
+    def events(self, after_seq: int = 0) -> Iterator[Event]:
+        """Every event after `after_seq`, in log order."""
+        return self.log.events(after_seq=after_seq)
+
+    def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Recompute hashes, chain, seals and seal chain; the report names the first disagreement.
+
+        Evicted segments are checked through their archives: fully when a key is at hand, else by the archive's
+        SHA-256 against its location and its header against the seal.
+        """
+        return verify_log(self.root / "log", progress=progress, cold=self.cold)
+
+    def seal(self) -> str | None:
+        """Seal the active segment now; returns its seq range, or None when there is nothing to seal."""
+        return self.log.seal()
+
+    def reindex(self) -> int:
+        """Rebuild log/index.sqlite from the segments."""
+        return self.log.reindex()
+
+    def archive(self, *, keys: Keys | None = None, before: datetime | None = None, seqs: SeqRange | None = None,
+                compression: Compression | None = None, evict: bool | None = None, kdf: Argon2Params | None = None,
+                progress: Callable[[ArchivedSegment], None] | None = None) -> ArchiveReport:
+        """Archive sealed segments to archive/ (see eventlog.cold.archiver.archive_segments), evicting when asked.
+
+        Seals to `keys` plus lake.json's `archive.recipients`; `compression` and `evict` default to lake.json's
+        `archive` policy. A hot segment is removed only after its archive was written, read back and verified.
+        """
+        policy = self.config.archive
+        return archive_segments(self.log, self.root, keys=merge_keys(keys, policy_keys(policy, self.root)),
+                                before=before, seqs=seqs, compression=compression or policy.compression,
+                                evict=policy.evict if evict is None else evict, kdf=kdf, progress=progress)
+
+    def restore(self, archives: Iterable[Path], *, keys: Keys | None = None) -> RestoreReport:
+        """Put archived segments back under log/segments, verified first (see eventlog.cold.archiver.restore_segments).
+
+        `keys` None uses the keys the lake was opened with (or the environment's).
+        """
+        return restore_segments(self.log, archives, keys=keys if keys is not None else self.cold.keys())
+
+    def sql_store(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA) -> SqlEventStore:
+        """The SQL side at `database_url` (default: the lake's), not yet connected; the caller disposes of it."""
+        # Imported here: it brings SQLAlchemy, which the log alone does not need.
+        from eventlog.sql.store import SqlEventStore
+
+        return SqlEventStore(database_url or self.database_url, schema=schema)
+
+    def mirror(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
+               progress: Callable[[int], None] | None = None) -> MirrorResult:
+        """Copy the log's new events into the SQL event tables (see eventlog.sql.mirror.mirror_log)."""
+        from eventlog.sql.mirror import mirror_log
+
+        with self.sql_store(database_url=database_url, schema=schema) as store:
+            return mirror_log(self.log, store, progress=progress)
+
+    def reproject(self, *, rebuild: bool = False, as_of: datetime | str | None = None,
+                  known_at: datetime | str | None = None, at_seq: int | None = None,
+                  database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
+                  progress: Callable[[int], None] | None = None) -> ReprojectResult:
+        """Bring RawExchangeRecord up to the log, or rewrite it as of a point in time (see projections.reproject).
+
+        Timestamps need a UTC offset (InputError otherwise). The plain call after a point-in-time one rebuilds.
+        """
+        from projections import PointInTime, reproject  # imported here: projections import eventlog's modules
+
+        point = PointInTime.of(as_of=as_of, known_at=known_at, at_seq=at_seq)
+        with self.sql_store(database_url=database_url, schema=schema) as store:
+            return reproject(self.log, store, now=format_utc(self.log.clock()), rebuild=rebuild, point=point,
+                             progress=progress)
+
+    def verify_projection(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
+                          progress: Callable[[int], None] | None = None) -> ProjectionReport:
+        """Recompute RawExchangeRecord from the log in a scratch database and compare rows and digests with it."""
+        from projections import verify_projection
+
+        with self.sql_store(database_url=database_url, schema=schema) as store:
+            return verify_projection(self.log, store, now=format_utc(self.log.clock()), progress=progress)
+
+    def get(self, exchange_id: str) -> Event | None:
+        """The event of one exchange with its payload (taken from the first observation of that content)."""
+        entry = self.log.index.by_exchange_id(exchange_id.lower())
+        return None if entry is None else self._with_payload(entry)
+
+    def history(self, source_system: str, entity_type: str, natural_key: str) -> list[Event]:
+        """Every observation of one natural key, in log order, without payloads."""
+        key = exchange_key(source_system, entity_type, natural_key)
+        assert key is not None
+        return [self.log.read_at(entry) for entry in self.log.index.by_key(key)]
+
+    def _with_payload(self, entry: IndexEntry) -> Event:
+        event = self.log.read_at(entry)
+        if event.type != "revisited" or entry.content_sha256 is None:
+            return event
+        first = self.log.index.first_payload(entry.content_sha256)
+        if first is None:
+            return event
+        source = self.log.read_at(first).body
+        body = dict(event.body, request=source.get("request"), response=source.get("response"))
+        return msgspec.structs.replace(event, body=body)

@@ -1,0 +1,152 @@
+"""Reading captured exchanges from files: NDJSON envelopes and the original tool's snapshot packs.
+
+Readers are generators of validated records, so a whole ingest is one append call: a bad line anywhere means
+nothing of the ingest enters the log, and memory stays bounded however many files there are.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import msgspec
+
+from eventlog.capture.manifest import manifest_redactor, read_manifest
+from eventlog.errors import InputError
+from eventlog.format.canonical import parse_json
+from eventlog.format.envelope import MAX_RECORD_BYTES, ExchangeRecord, content_sha256, decode_record
+from eventlog.redaction.redactor import Redactor
+
+ProgressHook = Callable[[int], None]
+
+
+def read_ndjson_lines(lines: Iterable[bytes], *, source: str,
+                      max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
+    """Validate NDJSON envelope lines; blank lines are skipped, a file with no record at all is refused.
+
+    A line longer than `max_bytes` is refused before it is parsed (large payloads go by reference).
+    """
+    count = 0
+    for number, raw in enumerate(lines, start=1):
+        if len(raw) > max_bytes:
+            raise InputError(f"the line is {len(raw):,} bytes, over the {max_bytes:,}-byte limit for one inline "
+                             f"exchange; store large responses by reference (response_ref)",
+                             source=source, line=number)
+        text = raw.strip()
+        if not text:
+            continue
+        value = parse_json(text, source=source, line=number)
+        yield decode_record(value, source=source, line=number)
+        count += 1
+    if count == 0:
+        raise InputError("no exchange records found (the input is empty)", source=source)
+
+
+def _file_lines(path: Path) -> Iterator[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            yield from handle
+    except IsADirectoryError:
+        raise InputError("is a folder; give a snapshot pack folder or NDJSON files", source=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
+
+
+def read_ndjson(path: Path, *, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
+    """Records of one NDJSON file (or `-` for standard input)."""
+    if str(path) == "-":
+        return read_ndjson_lines(sys.stdin.buffer, source="<stdin>", max_bytes=max_bytes)
+    if not path.exists():
+        raise InputError("no such file", source=str(path))
+    return read_ndjson_lines(_file_lines(path), source=str(path), max_bytes=max_bytes)
+
+
+def pack_chunk_files(folder: Path) -> list[Path]:
+    """Chunk files of a snapshot pack in date and chunk order (names are fixed-width, so name order works)."""
+    return sorted((folder / "records").rglob("chunk-*.ndjson"))
+
+
+def read_pack(folder: Path, *, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
+    """Records of a snapshot pack: manifest.json, index.jsonl, records/YYYY/YYYY-MM-DD/chunk-NNNN.ndjson.
+
+    The manifest's redaction additions are applied here; the lake's own policy runs again at append.
+    """
+    manifest = read_manifest(folder / "manifest.json")
+    redactor = manifest_redactor(manifest, source=str(folder / "manifest.json"))
+    for chunk in pack_chunk_files(folder):
+        records = read_ndjson(chunk, max_bytes=max_bytes)
+        for record in records if redactor is None else redact_records(records, redactor):
+            if (record.source_system, record.entity_type) != (manifest.source_system, manifest.entity_type):
+                raise InputError(
+                    f"record {record.exchange_id} belongs to {record.source_system}/{record.entity_type}, "
+                    f"not to the pack's {manifest.source_system}/{manifest.entity_type}", source=str(chunk))
+            yield record
+
+
+def redact_records(records: Iterable[ExchangeRecord], redactor: Redactor) -> Iterator[ExchangeRecord]:
+    """Apply an additional redaction policy (a dataset manifest's) to records, noting the paths it redacted."""
+    for record in records:
+        request, response, paths = redactor.redact(record.request, record.response)
+        if paths:
+            record = msgspec.structs.replace(
+                record, request=request, response=response,
+                redactions_applied=tuple(sorted(set(record.redactions_applied).union(paths))))
+        yield record
+
+
+def expand_inputs(paths: Iterable[str]) -> list[Path]:
+    """Files and pack folders to read, in a stable order.
+
+    A folder with a manifest.json is a snapshot pack; any other folder contributes the packs and *.ndjson files
+    found under it, in name order.
+    """
+    found: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if text == "-" or path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            inside = _walk_folder(path)
+            if not inside:
+                raise InputError("holds no snapshot pack (manifest.json) and no *.ndjson files", source=text)
+            found.extend(inside)
+        else:
+            raise InputError("no such file or folder", source=text)
+    return found
+
+
+def _walk_folder(folder: Path) -> list[Path]:
+    if (folder / "manifest.json").is_file():
+        return [folder]
+    found: list[Path] = []
+    for child in sorted(folder.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            found.extend(_walk_folder(child))
+        elif child.is_file() and child.suffix == ".ndjson":
+            found.append(child)
+    return found
+
+
+def read_inputs(paths: Iterable[Path], *, progress: ProgressHook | None = None,
+                max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
+    """Records of every input in order, reporting the running count to `progress`."""
+    count = 0
+    for path in paths:
+        records = read_pack(path, max_bytes=max_bytes) if path.is_dir() else read_ndjson(path, max_bytes=max_bytes)
+        for record in records:
+            count += 1
+            if progress is not None and count % 1000 == 0:
+                progress(count)
+            yield record
+    if progress is not None:
+        progress(count)
+
+
+def hash_envelope(data: bytes, *, source: str = "<stdin>") -> dict[str, object]:
+    """Content hash of one envelope as this tool computes it (before redaction and after it)."""
+    record = decode_record(parse_json(data, source=source), source=source)
+    request, response, paths = Redactor().redact(record.request, record.response)
+    redacted = msgspec.structs.replace(record, request=request, response=response)
+    return {"content_sha256": content_sha256(redacted), "unredacted_sha256": content_sha256(record),
+            "redactions_applied": list(paths), "stated_sha256": record.content_sha256}

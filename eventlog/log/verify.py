@@ -1,0 +1,230 @@
+"""Tamper evidence: recompute every line hash, the chain, digests, content hashes, seals and the seal chain.
+
+Each line is checked on its own first (valid event, canonical bytes, digest, content hash), so a flipped byte is
+named at the line it sits in, not at the next line whose `prev` no longer matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import msgspec
+
+from eventlog.errors import EventLogError
+from eventlog.format.canonical import canonical_json
+from eventlog.format.events import GENESIS, decode_line, event_digest, line_hash
+from eventlog.log.seals import MerkleTree, Seal, read_seal, seal_hash
+from eventlog.log.segments import (
+    SegmentName,
+    format_seal_name,
+    format_segment_name,
+    lines_of,
+    parse_seal_name,
+)
+from eventlog.log.writer import ColdSegments, segment_sources
+
+CONTENT_KEYS = ("entity_type", "exchange_type", "natural_key", "request", "response", "source_system")
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    """One disagreement, located."""
+
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}, line {self.line}"
+        return f"{where}: {self.message}"
+
+
+class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of `verify`: counts and every problem found, the first one first.
+
+    `segments` counts hot and evicted segments; `evicted` those only in cold storage; `events` the lines read.
+    """
+
+    ok: bool
+    segments: int
+    seals: int
+    events: int
+    problems: tuple[Problem, ...] = ()
+    evicted: int = 0
+
+
+def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
+               max_problems: int = 100, cold: ColdSegments | None = None) -> VerifyReport:
+    """Check a log folder end to end; never raises for bad data, reports it.
+
+    With `cold`, an evicted segment is checked through its archive: without a key, the archive must match what
+    its location records and its header must name the segment's seal, and the chain resumes from the seal; with
+    a key, its lines are decrypted and checked like a hot segment's.
+    """
+    segments_dir, seals_dir = log_root / "segments", log_root / "seals"
+    problems: list[Problem] = []
+    seals: dict[tuple[int, int], tuple[Seal, bytes, str]] = {}
+    for entry in sorted(os.scandir(seals_dir), key=lambda e: e.name) if seals_dir.is_dir() else []:
+        parsed = parse_seal_name(entry.name)
+        if parsed is None:
+            continue
+        try:
+            seal, raw = read_seal(Path(entry.path))
+        except ValueError as exc:
+            problems.append(Problem(file=f"log/seals/{entry.name}", line=None, message=f"unreadable seal: {exc}"))
+            continue
+        if seal.checksum != seal.expected_checksum() or seal.to_bytes() != raw:
+            problems.append(Problem(file=f"log/seals/{entry.name}", line=None,
+                                    message="seal checksum does not match its fields (the seal was altered)"))
+        elif (seal.first_seq, seal.last_seq) != parsed:
+            problems.append(Problem(file=f"log/seals/{entry.name}", line=None,
+                                    message="seal names a different seq range than its file name"))
+        seals[parsed] = (seal, raw, entry.name)
+
+    previous_seal = GENESIS
+    for (_, _), (seal, raw, seal_file) in sorted(seals.items()):
+        if seal.prev_seal_sha256 != previous_seal:
+            problems.append(Problem(file=f"log/seals/{seal_file}", line=None,
+                                    message="seal chain broken: prev_seal_sha256 does not match the previous seal"))
+        previous_seal = seal_hash(raw)
+
+    expected_seq, last_hash, events = 1, GENESIS, 0
+    seen_ids: set[bytes] = set()
+    segment_list = segment_sources(segments_dir, cold)
+    evicted = 0
+    for name, path in segment_list:
+        label = f"log/segments/{format_segment_name(name.first_seq, name.last_seq)}"
+        if name.first_seq != expected_seq:
+            problems.append(Problem(file=label, line=None,
+                                    message=f"segment starts at seq {name.first_seq}, expected {expected_seq}"))
+        if path is None:
+            evicted += 1
+            handle = _open_evicted(cold, name, label, seals, problems)
+            if handle is None:
+                sealed = seals.get((name.first_seq, name.last_seq or 0))
+                if sealed is not None:
+                    # Without the key the seal vouches for the range; the chain resumes where it ends.
+                    if sealed[0].first_prev != last_hash:
+                        problems.append(Problem(file=label, line=None,
+                                                message="first line's prev does not match its seal"))
+                    expected_seq, last_hash = sealed[0].last_seq + 1, sealed[0].last_line_hash
+                continue
+        else:
+            handle = open(path, "rb")  # noqa: SIM115 (_owned_lines closes it)
+        digest = hashlib.sha256()
+        tree = MerkleTree()
+        size = 0
+        first_prev = None
+        for number, (_, line) in enumerate(_owned_lines(handle), start=1):
+            digest.update(line + b"\n")
+            size += len(line) + 1
+            message = check_line(line, expected_seq=expected_seq, prev=last_hash, seen_ids=seen_ids)
+            if message is not None:
+                problems.append(Problem(file=label, line=number, message=message))
+                if len(problems) >= max_problems:
+                    return _report(problems, segment_list, seals, events, evicted)
+            if first_prev is None:
+                first_prev = last_hash
+            last_hash = line_hash(line)
+            tree.add(bytes.fromhex(last_hash))
+            expected_seq += 1
+            events += 1
+            if progress is not None and events % 10_000 == 0:
+                progress(events)
+        if path is not None and path.exists() and path.stat().st_size != size:
+            problems.append(Problem(file=label, line=tree.count + 1, message="segment ends in a torn line"))
+        if name.active:
+            continue
+        assert name.last_seq is not None
+        sealed_entry = seals.get((name.first_seq, name.last_seq))
+        if sealed_entry is None:
+            problems.append(Problem(file=label, line=None,
+                                    message=f"sealed segment has no seal log/seals/"
+                                            f"{format_seal_name(name.first_seq, name.last_seq)}"))
+            continue
+        seal = sealed_entry[0]
+        checks = (
+            (seal.count == tree.count, f"seal says {seal.count} events, segment holds {tree.count}"),
+            (name.last_seq == expected_seq - 1, f"segment name ends at {name.last_seq}, lines end at "
+                                                f"{expected_seq - 1}"),
+            (seal.byte_length == size, f"seal says {seal.byte_length} bytes, segment has {size}"),
+            (seal.file_sha256 == digest.hexdigest(), "file SHA-256 does not match its seal"),
+            (seal.merkle_root == tree.root(), "Merkle root does not match its seal"),
+            (seal.last_line_hash == last_hash, "last line hash does not match its seal"),
+            (first_prev is None or seal.first_prev == first_prev, "first line's prev does not match its seal"),
+        )
+        problems.extend(Problem(file=label, line=None, message=message) for ok, message in checks if not ok)
+
+    present = {(name.first_seq, name.last_seq) for name, _ in segment_list}
+    for key, (_, _, seal_name) in sorted(seals.items()):
+        if key not in present:
+            problems.append(Problem(file=f"log/seals/{seal_name}", line=None,
+                                    message="the segment this seal describes is missing from log/segments"))
+    return _report(problems, segment_list, seals, events, evicted)
+
+
+def _open_evicted(cold: ColdSegments | None, name: SegmentName, label: str,
+                  seals: dict[tuple[int, int], tuple[Seal, bytes, str]],
+                  problems: list[Problem]) -> BinaryIO | None:
+    """Check an evicted segment's archive; its decrypted bytes when a key is at hand, else None."""
+    assert cold is not None and name.last_seq is not None
+    if (name.first_seq, name.last_seq) not in seals:
+        problems.append(Problem(file=label, line=None, message="evicted segment has no seal log/seals/"
+                                f"{format_seal_name(name.first_seq, name.last_seq)}"))
+    problems.extend(Problem(file=file, line=None, message=message) for file, message in cold.check(name))
+    if not cold.can_read():
+        return None
+    try:
+        return cold.open_segment(name)
+    except EventLogError as exc:
+        problems.append(Problem(file=label, line=None, message=str(exc)))
+        return None
+
+
+def _owned_lines(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    with handle:
+        yield from lines_of(handle)
+
+
+def check_line(line: bytes, *, expected_seq: int, prev: str, seen_ids: set[bytes]) -> str | None:
+    """The first thing wrong with one line at its place in the chain, or None."""
+    try:
+        event = decode_line(line)
+    except ValueError as exc:  # msgspec's decode and validation errors, and invalid UTF-8 in keys
+        return f"not a valid event line ({exc})"
+    try:
+        if canonical_json(msgspec.json.decode(line)) != line:
+            return "line is not in canonical JSON form"
+    except Exception as exc:  # any refusal of the canonical encoder is a finding here, not a crash
+        return f"line has no canonical JSON form ({exc})"
+    if event.seq != expected_seq:
+        return f"seq {event.seq} where {expected_seq} was expected"
+    if event.prev != prev:
+        return "prev does not match the hash of the line before (chain broken)"
+    if event_digest(event) != event.digest:
+        return f"digest of event {event.event_id} does not match its content"
+    body = event.body
+    if event.type != "resolved":
+        if "request" in body:
+            content = canonical_json({key: body.get(key) for key in CONTENT_KEYS})
+            if hashlib.sha256(content).hexdigest() != body.get("content_sha256"):
+                return f"content_sha256 of event {event.event_id} does not match its request/response"
+        if event.event_id != body.get("exchange_id"):
+            return f"event id {event.event_id} differs from the envelope's exchange_id"
+    try:
+        raw_id = bytes.fromhex(event.event_id.replace("-", ""))
+    except ValueError:
+        return f"event id {event.event_id!r} is not a UUID"
+    if raw_id in seen_ids:
+        return f"event id {event.event_id} appears twice in the log"
+    seen_ids.add(raw_id)
+    return None
+
+
+def _report(problems: list[Problem], segments: list[Any], seals: dict[Any, Any], events: int,
+            evicted: int) -> VerifyReport:
+    return VerifyReport(ok=not problems, segments=len(segments), seals=len(seals), events=events,
+                        problems=tuple(problems), evicted=evicted)

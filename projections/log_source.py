@@ -1,0 +1,183 @@
+"""What projections read from the log: observations decoded straight from raw lines, and index lookups.
+
+A projection needs the envelope's scalar fields and, for the current version, the payload bytes. Lines are decoded
+into a struct whose request and response stay `msgspec.Raw`: the log writes canonical JSON, so those slices are
+the payload's canonical bytes, and no payload becomes Python objects (which costs more than everything else the
+fold does). `resolved` lines, whose bodies are free-form, are decoded in full.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import msgspec
+
+from eventlog.errors import IntegrityError
+from eventlog.format.canonical import canonical_json
+from eventlog.format.events import Event, decode_line
+from eventlog.log.index import COLUMNS as INDEX_COLUMNS
+from eventlog.log.index import IndexEntry, lookup_key, select_by_keys
+from eventlog.log.writer import EventLog
+from eventlog.sql.schema import record_key_of_encoded
+
+__all__ = ["IndexReader", "Observation", "observation", "read_log"]
+
+
+class Observation(NamedTuple):
+    """What a projection reads from an observed or revisited event; `payload` is None for a revisit."""
+
+    seq: int
+    recorded: str
+    observed: str
+    content: str
+    exchange_id: str
+    exchange_type: str
+    schema_version: int
+    source: str
+    entity: str
+    natural: str | None
+    key: str
+    payload: bytes | None
+
+    @property
+    def rank(self) -> tuple[str, str, str]:
+        """Order of precedence for the current version: newest observed time, then content hash, then id."""
+        return (self.observed, self.content, self.exchange_id)
+
+
+_NULL = msgspec.Raw(b"null")
+
+
+class _Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    observed_at_utc: str
+    content_sha256: str
+    exchange_id: str
+    exchange_type: str
+    schema_version: int
+    source_system: str
+    entity_type: str
+    natural_key: str | None
+    request: msgspec.Raw = _NULL  # a revisit carries none; an observed event always has both
+    response: msgspec.Raw = _NULL
+
+
+class _Line(msgspec.Struct, frozen=True, kw_only=True):
+    type: str
+    seq: int
+    event_id: str
+    recorded_at_utc: str
+    body: _Envelope
+
+
+_decode_observation = msgspec.json.Decoder(_Line).decode
+
+
+def read_log(log: EventLog, *, after_seq: int = 0) -> Iterator[Observation | Event]:
+    """The events after `after_seq` in log order: an Observation for each observed or revisited one, the
+    resolved ones as Events. Raises IntegrityError for an observation whose envelope a projection cannot use."""
+    for _, _, raw in log.lines(after_seq=after_seq):
+        try:
+            line = _decode_observation(raw)
+        except msgspec.ValidationError:
+            line = None  # a resolution's free-form body, or an envelope `observation` will name the fault of
+        if line is None or line.type == "resolved":
+            event = decode_line(raw)
+            if event.seq > after_seq:
+                yield event if event.type == "resolved" else observation(event)
+            continue
+        if line.seq <= after_seq:
+            continue
+        body = line.body
+        payload = None
+        if line.type == "observed":
+            payload = b"".join((b'{"request":', body.request, b',"response":', body.response, b"}"))
+        yield _observation(line.seq, line.recorded_at_utc, body.observed_at_utc, body.content_sha256,
+                           body.exchange_id, body.exchange_type, body.schema_version, body.source_system,
+                           body.entity_type, body.natural_key, payload)
+
+
+def observation(event: Event) -> Observation:
+    """The Observation of a decoded observed or revisited event. Raises IntegrityError for a body it cannot use."""
+    body = event.body
+    try:
+        values = (body["observed_at_utc"], body["content_sha256"], body["exchange_id"], body["exchange_type"],
+                  body["schema_version"], body["source_system"], body["entity_type"], body["natural_key"])
+    except KeyError as missing:
+        raise IntegrityError(f"event {event.seq} ({event.event_id}) has no {missing.args[0]} in its body; "
+                             "it cannot be projected") from None
+    observed, content, exchange_id, exchange_type, version, source, entity, natural = values
+    if not (all(isinstance(value, str) for value in values[:4] + values[5:7])
+            and type(version) is int and (natural is None or isinstance(natural, str))):
+        raise IntegrityError(f"event {event.seq} ({event.event_id}) has an envelope field of the wrong type; "
+                             "it cannot be projected")
+    payload = None
+    if event.type == "observed":
+        payload = canonical_json({"request": body.get("request"), "response": body.get("response")})
+    return _observation(event.seq, event.recorded_at_utc, observed, content, exchange_id, exchange_type, version,
+                        source, entity, natural, payload)
+
+
+def _observation(seq: int, recorded: str, observed: str, content: str, exchange_id: str, exchange_type: str,
+                 version: int, source: str, entity: str, natural: str | None, payload: bytes | None) -> Observation:
+    parts = [_names(source), _names(entity), canonical_json(natural)]
+    if natural is None:
+        parts.append(canonical_json(content))
+    return Observation(seq, recorded, observed, content, exchange_id, exchange_type, version, source, entity, natural,
+                       record_key_of_encoded(parts), payload)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names(text: str) -> bytes:
+    """Canonical JSON of a source system or entity type: a few values, repeated on every event."""
+    return canonical_json(text)
+
+
+class IndexReader:
+    """Read-only queries on log/index.sqlite that `LogIndex` does not offer.
+
+    The table is read directly, by the columns docs/file-formats.md documents. Rows below a seq that a reader has
+    seen in the log are committed (the index is written in the append call, before the next one starts).
+    """
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self._db = sqlite3.connect(f"{log.index.path.resolve().as_uri()}?mode=ro", uri=True)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> IndexReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def first_seqs(self, hashes: Iterable[str], *, observed_by: str | None) -> dict[str, int]:
+        """The first seq at which each content was observed (observed_at_utc <= `observed_by` when given)."""
+        asked = set(hashes)
+        extra = "" if observed_by is None else " AND observed_at_utc <= ?"
+        query = (f"SELECT content_sha256, min(seq) FROM events WHERE type != 'resolved' AND content_key IN ({{keys}})"
+                 f"{extra} GROUP BY content_sha256")
+        params = () if observed_by is None else (observed_by,)
+        # A shared look-up key may bring other contents along.
+        return {content: int(seq) for content, seq in select_by_keys(self._db, query, asked, *params)
+                if content in asked}
+
+    def observations_of(self, content: str, *, before_seq: int) -> list[Event]:
+        """The observed and revisited events of one content before `before_seq`, in log order."""
+        rows = self._db.execute(f"SELECT {INDEX_COLUMNS} FROM events WHERE content_key = ? AND content_sha256 = ? "
+                                "AND seq < ? AND type != 'resolved' ORDER BY seq",
+                                (lookup_key(content), content, before_seq)).fetchall()
+        return [self.log.read_at(IndexEntry(*row)) for row in rows]
+
+    def payload(self, content: str) -> bytes:
+        """The canonical JSON of {"request", "response"} of a content, from its first observed event."""
+        entry = self.log.index.first_payload(content)
+        if entry is None:
+            raise IntegrityError(f"content {content} has no observed event in the log to take its payload from")
+        found = observation(self.log.read_at(entry)).payload
+        assert found is not None
+        return found
