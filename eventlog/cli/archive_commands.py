@@ -21,7 +21,6 @@ from eventlog.cold.archiver import (
     ArchiveReport,
     evicted_archives,
     merge_keys,
-    pack_dataset,
     parse_seq_range,
 )
 from eventlog.cold.container import Compression
@@ -36,7 +35,7 @@ from eventlog.cold.keys import (
     write_identity_file,
     write_key_file,
 )
-from eventlog.cold.packs import LEGACY_PASSPHRASE_ENV, unpack
+from eventlog.cold.packs import LEGACY_PASSPHRASE_ENV, pack_dataset, unpack
 from eventlog.cold.reader import keys_from_env
 from eventlog.errors import InputError
 

@@ -13,9 +13,9 @@ from eventlog.app.lake import Lake
 from eventlog.capture.ingest import expand_inputs, hash_envelope, read_inputs, redact_records
 from eventlog.capture.manifest import manifest_bytes, manifest_redactor, new_manifest, read_manifest
 from eventlog.cli.app import Progress, app, cli, emit, json_option
+from eventlog.durable import write_atomic
 from eventlog.errors import InputError, IntegrityError, NotFoundError
 from eventlog.format.envelope import EXCHANGE_TYPES
-from eventlog.log.segments import write_atomic
 from eventlog.log.writer import AppendResult
 
 

@@ -26,10 +26,8 @@ from typing import BinaryIO, Literal, NamedTuple, cast
 
 import msgspec
 
-from eventlog.capture.manifest import read_manifest
 from eventlog.cold.container import Compression, decrypt_stream, encrypt_file, read_header, write_atomically
 from eventlog.cold.keys import Argon2Params, Keys, load_recipients
-from eventlog.cold.packs import PackInfo, entry_problem, pack_folder
 from eventlog.cold.reader import (
     ARCHIVE_DIR,
     ENV_IDENTITY,
@@ -47,23 +45,15 @@ from eventlog.cold.reader import (
     segment_metadata,
     segment_of,
 )
-from eventlog.errors import ArchiveError, InputError, IntegrityError, ManifestError, NotFoundError
+from eventlog.durable import fsync_dir, write_atomic
+from eventlog.errors import ArchiveError, InputError, IntegrityError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.envelope import format_utc
 from eventlog.format.events import line_hash
-from eventlog.log.config import ArchivePolicy, read_config
+from eventlog.log.config import ArchivePolicy
 from eventlog.log.seals import MerkleTree, Seal, read_seal, seal_hash
-from eventlog.log.segments import (
-    SegmentName,
-    format_seal_name,
-    format_segment_name,
-    fsync_dir,
-    parse_seal_name,
-    write_atomic,
-)
+from eventlog.log.segments import SegmentName, format_seal_name, format_segment_name, parse_seal_name
 from eventlog.log.writer import EventLog
-
-PACK_KIND = "eventlog-snapshot-pack"
 
 # What a killed archive or restore can leave: cryptobox temp files and the location's write_atomic temp.
 _ARCHIVE_LEFTOVER = re.compile(r"^\.\d{20}-\d{20}\.evlarc\.[0-9a-f]{12}\.tmp$")
@@ -245,27 +235,6 @@ def evicted_archives(root: Path, seqs: SeqRange | None = None) -> list[Path]:
     store = ColdStore(root, keys=Keys())
     return [store.archive_dir / format_archive_name(name.first_seq, name.last_seq or 0)
             for name in store.evicted() if seqs is None or seqs.holds(name.first_seq, name.last_seq or 0)]
-
-
-def pack_dataset(root: Path, manifest: Path, out: Path, *, keys: Keys | None = None,
-                 kdf: Argon2Params | None = None, overwrite: bool = False) -> PackInfo:
-    """Zip the lake's snapshot pack of the dataset `manifest` names (snapshots/<name>/), sealed when `keys`.
-
-    Raises NotFoundError when the lake has no such folder, ManifestError for a bad manifest or a name that is
-    not one plain folder name, ArchiveError from packing (see packs.pack_folder).
-    """
-    read_config(root)
-    dataset = read_manifest(manifest).name
-    if "/" in dataset or entry_problem(dataset) is not None:
-        raise ManifestError(f"dataset name {dataset!r} cannot name a folder under snapshots/", source=str(manifest),
-                            path="$.name")
-    folder = root / "snapshots" / dataset
-    if not folder.is_dir():
-        raise NotFoundError(f"dataset {dataset!r} has no snapshot pack in the lake at {root}: snapshots/{dataset}/ "
-                            "does not exist (build its projection first)")
-    sealed = keys is not None and not keys.is_empty()
-    return pack_folder(folder, out, encrypt_with=keys if sealed else None, kdf=kdf, overwrite=overwrite,
-                       metadata={"kind": PACK_KIND, "dataset": dataset} if sealed else None)
 
 
 def _archive_one(log: EventLog, root: Path, seal_path: Path, *, keys: Keys, compression: Compression,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import struct
 from collections.abc import Callable, Iterator, Mapping
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from eventlog import durable
 from eventlog.cold.keys import Argon2Params, Keys, Passphrase, X25519Identity
 from eventlog.errors import ArchiveError, InputError
 
@@ -214,39 +214,13 @@ def verify_file(archive: Path, *, keys: Keys, expected_sha256: str | None = None
 
 @contextmanager
 def write_atomically(path: Path, *, overwrite: bool = False) -> Iterator[BinaryIO]:
-    """Yield a temp file beside `path`; on clean exit fsync it, rename it to `path` and fsync the folder.
-
-    On any exception the temp file is removed and `path` is untouched. Refuses an existing `path` unless
-    `overwrite` (checked before and again just before the rename).
-    """
-    if not overwrite and path.exists():
-        raise ArchiveError(f"refusing to overwrite {path}: it exists")
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    handle = temp.open("xb")
+    """`durable.write_atomically`, its refusal to overwrite an existing file raised as an ArchiveError."""
     try:
-        yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
-        handle.close()
-        if not overwrite and path.exists():
-            raise ArchiveError(f"refusing to overwrite {path}: it appeared while writing")
-        os.replace(temp, path)
-    except BaseException:
-        handle.close()
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+        with durable.write_atomically(path, overwrite=overwrite) as handle:
+            yield handle
+    except FileExistsError as exc:
+        raise ArchiveError(str(exc)) from None
 
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new entry in `folder` durable (no-op where folders cannot be opened)."""
-    if os.name == "nt":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _open(src: BinaryIO, dst: _Writable, *, keys: Keys | None, label: str,

@@ -31,6 +31,7 @@ from typing import Annotated
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from eventlog import durable
 from eventlog.errors import InputError
 
 PUBLIC_PREFIX = "eventlog-x25519-public-1:"
@@ -354,15 +355,8 @@ def _key_lines(path: Path) -> list[tuple[int, str]]:
 
 def _write_private(path: Path, data: bytes) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        durable.write_private(path, data)
     except FileExistsError:
         raise InputError("refusing to overwrite an existing file", source=str(path)) from None
     except OSError as exc:
         raise InputError(f"cannot create key file: {exc.strerror}", source=str(path)) from None
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)

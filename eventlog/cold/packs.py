@@ -32,9 +32,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from eventlog.cold.container import decrypt_file, encrypt_stream, fsync_dir, is_archive, write_atomically
+from eventlog.capture.manifest import read_manifest
+from eventlog.cold.container import decrypt_file, encrypt_stream, is_archive, write_atomically
 from eventlog.cold.keys import Argon2Params, Keys, Passphrase
-from eventlog.errors import ArchiveError, InputError, UnsafeArchiveError
+from eventlog.durable import fsync_dir
+from eventlog.errors import ArchiveError, InputError, ManifestError, NotFoundError, UnsafeArchiveError
+from eventlog.log.config import read_config
+
+PACK_KIND = "eventlog-snapshot-pack"
 
 LEGACY_PASSPHRASE_ENV = "SNAPSHOT_ENCRYPTION_KEY"
 LEGACY_ITERATIONS = 480_000
@@ -411,3 +416,24 @@ def _sha256_file(path: Path) -> str:
         for block in _blocks(src):
             digest.update(block)
     return digest.hexdigest()
+
+
+def pack_dataset(root: Path, manifest: Path, out: Path, *, keys: Keys | None = None,
+                 kdf: Argon2Params | None = None, overwrite: bool = False) -> PackInfo:
+    """Zip the lake's snapshot pack of the dataset `manifest` names (snapshots/<name>/), sealed when `keys`.
+
+    Raises NotFoundError when the lake has no such folder, ManifestError for a bad manifest or a name that is
+    not one plain folder name, ArchiveError from packing (see packs.pack_folder).
+    """
+    read_config(root)
+    dataset = read_manifest(manifest).name
+    if "/" in dataset or entry_problem(dataset) is not None:
+        raise ManifestError(f"dataset name {dataset!r} cannot name a folder under snapshots/", source=str(manifest),
+                            path="$.name")
+    folder = root / "snapshots" / dataset
+    if not folder.is_dir():
+        raise NotFoundError(f"dataset {dataset!r} has no snapshot pack in the lake at {root}: snapshots/{dataset}/ "
+                            "does not exist (build its projection first)")
+    sealed = keys is not None and not keys.is_empty()
+    return pack_folder(folder, out, encrypt_with=keys if sealed else None, kdf=kdf, overwrite=overwrite,
+                       metadata={"kind": PACK_KIND, "dataset": dataset} if sealed else None)

@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 import msgspec
 
+from eventlog.durable import write_atomic
 from eventlog.errors import LakeError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.envelope import MAX_RECORD_BYTES
-from eventlog.log.segments import write_atomic
 
 LAKE_FORMAT = 1
 CONFIG_NAME = "lake.json"

@@ -77,24 +77,8 @@ def list_segments(folder: Path) -> list[tuple[SegmentName, Path]]:
     return found
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or create in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write an immutable file: temp -> fsync -> rename -> fsync(dir). Readers never see a partial file."""
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    fsync_dir(path.parent)
 
 
 def lines_of(handle: BinaryIO, *, start_offset: int = 0, chunk_size: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
@@ -137,12 +121,6 @@ def complete_length(path: Path) -> int:
     return 0
 
 
-def truncate_to(path: Path, length: int) -> None:
-    """Cut a file to `length` bytes, durably."""
-    with open(path, "r+b") as handle:
-        handle.truncate(length)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def last_line(path: Path) -> bytes | None:

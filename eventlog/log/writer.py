@@ -7,30 +7,25 @@ of a failing batch enters the log. A call lands in one segment; sealing is check
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import msgspec
 
 from eventlog import extensions
-from eventlog.errors import EnvelopeError, EventLogError, IntegrityError
+from eventlog.durable import fsync_dir, truncate_to, write_atomic
+from eventlog.errors import EventLogError, IntegrityError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.envelope import (
-    EXCHANGE_ID_NAMESPACE,
     MAX_RECORD_BYTES,
     ExchangeRecord,
-    content_bytes,
     decode_record,
-    derive_exchange_id,
-    encode_names,
     format_utc,
     parse_utc,
 )
@@ -41,27 +36,23 @@ from eventlog.format.events import (
     decode_line,
     encode_event,
     encode_observation,
-    envelope_extras,
-    envelope_parts,
     line_hash,
 )
 from eventlog.log.config import SegmentPolicy
 from eventlog.log.index import IndexEntry, LogIndex, exchange_key, index_rows
 from eventlog.log.locking import WriterLock
+from eventlog.log.prepare import Prepared, prepare
 from eventlog.log.seals import Seal, SealAccumulator, compute_seal, read_seal, seal_hash
 from eventlog.log.segments import (
     SegmentName,
     complete_length,
     format_seal_name,
     format_segment_name,
-    fsync_dir,
     iter_lines,
     last_line,
     lines_of,
     list_segments,
     parse_seal_name,
-    truncate_to,
-    write_atomic,
 )
 from eventlog.redaction.redactor import Redactor
 
@@ -86,78 +77,6 @@ class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
     hash_mismatches: tuple[str, ...] = ()  # the first MAX_LISTED_MISMATCHES of them
     hash_mismatch_count: int = 0
     sealed: tuple[str, ...] = ()
-
-
-class Prepared(NamedTuple):
-    """A record ready to be written: redacted, hashed, identified, its envelope pre-encoded."""
-
-    exchange_id: str
-    content_sha256: str
-    observed_at_utc: str
-    key: str | None
-    head: bytes
-    tail: bytes
-    request_json: bytes
-    response_json: bytes
-    hash_mismatch: bool
-    redacted: bool
-
-
-def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_RECORD_BYTES,
-            number: int | None = None) -> Prepared:
-    """Redact, hash and identify one record. Redaction comes first: a secret is never hashed or written.
-
-    Raises EnvelopeError when the payload is larger than `max_bytes` (such payloads go by reference).
-    """
-    # Encoding first lets the redactor's pre-filter search these bytes instead of encoding again; nothing is
-    # hashed or written before redaction.
-    request_json = canonical_json(record.request)
-    response_json = canonical_json(record.response)
-    clear = redactor.encoded_clear
-    paths: tuple[str, ...] = ()
-    if clear is None or not clear(request_json, response_json):
-        request, response, paths = redactor.redact(record.request, record.response,
-                                                   encoded=(request_json, response_json), searched=clear is not None)
-        if request is not record.request:
-            request_json = canonical_json(request)
-        if response is not record.response:
-            response_json = canonical_json(response)
-    if len(request_json) + len(response_json) > max_bytes:
-        raise EnvelopeError(
-            f"the payload is {len(request_json) + len(response_json):,} bytes, over the {max_bytes:,}-byte limit "
-            f"for one inline exchange; store it by reference (response_ref)",
-            source=f"record {number}" if number is not None else None, path="$.response")
-    redactions = sorted(set(record.redactions_applied).union(paths)) if paths or record.redactions_applied else []
-    records = extensions.records
-    if records is not None:
-        try:
-            prepared: Prepared = records.prepare_record(record, request_json, response_json, redactions, bool(paths))
-            return prepared
-        except UnicodeEncodeError:  # a lone surrogate in a name: the Python path names it
-            pass
-    observed = format_utc(record.observed_at_utc)
-    given = record.exchange_id
-    exchange_id = _normalize_id(given) if given else None
-    extras = envelope_extras(record, redactions)
-    names = encode_names(record)
-    content_hash = hashlib.sha256(content_bytes(record, request_json, response_json, names=names)).hexdigest()
-    exchange_id = exchange_id or derive_exchange_id(content_hash, observed)
-    head, tail = envelope_parts(record, names, extras, content_sha256=content_hash, exchange_id=exchange_id,
-                                observed_at_utc=observed)
-    return Prepared(exchange_id, content_hash, observed,
-                    exchange_key(record.source_system, record.entity_type, record.natural_key),
-                    head, tail, request_json, response_json,
-                    record.content_sha256 is not None and record.content_sha256 != content_hash, bool(paths))
-
-
-def _normalize_id(given: str) -> str:
-    """A given exchange id in the UUID's canonical form (lower case, hyphens)."""
-    return str(uuid.UUID(given))
-
-
-if extensions.records is not None:
-    extensions.records.set_helpers(canonical_json, msgspec.to_builtins, _normalize_id, format_utc,
-                               EXCHANGE_ID_NAMESPACE.bytes, Prepared)
 
 
 class ColdSegments(Protocol):

@@ -18,11 +18,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import msgspec
 
 from eventlog.extensions import speedups as _speedups
+
+if TYPE_CHECKING:
+    from eventlog._speedups import NeedleScanner
 
 __all__ = ["ALL", "BY_NAME", "BY_PATTERN", "BY_SHAPE", "HAR_NAME_KEYS", "KEY_QUALIFIERS", "NUMERIC_LIST",
            "Needles", "compile_needles", "decode_string", "may_hold_named_value", "nothing_to_find", "string_hits"]
@@ -167,7 +170,7 @@ class Needles(NamedTuple):
     width: int  # how many last bytes of a probe match identify the needle it matched
     candidates: dict[bytes, tuple[_Candidate, ...]]  # per such tail, the needles it may stand for
     # Finds where any needle occurs, in C: a miss skips the probes; None without the C speed-ups.
-    scanner: _speedups.NeedleScanner | None
+    scanner: NeedleScanner | None
 
 
 @functools.lru_cache(maxsize=32)

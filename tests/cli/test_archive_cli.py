@@ -303,6 +303,7 @@ def _assert_every_segment_hot_or_archived(root: Path, keys: Keys, events: list[s
     return hot, archived
 
 
+@pytest.mark.slow
 def test_sigkill_during_archive_evict_loses_no_segment(tmp_path: Path) -> None:
     seed, rng = seeded("archive crash test")
     template = tmp_path / "template"

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlog import ArchiveError, IntegrityError, Lake, NotFoundError, SegmentPolicy
-from eventlog.cold.archiver import SeqRange, evicted_archives, pack_dataset, parse_seq_range
+from eventlog.cold.archiver import SeqRange, evicted_archives, parse_seq_range
 from eventlog.cold.keys import (
     Argon2Params,
     Keys,
@@ -24,7 +24,7 @@ from eventlog.cold.keys import (
     load_recipients,
     write_identity_file,
 )
-from eventlog.cold.packs import unpack
+from eventlog.cold.packs import pack_dataset, unpack
 from eventlog.cold.reader import format_archive_name, parse_archive_name, read_location
 from eventlog.errors import InputError
 from eventlog.log.config import read_config, write_config

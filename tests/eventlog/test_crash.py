@@ -46,6 +46,7 @@ def _child(*args: str, code: str) -> subprocess.Popen[bytes]:
                             env=env, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path: Path) -> None:
     seed, rng = seeded("crash test")
     root = tmp_path / "lake"
@@ -80,6 +81,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_appending_at_once_never_interleave(tmp_path: Path) -> None:
     root = tmp_path / "lake"
     Lake.init(root, segment_policy=SegmentPolicy(max_events=150, max_bytes=0, max_age_seconds=0)).close()
@@ -110,6 +112,7 @@ HOLDER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_second_writer_fails_with_a_clear_message_after_its_bound(tmp_path: Path) -> None:
     from tests.factories import page_record
 

@@ -128,6 +128,7 @@ MIRROR = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sigkill_during_mirror_leaves_tables_and_watermark_consistent(tmp_path: Path, sql_url: str,
                                                                       sql_schema: str) -> None:
     seed, rng = seeded("mirror crash test")

@@ -22,8 +22,8 @@ from eventlog.format.envelope import ExchangeRecord, ResponseRef, decode_record,
 from eventlog.format.events import encode_observation, line_hash
 from eventlog.log import writer as log_module
 from eventlog.log.index import IndexEntry, lookup_key
+from eventlog.log.prepare import Prepared, prepare
 from eventlog.log.seals import MerkleTree
-from eventlog.log.writer import Prepared, prepare
 from eventlog.redaction.redactor import Redactor
 from tests.extensions import require
 from tests.factories import openalex_record, page_record

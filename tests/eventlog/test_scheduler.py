@@ -163,6 +163,7 @@ def test_jobs_run_and_log_one_line_per_run_with_the_job_store_in_the_lake_databa
     assert ids == [JOB_ID_PREFIX + "record", JOB_ID_PREFIX + "seal"]
 
 
+@pytest.mark.slow
 def test_a_slow_job_never_overlaps_itself_and_sigterm_lets_it_finish(schedulers: Schedulers) -> None:
     config = schedulers.config('[jobs.record]\nevery = "1s"\n')
     process = schedulers.start(config, job_seconds=1.5)
@@ -178,6 +179,7 @@ def test_a_slow_job_never_overlaps_itself_and_sigterm_lets_it_finish(schedulers:
     assert log.index("received SIGTERM") < log.rindex("job=record") < log.index("scheduler stopped")
 
 
+@pytest.mark.slow
 def test_no_overlap_across_two_scheduler_processes(schedulers: Schedulers) -> None:
     config = schedulers.config('[jobs.record]\nevery = "1s"\n')
     # A run elsewhere holds the job's lock: a run here skips it and says so.
