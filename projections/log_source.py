@@ -22,6 +22,7 @@ from eventlog.log.index import COLUMNS as INDEX_COLUMNS
 from eventlog.log.index import IndexEntry, lookup_key, select_by_keys
 from eventlog.log.writer import EventLog
 from eventlog.sql.schema import record_key_of_encoded
+from projections.rules import Rank, rank
 
 __all__ = ["IndexReader", "Observation", "observation", "read_log"]
 
@@ -43,9 +44,9 @@ class Observation(NamedTuple):
     payload: bytes | None
 
     @property
-    def rank(self) -> tuple[str, str, str]:
-        """Order of precedence for the current version: newest observed time, then content hash, then id."""
-        return (self.observed, self.content, self.exchange_id)
+    def rank(self) -> Rank:
+        """Order of precedence for the current version (projections.rules)."""
+        return rank(self.observed, self.content, self.exchange_id)
 
 
 _NULL = msgspec.Raw(b"null")

@@ -47,6 +47,7 @@ from projections.checkpoints import (
 )
 from projections.log_source import IndexReader, Observation, observation, read_log
 from projections.pointintime import PointInTime
+from projections.rules import rank, resolution_scope_matches, resolution_winner
 
 __all__ = ["CHUNK", "PROJECTION", "ReprojectResult", "hold_projection_lock", "reproject"]
 
@@ -262,7 +263,7 @@ class _Fold:
         row.created_at_utc = min(row.created_at_utc, item.recorded)
         row.updated_at_utc = max(row.updated_at_utc, item.recorded)
         row.event_seq = item.seq
-        if item.rank > (row.observed_at_utc, row.content_sha256, row.exchange_id):
+        if item.rank > rank(row.observed_at_utc, row.content_sha256, row.exchange_id):
             _make_current(row, item, stale)
         changed[item.key] = row
 
@@ -282,8 +283,8 @@ class _Fold:
     def _winner(self, event: Event) -> Observation | None:
         """The observation a resolution makes current: its winner's newest one applied before it, if any."""
         body = event.body
-        winner = body.get("winner", body.get("content_sha256"))
-        if not isinstance(winner, str):
+        winner = resolution_winner(body)
+        if winner is None:
             return None
         best: Observation | None = None
         for candidate in self.reader.observations_of(winner, before_seq=event.seq):
@@ -292,12 +293,7 @@ class _Fold:
             item = observation(candidate)
             if best is None or item.rank > best.rank:
                 best = item
-        if best is None or best.natural is None or body.get("natural_key") != best.natural:
-            return None
-        if "source_system" in body or "entity_type" in body:
-            if (body.get("source_system"), body.get("entity_type")) != (best.source, best.entity):
-                return None
-        elif body.get("scope") != f"{best.source}/{best.entity}":
+        if best is None or not resolution_scope_matches(body, best.source, best.entity, best.natural):
             return None
         return best
 

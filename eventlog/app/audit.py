@@ -26,6 +26,7 @@ from eventlog.format.events import PAYLOAD_KEYS, Event
 from eventlog.log.seals import read_seal
 from eventlog.log.segments import format_seal_name, format_segment_name
 from eventlog.log.writer import segment_sources
+from projections.rules import VersionRace, resolution_scope_matches, resolution_winner
 
 DiffPart = Literal["response", "request", "all"]
 DIFF_PARTS: tuple[str, ...] = ("response", "request", "all")
@@ -109,7 +110,7 @@ def history(lake: Lake, source_system: str, entity_type: str, natural_key: str, 
         raise NotFoundError(f"no observation of {source_system}/{entity_type}/{natural_key} "
                             f"is in the lake at {lake.root}")
     resolved = [event for event in _resolved_events(lake)
-                if _resolves(event.body, source_system, entity_type, natural_key)]
+                if resolution_scope_matches(event.body, source_system, entity_type, natural_key)]
     rows, resolutions, current = _fold(observed, resolved)
     if order == "observed":
         rows.sort(key=lambda row: (parse_utc(row.observed_at_utc), row.seq))
@@ -119,38 +120,31 @@ def history(lake: Lake, source_system: str, entity_type: str, natural_key: str, 
 
 
 def _fold(observed: list[Event], resolved: list[Event]) -> tuple[list[HistoryRow], list[Resolution], str | None]:
-    """Apply observations and resolutions in log order, noting the current version after each."""
-    best: tuple[datetime, str] | None = None
-    latest: dict[str, datetime] = {}
+    """Apply observations and resolutions in log order, noting the current version after each (projections.rules)."""
+    race = VersionRace()
     rows: list[HistoryRow] = []
     resolutions: list[Resolution] = []
     for event in sorted([*observed, *resolved], key=lambda item: item.seq):
         body = event.body
-        before = best[1] if best else None
+        before = race.current
         if event.type == "resolved":
-            winner = body.get("winner", body.get("content_sha256"))
-            if isinstance(winner, str) and winner in latest:
-                # As the projection does: the winner becomes current with its newest observation so far, so a
-                # later observation still has to be newer than that to take over. A winner not yet observed here
-                # changes nothing.
-                best = (latest[winner], winner)
+            winner = resolution_winner(body)
+            race.resolve(winner)
             resolutions.append(Resolution(
                 seq=event.seq, event_id=event.event_id, recorded_at_utc=event.recorded_at_utc, origin=event.origin,
-                winner=winner if isinstance(winner, str) else None,
-                strategy=body.get("strategy") if isinstance(body.get("strategy"), str) else None,
+                winner=winner, strategy=body.get("strategy") if isinstance(body.get("strategy"), str) else None,
                 candidates=tuple(str(item) for item in body.get("candidates") or ()),
-                current_after=best[1] if best else None))
+                current_after=race.current))
             continue
         content = event.content_sha256 or ""
-        stamp = parse_utc(body["observed_at_utc"])
-        latest[content] = max(stamp, latest.get(content, stamp))
-        if best is None or (stamp, content) > best:
-            best = (stamp, content)
+        race.observe(body["observed_at_utc"], content, str(body.get("exchange_id") or event.event_id))
+        current = race.current
+        assert current is not None  # an observation was just applied
         rows.append(HistoryRow(
             seq=event.seq, type=event.type, exchange_id=event.event_id, observed_at_utc=body["observed_at_utc"],
             recorded_at_utc=event.recorded_at_utc, origin=event.origin, provenance=dict(body.get("provenance") or {}),
-            content_sha256=content, current_after=best[1], made_current=best[1] == content and before != content))
-    return rows, resolutions, best[1] if best else None
+            content_sha256=content, current_after=current, made_current=current == content and before != content))
+    return rows, resolutions, race.current
 
 
 def _versions(observed: list[Event], current: str | None) -> tuple[Version, ...]:
@@ -191,14 +185,6 @@ def _resolved_events(lake: Lake) -> Iterator[Event]:
     """Every `resolved` event of the lake, found through the index rather than a scan of the log."""
     for entry in lake.log.index.by_type("resolved"):
         yield lake.log.read_at(entry)
-
-
-def _resolves(body: dict[str, Any], source_system: str, entity_type: str, natural_key: str) -> bool:
-    if body.get("natural_key") != natural_key:
-        return False
-    if "source_system" in body or "entity_type" in body:
-        return body.get("source_system") == source_system and body.get("entity_type") == entity_type
-    return body.get("scope") == f"{source_system}/{entity_type}"
 
 
 # -- provenance ---------------------------------------------------------------------------------------------------
