@@ -1,13 +1,27 @@
-"""Projections rebuilt from the log: RawExchangeRecord, checkpoints with state digests, point-in-time filters.
+"""Projections rebuilt from the log: RawExchangeRecord, checkpoints with state digests, point-in-time filters, and
+the one rule of which version of a key is current (`projections.rules`).
 
-Only the application layer (`eventlog.app.lake`, the CLI, the scheduler) composes the log with these; no core module
-of `eventlog/` imports them.
+Only the application layer (`eventlog.app`, the CLI) composes the log with these; no core wing of `eventlog/`
+imports them. Names load on first use, so `projections.rules` costs no SQL import.
 """
 
-from projections.checkpoints import Checkpoint, read_checkpoint
-from projections.pointintime import PointInTime, parse_moment
-from projections.raw_exchange import PROJECTION, ReprojectResult, reproject
-from projections.verify import ProjectionReport, RowDifference, verify_projection
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "PROJECTION": "projections.raw_exchange",
+    "Checkpoint": "projections.checkpoints",
+    "PointInTime": "projections.pointintime",
+    "ProjectionReport": "projections.verify",
+    "ReprojectResult": "projections.raw_exchange",
+    "RowDifference": "projections.verify",
+    "parse_moment": "projections.pointintime",
+    "read_checkpoint": "projections.checkpoints",
+    "reproject": "projections.raw_exchange",
+    "verify_projection": "projections.verify",
+}
 
 __all__ = [
     "PROJECTION",
@@ -21,3 +35,23 @@ __all__ = [
     "reproject",
     "verify_projection",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'projections' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from projections.checkpoints import Checkpoint, read_checkpoint
+    from projections.pointintime import PointInTime, parse_moment
+    from projections.raw_exchange import PROJECTION, ReprojectResult, reproject
+    from projections.verify import ProjectionReport, RowDifference, verify_projection

@@ -18,10 +18,10 @@ import msgspec
 from eventlog.errors import IntegrityError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.events import Event, decode_line
+from eventlog.format.identity import record_key_of_encoded
 from eventlog.log.index import COLUMNS as INDEX_COLUMNS
 from eventlog.log.index import IndexEntry, lookup_key, select_by_keys
 from eventlog.log.writer import EventLog
-from eventlog.sql.schema import record_key_of_encoded
 from projections.rules import Rank, rank
 
 __all__ = ["IndexReader", "Observation", "observation", "read_log"]

@@ -27,6 +27,7 @@ from eventlog.cold.reader import ColdStore
 from eventlog.errors import LakeError
 from eventlog.format.envelope import ExchangeRecord, format_utc
 from eventlog.format.events import Event
+from eventlog.format.identity import exchange_key
 from eventlog.log.config import (
     CONFIG_NAME,
     DEFAULT_SCHEMA,
@@ -36,7 +37,7 @@ from eventlog.log.config import (
     read_config,
     write_config,
 )
-from eventlog.log.index import IndexEntry, exchange_key
+from eventlog.log.index import IndexEntry
 from eventlog.log.verify import VerifyReport, verify_log
 from eventlog.log.writer import AppendResult, EventLog
 from eventlog.redaction.redactor import RedactionPolicy, Redactor

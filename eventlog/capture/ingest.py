@@ -15,7 +15,7 @@ import msgspec
 from eventlog.capture.manifest import manifest_redactor, read_manifest
 from eventlog.errors import InputError
 from eventlog.format.canonical import parse_json
-from eventlog.format.envelope import MAX_RECORD_BYTES, ExchangeRecord, content_sha256, decode_record
+from eventlog.format.envelope import MAX_RECORD_BYTES, ExchangeRecord, decode_record
 from eventlog.redaction.redactor import Redactor
 
 ProgressHook = Callable[[int], None]
@@ -141,12 +141,3 @@ def read_inputs(paths: Iterable[Path], *, progress: ProgressHook | None = None,
             yield record
     if progress is not None:
         progress(count)
-
-
-def hash_envelope(data: bytes, *, source: str = "<stdin>") -> dict[str, object]:
-    """Content hash of one envelope as this tool computes it (before redaction and after it)."""
-    record = decode_record(parse_json(data, source=source), source=source)
-    request, response, paths = Redactor().redact(record.request, record.response)
-    redacted = msgspec.structs.replace(record, request=request, response=response)
-    return {"content_sha256": content_sha256(redacted), "unredacted_sha256": content_sha256(record),
-            "redactions_applied": list(paths), "stated_sha256": record.content_sha256}

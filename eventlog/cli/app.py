@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from eventlog import extensions
 from eventlog.app.lake import Lake, default_lake_path
 from eventlog.errors import EventLogError
 
@@ -54,6 +55,10 @@ def json_option(func: F) -> F:
 def cli(ctx: click.Context, lake_path: Path | None, as_json: bool) -> None:
     """Capture request/response exchanges into an immutable, content-addressed log; mirror and rebuild from it."""
     ctx.obj = AppContext(lake_path=lake_path or default_lake_path(), as_json=as_json)
+    missing = extensions.missing()
+    if missing and sys.stderr.isatty():
+        click.echo(f"note: {' and '.join(missing)} not built; the pure-Python paths serve, slower (set "
+                   f"{extensions.PURE_ENV}=1 to choose them and silence this)", err=True)
 
 
 def app(ctx: click.Context) -> AppContext:

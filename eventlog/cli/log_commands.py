@@ -10,13 +10,17 @@ import click
 import msgspec
 
 from eventlog.app.lake import Lake
-from eventlog.capture.ingest import expand_inputs, hash_envelope, read_inputs, redact_records
+from eventlog.capture.ingest import expand_inputs, read_inputs, redact_records
 from eventlog.capture.manifest import manifest_bytes, manifest_redactor, new_manifest, read_manifest
 from eventlog.cli.app import Progress, app, cli, emit, json_option
 from eventlog.durable import write_atomic
 from eventlog.errors import InputError, IntegrityError, NotFoundError
-from eventlog.format.envelope import EXCHANGE_TYPES
+from eventlog.format.canonical import parse_json
+from eventlog.format.envelope import EXCHANGE_TYPES, decode_record
+from eventlog.log.config import CONFIG_NAME
+from eventlog.log.prepare import hash_report
 from eventlog.log.writer import AppendResult
+from eventlog.redaction.redactor import Redactor
 
 
 @cli.command()
@@ -188,11 +192,26 @@ def show(ctx: click.Context, exchange_id: str) -> None:
 
 
 @cli.command(name="hash")
+@MANIFEST_OPTION
 @json_option
 @click.pass_context
-def hash_command(ctx: click.Context) -> None:
-    """Content hash of one envelope read from standard input (after redaction, as it would be logged)."""
-    result = hash_envelope(sys.stdin.buffer.read())
+def hash_command(ctx: click.Context, manifest_path: Path | None) -> None:
+    """Content hash of one envelope read from standard input, as the lake would log it.
+
+    Redaction is the lake's (its lake.json policy, where --lake or ./lake is a lake; else the built-in one), plus
+    the additions of --manifest.
+    """
+    record = decode_record(parse_json(sys.stdin.buffer.read(), source="<stdin>"), source="<stdin>")
+    additions = None if manifest_path is None else manifest_redactor(read_manifest(manifest_path),
+                                                                      source=str(manifest_path))
+    if additions is not None:
+        record = next(redact_records([record], additions))
+    lake_path = app(ctx).lake_path
+    if (lake_path / CONFIG_NAME).exists():
+        with app(ctx).open_lake() as lake:
+            result = hash_report(record, lake.log.redactor)
+    else:
+        result = hash_report(record, Redactor())
     emit(ctx, result, str(result["content_sha256"]))
 
 

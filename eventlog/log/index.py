@@ -113,13 +113,6 @@ class IndexEntry(NamedTuple):
     length: int
 
 
-def exchange_key(source_system: str, entity_type: str, natural_key: str | None) -> str | None:
-    """The index's key for a natural key: one string, unambiguous since the parts are JSON-encoded."""
-    if natural_key is None:
-        return None
-    return "\x1f".join((source_system, entity_type, natural_key))
-
-
 class LogIndex:
     """The index database of one lake."""
 

@@ -26,10 +26,10 @@ from eventlog.format.envelope import (
     format_utc,
 )
 from eventlog.format.events import envelope_extras, envelope_parts
-from eventlog.log.index import exchange_key
+from eventlog.format.identity import exchange_key
 from eventlog.redaction.redactor import Redactor
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["Prepared", "hash_report", "prepare"]
 
 
 class Prepared(NamedTuple):
@@ -102,3 +102,14 @@ def _normalize_id(given: str) -> str:
 if extensions.records is not None:
     extensions.records.set_helpers(canonical_json, msgspec.to_builtins, _normalize_id, format_utc,
                                EXCHANGE_ID_NAMESPACE.bytes, Prepared)
+
+
+def hash_report(record: ExchangeRecord, redactor: Redactor) -> dict[str, object]:
+    """What the log would record of one record's content: its content hash after `redactor` (the lake's), the hash
+    of the unredacted content, the JSON paths redacted, and the hash the record itself states (or None)."""
+    prepared = prepare(record, redactor)
+    stated = msgspec.json.decode(b"{" + prepared.head + b"," + prepared.tail + b"}")["redactions_applied"]
+    return {"content_sha256": prepared.content_sha256,
+            "unredacted_sha256": hashlib.sha256(content_bytes(record, canonical_json(record.request),
+                                                              canonical_json(record.response))).hexdigest(),
+            "redactions_applied": stated, "stated_sha256": record.content_sha256}

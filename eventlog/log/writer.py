@@ -38,8 +38,9 @@ from eventlog.format.events import (
     encode_observation,
     line_hash,
 )
+from eventlog.format.identity import exchange_key
 from eventlog.log.config import SegmentPolicy
-from eventlog.log.index import IndexEntry, LogIndex, exchange_key, index_rows
+from eventlog.log.index import IndexEntry, LogIndex, index_rows
 from eventlog.log.locking import WriterLock
 from eventlog.log.prepare import Prepared, prepare
 from eventlog.log.seals import Seal, SealAccumulator, compute_seal, read_seal, seal_hash

@@ -18,7 +18,7 @@ import msgspec
 from eventlog.errors import InputError, IntegrityError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.events import Event, EventType, decode_line
-from eventlog.sql.schema import record_key_of_encoded
+from eventlog.format.identity import record_key_of_encoded
 
 __all__ = ["CONTENT_COLUMNS", "EVENT_COLUMNS", "EncodedEvent", "decode_event", "encode_event", "encode_line"]
 

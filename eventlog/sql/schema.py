@@ -6,7 +6,7 @@ Tables (schema `lake` by default; SQLite has no schema prefix):
   columns, JSON columns for provenance/tags/redactions/response_ref, and `body` for what the columns do not carry
   (the whole body of a `resolved` event). Payloads live in ExchangeContent.
 - ExchangeContent: one row per content_sha256 with the canonical JSON of request and response.
-- RawExchangeRecord: the projection users query, one row per `record_key` (see `record_key`).
+- RawExchangeRecord: the projection users query, one row per `record_key` (see `eventlog.format.identity`).
 - ProjectionCheckpoint, SyncState: positions and watermarks, written in the caller's transaction.
 - AppendLock: one row that every append updates first, so concurrent appends serialize and commit in
   `event_seq` order (a reader's `event_seq` watermark never skips a row that commits later).
@@ -18,12 +18,10 @@ binary-collated columns: text order is time order and the round trip is exact on
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from eventlog.format.canonical import canonical_json
 from eventlog.log.config import DEFAULT_SCHEMA
 from eventlog.sql.dialects import (
     JsonDocument,
@@ -171,21 +169,3 @@ def build_tables(schema: str | None = DEFAULT_SCHEMA) -> LakeTables:
     )
     return LakeTables(metadata=metadata, event=event, content=content, record=record, checkpoint=checkpoint,
                       sync_state=sync_state, append_lock=append_lock, history_name="ExchangeHistory")
-
-
-def record_key(source_system: str, entity_type: str, natural_key: str | None, content_sha256: str) -> str:
-    """Key of a RawExchangeRecord row: SHA-256 (hex) of the canonical JSON of what identifies the record.
-
-    With a natural key: [source_system, entity_type, natural_key]; without one, a row per content:
-    [source_system, entity_type, null, content_sha256]. A fixed-width hash rather than the raw columns, so the
-    unique key fits every backend's index length limit (MySQL 3072 bytes, SQL Server 1700) whatever the key's length.
-    """
-    parts: list[str | None] = [source_system, entity_type, natural_key]
-    if natural_key is None:
-        parts.append(content_sha256)
-    return record_key_of_encoded([canonical_json(part) for part in parts])
-
-
-def record_key_of_encoded(parts: list[bytes]) -> str:
-    """`record_key` from the canonical JSON of its parts, for callers that have them encoded already."""
-    return hashlib.sha256(b"[" + b",".join(parts) + b"]").hexdigest()

@@ -26,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from eventlog.log.index import PRAGMAS, IndexEntry, LogIndex, exchange_key
+from eventlog.format.identity import exchange_key
+from eventlog.log.index import PRAGMAS, IndexEntry, LogIndex
 
 SEED = 20261126
 

@@ -50,7 +50,7 @@ try:
     main(sys.argv[1:])
 except SystemExit as exit:
     assert not exit.code, exit.code
-print("loaded:", *sorted(name for name in ("sqlalchemy", "apscheduler", "projections") if name in sys.modules))
+print("loaded:", *sorted(name for name in ("sqlalchemy", "apscheduler", "projections.raw_exchange") if name in sys.modules))
 """
 
 
@@ -240,3 +240,22 @@ def test_manifest_with_a_bad_table_name_is_refused(run: Run, tmp_path: Path) -> 
     assert code == 3
     assert "at $.table: table 'Raw; DROP TABLE x' may contain only letters, digits and underscore" in err
     assert _segment_bytes(run.lake) == b""
+
+
+def test_hash_agrees_with_the_log_under_an_extended_redaction_policy(run: Run, tmp_path: Path) -> None:
+    from eventlog import Lake
+
+    Lake.init(run.lake, redaction={"names": ["X-Tenant"]}).close()
+    record = page_record("Ada", 1)
+    record["request"]["headers"] = {"X-Tenant": "acme-internal"}
+    line = json.dumps(record).encode()
+    run("append", str(_write(tmp_path / "a.ndjson", [line.decode()])))
+    code, out, _ = run("log", "--json")
+    logged = json.loads(out.splitlines()[0])["content_sha256"]
+    code, out, _ = run("--json", "hash", stdin=line)
+    result = json.loads(out)
+    assert code == 0 and result["content_sha256"] == logged
+    assert result["redactions_applied"] == ['$.request.headers["X-Tenant"]']
+    assert result["unredacted_sha256"] != logged
+    code, out, _ = run("--lake", str(tmp_path / "no-lake"), "hash", stdin=line)
+    assert code == 0 and out.strip() != logged  # the built-in policy alone keeps the tenant header

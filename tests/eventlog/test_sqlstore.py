@@ -14,8 +14,8 @@ from eventlog.errors import DatabaseError, InputError, IntegrityError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.envelope import content_sha256, decode_record, derive_exchange_id, envelope_dict
 from eventlog.format.events import GENESIS, Event, EventType, event_digest, new_resolution
+from eventlog.format.identity import record_key
 from eventlog.sql.dialects import JsonDocument, bulk_insert, copy_types, in_values, select_in
-from eventlog.sql.schema import record_key
 from eventlog.sql.store import SqlEventStore
 from tests.conftest import drop_test_schema, server_url
 from tests.factories import openalex_record, page_record

@@ -26,8 +26,8 @@ from eventlog import InputError, Lake
 from eventlog.format.canonical import canonical_json
 from eventlog.format.envelope import content_sha256, format_utc
 from eventlog.format.events import Event, new_resolution
+from eventlog.format.identity import record_key
 from eventlog.sql.dialects import JsonDocument
-from eventlog.sql.schema import record_key
 from eventlog.sql.store import SqlEventStore
 from projections import PROJECTION, PointInTime, read_checkpoint, reproject
 from projections.checkpoints import add_digest, format_digest, row_digest
