@@ -13,11 +13,9 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-import msgspec
-
 from eventlog.errors import IntegrityError
 from eventlog.format.canonical import canonical_json
-from eventlog.format.events import Event, decode_line
+from eventlog.format.events import ABSENT, OBSERVATION_TYPES, Event, decode_line, decode_raw_line
 from eventlog.format.identity import record_key_of_encoded
 from eventlog.log.index import COLUMNS as INDEX_COLUMNS
 from eventlog.log.index import IndexEntry, lookup_key, select_by_keys
@@ -49,42 +47,13 @@ class Observation(NamedTuple):
         return rank(self.observed, self.content, self.exchange_id)
 
 
-_NULL = msgspec.Raw(b"null")
-
-
-class _Envelope(msgspec.Struct, frozen=True, kw_only=True):
-    observed_at_utc: str
-    content_sha256: str
-    exchange_id: str
-    exchange_type: str
-    schema_version: int
-    source_system: str
-    entity_type: str
-    natural_key: str | None
-    request: msgspec.Raw = _NULL  # a revisit carries none; an observed event always has both
-    response: msgspec.Raw = _NULL
-
-
-class _Line(msgspec.Struct, frozen=True, kw_only=True):
-    type: str
-    seq: int
-    event_id: str
-    recorded_at_utc: str
-    body: _Envelope
-
-
-_decode_observation = msgspec.json.Decoder(_Line).decode
-
-
 def read_log(log: EventLog, *, after_seq: int = 0) -> Iterator[Observation | Event]:
     """The events after `after_seq` in log order: an Observation for each observed or revisited one, the
     resolved ones as Events. Raises IntegrityError for an observation whose envelope a projection cannot use."""
     for _, _, raw in log.lines(after_seq=after_seq):
-        try:
-            line = _decode_observation(raw)
-        except msgspec.ValidationError:
-            line = None  # a resolution's free-form body, or an envelope `observation` will name the fault of
-        if line is None or line.type == "resolved":
+        line = decode_raw_line(raw)  # None for a resolution's free-form body, or an envelope `observation` judges
+        if line is None or line.type not in OBSERVATION_TYPES or (line.body.request is ABSENT) is (
+                line.type == "observed"):
             event = decode_line(raw)
             if event.seq > after_seq:
                 yield event if event.type == "resolved" else observation(event)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
 
@@ -21,7 +21,17 @@ from eventlog.format.envelope import EncodedNames, ExchangeRecord, decode_record
 EventType = Literal["observed", "revisited", "resolved"]
 GENESIS = "0" * 64
 PAYLOAD_KEYS = ("request", "response")
+OBSERVATION_TYPES: Final = ("observed", "revisited")
 RESOLUTION_ID_NAMESPACE = uuid.UUID("0b7f6c52-3d3e-5f3c-a9f3-6a1f2d0c9e84")
+
+# The layout of an event line and its envelope, defined once. Keys are listed in RFC 8785 order (the order every
+# encoder here writes them); the splicing encoders below, eventlog/_records.c and the raw decoders follow these
+# tables, and tests/eventlog/test_codec.py holds each of them to it.
+LINE_KEYS: Final = ("body", "digest", "event_id", "origin", "prev", "recorded_at_utc", "seq", "type")
+ENVELOPE_KEYS: Final = tuple(sorted(field.name for field in msgspec.structs.fields(ExchangeRecord)))  # all ASCII
+ENVELOPE_HEAD_KEYS: Final = tuple(key for key in ENVELOPE_KEYS if key < PAYLOAD_KEYS[0])
+ENVELOPE_TAIL_KEYS: Final = tuple(key for key in ENVELOPE_KEYS if key > PAYLOAD_KEYS[1])
+CONTENT_KEYS: Final = ("entity_type", "exchange_type", "natural_key", "request", "response", "source_system")
 
 
 
@@ -61,6 +71,55 @@ def decode_line(raw: bytes) -> Event:
 def line_hash(raw: bytes) -> str:
     """Hash of a line as the chain sees it."""
     return hashlib.sha256(raw).hexdigest()
+
+
+ABSENT: Final = msgspec.Raw(b"")
+
+
+class RawEnvelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The body of an observed or revisited line as the log writes it: scalars typed, JSON fields and the payload
+    left as the line's own canonical bytes (`ABSENT` where a revisit carries no payload)."""
+
+    content_sha256: str
+    entity_type: str
+    exchange_id: str
+    exchange_type: str
+    natural_key: str | None
+    observed_at_utc: str
+    provenance: msgspec.Raw
+    redactions_applied: msgspec.Raw
+    response_ref: msgspec.Raw
+    schema_version: int
+    source_system: str
+    tags: msgspec.Raw
+    request: msgspec.Raw = ABSENT
+    response: msgspec.Raw = ABSENT
+
+
+class RawLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An observed or revisited line decoded without turning its payload into Python objects."""
+
+    body: RawEnvelope
+    digest: str
+    event_id: str
+    origin: str
+    prev: str
+    recorded_at_utc: str
+    seq: int
+    type: str
+
+
+_raw_line_decoder = msgspec.json.Decoder(RawLine)
+
+
+def decode_raw_line(raw: bytes) -> RawLine | None:
+    """The fast decoding of an observed or revisited line, or None for a line it does not fit (a resolution, an
+    envelope with other keys or types), which `decode_line` then decodes in full. Raises msgspec.DecodeError for a
+    line that is not JSON."""
+    try:
+        return _raw_line_decoder.decode(raw)
+    except msgspec.ValidationError:
+        return None
 
 
 class EnvelopeExtras(NamedTuple):

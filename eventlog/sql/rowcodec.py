@@ -17,7 +17,17 @@ import msgspec
 
 from eventlog.errors import InputError, IntegrityError
 from eventlog.format.canonical import canonical_json
-from eventlog.format.events import Event, EventType, decode_line
+from eventlog.format.events import (
+    ABSENT,
+    ENVELOPE_HEAD_KEYS,
+    ENVELOPE_TAIL_KEYS,
+    PAYLOAD_KEYS,
+    Event,
+    EventType,
+    RawLine,
+    decode_line,
+    decode_raw_line,
+)
 from eventlog.format.identity import record_key_of_encoded
 
 __all__ = ["CONTENT_COLUMNS", "EVENT_COLUMNS", "EncodedEvent", "decode_event", "encode_event", "encode_line"]
@@ -40,9 +50,10 @@ _SCALAR_KEYS: dict[str, Callable[[Any], bool]] = {
     "content_sha256": lambda v: isinstance(v, str) and HEX64.fullmatch(v) is not None,
     "schema_version": lambda v: type(v) is int and -(2**31) <= v < 2**31,
 }
-_JSON_KEYS = ("provenance", "redactions_applied", "response_ref", "tags")
-ENVELOPE_KEYS = (*_SCALAR_KEYS, *_JSON_KEYS)
-PAYLOAD_KEYS = ("request", "response")
+# The envelope without its payload, from the one definition in eventlog.format.events; what has no scalar column
+# is a JSON column.
+ENVELOPE_KEYS = (*ENVELOPE_HEAD_KEYS, *ENVELOPE_TAIL_KEYS)
+_JSON_KEYS = tuple(key for key in ENVELOPE_KEYS if key not in _SCALAR_KEYS)
 _SCALAR_ITEMS = tuple(_SCALAR_KEYS.items())
 _ENVELOPE_KEY_SET = frozenset(ENVELOPE_KEYS)
 _OBSERVED_KEYS = _ENVELOPE_KEY_SET | frozenset(PAYLOAD_KEYS)
@@ -152,42 +163,6 @@ def encode_event(event: Event, *, strings: dict[str, bytes] | None = None) -> En
 
 # --- straight from a log line -----------------------------------------------------------------------------------
 
-_ABSENT = msgspec.Raw(b"")
-
-
-class _LineBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """An observed or revisited body whose envelope fits the scalar columns as typed; JSON fields stay bytes."""
-
-    content_sha256: str
-    entity_type: str
-    exchange_id: str
-    exchange_type: str
-    natural_key: str | None
-    observed_at_utc: str
-    provenance: msgspec.Raw
-    redactions_applied: msgspec.Raw
-    response_ref: msgspec.Raw
-    schema_version: int
-    source_system: str
-    tags: msgspec.Raw
-    request: msgspec.Raw = _ABSENT
-    response: msgspec.Raw = _ABSENT
-
-
-class _Line(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    body: _LineBody
-    digest: str
-    event_id: str
-    origin: str
-    prev: str
-    recorded_at_utc: str
-    seq: int
-    type: str
-
-
-_decode_line_rows = msgspec.json.Decoder(_Line).decode
-
-
 def encode_line(raw: bytes, *, strings: dict[str, bytes] | None = None) -> EncodedEvent | Event:
     """The rows of a log line (without its newline), or its decoded Event where only `encode_event` will do.
 
@@ -197,19 +172,18 @@ def encode_line(raw: bytes, *, strings: dict[str, bytes] | None = None) -> Encod
     that fails a check comes back decoded, for `encode_event` to store or to refuse with its error. Raises
     msgspec.DecodeError for a line that is not JSON.
     """
-    try:
-        line = _decode_line_rows(raw)
-    except msgspec.ValidationError:
+    line = decode_raw_line(raw)
+    if line is None:
         return decode_line(raw)
     encoded = _encode_fast(line, {} if strings is None else strings)
     return encoded if encoded is not None else decode_line(raw)
 
 
-def _encode_fast(line: _Line, cache: dict[str, bytes]) -> EncodedEvent | None:
+def _encode_fast(line: RawLine, cache: dict[str, bytes]) -> EncodedEvent | None:
     body = line.body
     observed = line.type == "observed"
-    if not (observed or line.type == "revisited") or (body.request is _ABSENT) is observed or (
-            (body.response is _ABSENT) is observed) or not _fits_columns(line):
+    if not (observed or line.type == "revisited") or (body.request is ABSENT) is observed or (
+            (body.response is ABSENT) is observed) or not _fits_columns(line):
         return None
     source, entity = _cached_json(body.source_system, cache), _cached_json(body.entity_type, cache)
     natural = canonical_json(body.natural_key)
@@ -230,7 +204,7 @@ _FITS = re.compile("\x80".join((ASCII_ID.pattern, HEX64.pattern, UTC_TEXT.patter
                                  ASCII_ID.pattern, r"[\x00-\x7f]{0,32}", UTC_TEXT.pattern, HEX64.pattern)))
 
 
-def _fits_columns(line: _Line) -> bool:
+def _fits_columns(line: RawLine) -> bool:
     """Whether every scalar goes to its column as it is and the event passes `_check_event`'s tests."""
     body = line.body
     return (_FITS.fullmatch(f"{line.event_id}\x80{line.digest}\x80{line.recorded_at_utc}\x80{line.prev}\x80"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from eventlog.format.events import OBSERVATION_TYPES
 from eventlog.log.config import DEFAULT_SCHEMA
 from eventlog.sql.dialects import (
     JsonDocument,
@@ -34,7 +35,7 @@ from eventlog.sql.dialects import (
 )
 
 UTC_TEXT_LENGTH = 27
-OBSERVATION_TYPES = ("observed", "revisited")
+
 APPEND_LOCK_NAME = "events"
 
 NAMING_CONVENTION = {
