@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from eventlog.errors import InputError
 from eventlog.format.canonical import canonical_json
 from eventlog.sql.dialects import upsert
-from eventlog.sql.schema import LakeTables
 from projections.pointintime import PointInTime
+from projections.tables import ProjectionTables
 
 __all__ = [
     "DIGEST_MODULUS",
@@ -84,7 +84,7 @@ def parse_name(text: str) -> _Name | None:
         return None
 
 
-def read_checkpoint(conn: sa.Connection, tables: LakeTables, projection: str) -> Checkpoint | None:
+def read_checkpoint(conn: sa.Connection, tables: ProjectionTables, projection: str) -> Checkpoint | None:
     """The checkpoint of `projection`, whichever replica and filter it was written with; None when there is none."""
     table = tables.checkpoint
     found: Checkpoint | None = None
@@ -102,7 +102,7 @@ def read_checkpoint(conn: sa.Connection, tables: LakeTables, projection: str) ->
     return found
 
 
-def write_checkpoint(conn: sa.Connection, tables: LakeTables, checkpoint: Checkpoint, *, now: str) -> None:
+def write_checkpoint(conn: sa.Connection, tables: ProjectionTables, checkpoint: Checkpoint, *, now: str) -> None:
     """Make `checkpoint` the only row of its projection, in `conn`'s transaction."""
     table = tables.checkpoint
     name = checkpoint.name()

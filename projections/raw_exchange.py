@@ -32,7 +32,6 @@ import sqlalchemy as sa
 from eventlog.format.events import Event
 from eventlog.log.writer import EventLog
 from eventlog.sql.dialects import bulk_insert, in_values, select_in, upsert
-from eventlog.sql.schema import LakeTables
 from eventlog.sql.store import SqlEventStore
 from projections.bloom import SeenDigests
 from projections.checkpoints import (
@@ -48,6 +47,7 @@ from projections.checkpoints import (
 from projections.log_source import IndexReader, Observation, observation, read_log
 from projections.pointintime import PointInTime
 from projections.rules import rank, resolution_scope_matches, resolution_winner
+from projections.tables import ProjectionTables, attach
 
 __all__ = ["CHUNK", "PROJECTION", "ReprojectResult", "hold_projection_lock", "reproject"]
 
@@ -175,7 +175,7 @@ class _Totals:
 class _Statements:
     """The statements one fold issues, built once per run."""
 
-    def __init__(self, tables: LakeTables, dialect_name: str) -> None:
+    def __init__(self, tables: ProjectionTables, dialect_name: str) -> None:
         record = tables.record
         self.tables = tables
         self.load = sa.select(*(record.c[name] for name in ROW_COLUMNS)).where(
@@ -407,8 +407,9 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
+    tables = attach(store)
     store.create_schema()
-    statements = _Statements(store.tables, store.dialect_name)
+    statements = _Statements(tables, store.dialect_name)
     totals = _Totals()
     replica = log.replica_id
     before: int | None = None
@@ -416,13 +417,13 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
         while True:
             with store.begin() as conn:
                 hold_projection_lock(conn, store, now=now)
-                checkpoint = read_checkpoint(conn, store.tables, PROJECTION)
+                checkpoint = read_checkpoint(conn, statements.tables, PROJECTION)
                 log_end = max(log.last_seq, log.index.last_seq())
                 reason = _rebuild_reason(checkpoint, rebuild=rebuild, point=point, replica=replica, log_end=log_end)
                 if before is None:
                     before = checkpoint.position if checkpoint is not None else 0
                 if reason is not None:
-                    conn.execute(store.tables.record.delete())
+                    conn.execute(statements.tables.record.delete())
                     fold = _Fold(conn, statements, reader, point, 0, totals, rebuild_of=log_end)
                     position = 0
                     for chunk in _chunks(read_log(log), batch, point):
@@ -435,7 +436,7 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
                         position = max(position, min(point.at_seq, log_end))
                     done = Checkpoint(projection=PROJECTION, replica=replica, position=position,
                                       state_digest=format_digest(fold.digest), point=point)
-                    write_checkpoint(conn, store.tables, done, now=now)
+                    write_checkpoint(conn, statements.tables, done, now=now)
                     return _result(totals, "point-in-time" if point is not None else "rebuild", reason, point,
                                    before, done)
             assert checkpoint is not None
@@ -453,13 +454,13 @@ def _incremental(log: EventLog, store: SqlEventStore, statements: _Statements, r
     for chunk in _chunks(read_log(log, after_seq=checkpoint.position), batch, None):
         with store.begin() as conn:
             hold_projection_lock(conn, store, now=now)
-            if read_checkpoint(conn, store.tables, PROJECTION) != current:
+            if read_checkpoint(conn, statements.tables, PROJECTION) != current:
                 return None
             fold = _Fold(conn, statements, reader, None, parse_digest(current.state_digest), totals)
             fold.apply(chunk)
             current = msgspec.structs.replace(current, position=chunk[-1].seq,
                                               state_digest=format_digest(fold.digest))
-            write_checkpoint(conn, store.tables, current, now=now)
+            write_checkpoint(conn, statements.tables, current, now=now)
         totals.read += len(chunk)
         if progress is not None:
             progress(totals.read)

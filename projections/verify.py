@@ -27,6 +27,7 @@ from projections.raw_exchange import (
     hold_projection_lock,
     reproject,
 )
+from projections.tables import attach
 
 __all__ = ["ProjectionReport", "RowDifference", "verify_projection"]
 
@@ -71,10 +72,11 @@ def verify_projection(log: EventLog, store: SqlEventStore, *, now: str,
     Holds the projection lock meanwhile, so no reprojection changes the table under the comparison. Cost: a full
     rebuild into a temporary SQLite file, plus one read of the table. Raises DatabaseError.
     """
+    tables = attach(store)
     store.create_schema()
     with store.begin() as conn:
         hold_projection_lock(conn, store, now=now)
-        checkpoint = read_checkpoint(conn, store.tables, PROJECTION)
+        checkpoint = read_checkpoint(conn, tables, PROJECTION)
         position = checkpoint.position if checkpoint is not None else 0
         claimed = checkpoint.point if checkpoint is not None else None
         limit = position if claimed is None or claimed.at_seq is None else min(position, claimed.at_seq)
@@ -157,7 +159,7 @@ def _compare(actual: Iterator[dict[str, Any]], expected: Iterator[dict[str, Any]
 
 def _rows(conn: sa.Connection, store: SqlEventStore) -> Iterator[dict[str, Any]]:
     """Every row of the table in record_key order, a page at a time (keyset paging keeps memory flat)."""
-    record = store.tables.record
+    record = attach(store).record
     query = (sa.select(*(record.c[name] for name in COLUMNS)).where(record.c.record_key > sa.bindparam("after"))
              .order_by(record.c.record_key).limit(PAGE))
     after = ""

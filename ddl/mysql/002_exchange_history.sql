@@ -1,4 +1,4 @@
--- Generated from eventlog/sql/schema.py by `python -m eventlog.sql.ddl --write`; do not edit by hand.
+-- Generated from eventlog/sql/schema.py and projections/tables.py by `python -m projections.ddl --write`; do not edit by hand.
 -- Idempotent: creates what is missing, never drops or alters an existing table.
 
 CREATE OR REPLACE VIEW lake.`ExchangeHistory` AS

@@ -173,11 +173,15 @@ class Lake:
         return restore_segments(self.log, archives, keys=keys if keys is not None else self.cold.keys())
 
     def sql_store(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA) -> SqlEventStore:
-        """The SQL side at `database_url` (default: the lake's), not yet connected; the caller disposes of it."""
-        # Imported here: it brings SQLAlchemy, which the log alone does not need.
+        """The SQL side at `database_url` (default: the lake's), with the projections' tables and audit view, not
+        yet connected; the caller disposes of it."""
+        # Imported here: they bring SQLAlchemy, which the log alone does not need.
         from eventlog.sql.store import SqlEventStore
+        from projections.tables import attach
 
-        return SqlEventStore(database_url or self.database_url, schema=schema)
+        store = SqlEventStore(database_url or self.database_url, schema=schema)
+        attach(store)
+        return store
 
     def mirror(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
                progress: Callable[[int], None] | None = None) -> MirrorResult:

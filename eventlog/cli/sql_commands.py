@@ -102,7 +102,7 @@ def _reproject_text(result: ReprojectResult, report: ProjectionReport | None) ->
 def ddl(ctx: click.Context, dialect: str, schema: str) -> None:
     """Print the DDL of the lake tables and views for one dialect (idempotent; never drops anything)."""
     # Imported here: it brings SQLAlchemy, which the other commands' start need not pay for.
-    from eventlog.sql.ddl import render_ddl
+    from projections.ddl import render_ddl
 
     text = render_ddl(dialect, schema=schema)
     if app(ctx).as_json:

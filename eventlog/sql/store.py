@@ -62,6 +62,7 @@ class SqlEventStore:
         sa.event.listen(self._engine, "connect",
                         lambda dbapi_connection, _record: on_connect(dbapi_connection, self.dialect_name))
         self.tables: LakeTables = build_tables(schema if uses_schema(self.dialect_name) else None)
+        self.views: dict[str, sa.Select[Any]] = {}  # name -> query, created by create_schema where missing
         self.statements = StoreStatements(self.tables, self.dialect_name)
 
     @property
@@ -96,18 +97,24 @@ class SqlEventStore:
             yield conn
 
     def create_schema(self) -> None:
-        """Create the schema, tables, indexes and the audit view if missing; never drops or alters anything.
+        """Create the schema, the tables and indexes of the metadata, and the views of `views`, if missing; never
+        drops or alters anything.
 
         Safe to call on every start: a second call changes nothing and keeps every row. What exists is looked up
-        first, so a user without CREATE rights can call it on a schema an administrator created.
+        first, so a user without CREATE rights can call it on a schema an administrator created. Tables and views
+        that projections added (`projections.tables.attach`) are created with the rest.
         """
+        views = self.views
         schema = self.tables.schema
         with self.begin() as conn:
             if schema is not None and not sa.inspect(conn).has_schema(schema):
                 conn.exec_driver_sql(create_schema_sql(self.dialect_name, schema))
             self.tables.metadata.create_all(conn, checkfirst=True)
-            if self.tables.history_name not in sa.inspect(conn).get_view_names(schema=schema):
-                conn.exec_driver_sql(view_sql(self.tables, conn.dialect))
+            if views:
+                present = set(sa.inspect(conn).get_view_names(schema=schema))
+                for name, query in views.items():
+                    if name not in present:
+                        conn.exec_driver_sql(view_sql(name, schema, query, conn.dialect))
             conn.execute(self.statements.seed_lock, [self._lock_row()])
 
     def append_events(self, events: Iterable[Event | EncodedEvent], *, conn: sa.Connection | None = None,

@@ -43,6 +43,7 @@ from eventlog.capture.ingest import read_inputs
 from eventlog.sql.dialects import bulk_insert
 from eventlog.sql.store import SqlEventStore
 from projections.raw_exchange import RECORD_COLUMNS
+from projections.tables import attach
 from tests.benchmarks.bench_mirror import backends, floor_insert, settle
 from tests.factories import BASE_TIME, openalex_record
 
@@ -93,7 +94,7 @@ def bench_mirror(lake: Lake, folder: Path, count: int, seed: int) -> None:
 def bare_row_insert(url: str, schema: str) -> float:
     """Seconds to write RawExchangeRecord's rows into a bare table of the same columns by the store's bulk path."""
     with SqlEventStore(url, schema=schema) as store:
-        record = store.tables.record
+        record = attach(store).record
         with store.engine.connect() as conn:
             rows = [tuple(row) for row in conn.execute(sa.select(*(record.c[name] for name in RECORD_COLUMNS)))]
         metadata = sa.MetaData(schema=store.tables.schema)

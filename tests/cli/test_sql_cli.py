@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from eventlog.sql.store import SqlEventStore
+from projections.tables import attach
 from tests.cli.runner import Run
 from tests.factories import BASE_TIME, page_record
 
@@ -47,8 +48,8 @@ def test_mirror_and_reproject_with_json(run: Run, tmp_path: Path, sql_url: str, 
     again = json.loads(out)
     assert again["mode"] == "rebuild" and "point-in-time" in again["reason"]
     with SqlEventStore(sql_url, schema=sql_schema) as store, store.engine.connect() as conn:
-        counts = dict(conn.execute(sa.select(store.tables.record.c.natural_key,
-                                             store.tables.record.c.version_count)).all())
+        counts = dict(conn.execute(sa.select(attach(store).record.c.natural_key,
+                                             attach(store).record.c.version_count)).all())
     assert counts == {"Ada": 4, "Bea": 1}
 
 
@@ -78,7 +79,7 @@ def test_verify_failure_is_exit_6(run: Run, tmp_path: Path) -> None:
     _append(run, tmp_path, [page_record("Ada", 1), page_record("Bea", 1)])
     assert run("reproject")[0] == 0
     with SqlEventStore(f"sqlite:///{run.lake / 'lake.db'}") as store, store.begin() as conn:
-        conn.execute(store.tables.record.update().where(store.tables.record.c.natural_key == "Bea")
+        conn.execute(attach(store).record.update().where(attach(store).record.c.natural_key == "Bea")
                      .values(payload_json='{"request":null,"response":null}'))
     code, out, err = run("reproject", "--verify")
     assert code == 6

@@ -18,6 +18,7 @@ from eventlog.cold.reader import format_archive_name
 from eventlog.format.envelope import content_sha256, format_utc
 from eventlog.format.events import new_resolution
 from eventlog.log.segments import format_seal_name, format_segment_name
+from projections.tables import attach
 from tests.factories import BASE_TIME, page_record
 
 MANUAL = SegmentPolicy(max_events=0, max_bytes=0, max_age_seconds=0)
@@ -154,7 +155,7 @@ def test_the_current_version_agrees_with_the_projection(lake: Lake, clock: Clock
     lake.append([revision(5, 1)])  # older than the winner: stays behind it
     lake.reproject()
     with lake.sql_store() as store, store.engine.connect() as conn:
-        record = store.tables.record
+        record = attach(store).record
         projected = conn.execute(sa.select(record.c.content_sha256).where(
             record.c.source_system == "wikipedia-en", record.c.natural_key == "Foo")).scalar_one()
     assert projected == history(lake, *KEY).current

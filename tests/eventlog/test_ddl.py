@@ -12,14 +12,16 @@ from sqlalchemy.dialects import mssql
 
 from eventlog.errors import InputError
 from eventlog.log.config import DIALECT_NAMES
-from eventlog.sql.ddl import ddl_files, render_ddl, render_file
+from eventlog.sql.ddl import render_file
 from eventlog.sql.dialects import create_schema_sql, insert_ignore, upsert
 from eventlog.sql.schema import build_tables
 from eventlog.sql.store import SqlEventStore, StoreStatements
+from projections.ddl import ddl_files, render_ddl
+from projections.tables import attach, projection_tables
 from tests.eventlog.test_sqlstore import sample_events
 
 DDL_ROOT = Path(__file__).resolve().parents[2] / "ddl"
-REGENERATE = "regenerate them with `python -m eventlog.sql.ddl --write` and commit the result"
+REGENERATE = "regenerate them with `python -m projections.ddl --write` and commit the result"
 
 
 @pytest.mark.parametrize("dialect", DIALECT_NAMES)
@@ -30,7 +32,7 @@ def test_ddl_files_match_the_metadata(dialect: str) -> None:
     assert present == sorted(expected), f"ddl/{dialect}/ holds {present}, expected {sorted(expected)}: {REGENERATE}"
     for name, text in expected.items():
         actual = (folder / name).read_text(encoding="utf-8")
-        assert actual == text, f"ddl/{dialect}/{name} differs from eventlog/sql/schema.py: {REGENERATE}"
+        assert actual == text, f"ddl/{dialect}/{name} differs from the metadata: {REGENERATE}"
 
 
 def test_render_ddl_names_every_file() -> None:
@@ -46,12 +48,13 @@ def test_render_ddl_names_every_file() -> None:
 def test_everything_compiles_for_sql_server() -> None:
     dialect = mssql.dialect()
     tables = build_tables("lake")
+    projection = projection_tables(tables)
     for statements in ddl_files("mssql").values():
         assert statements
     statements = StoreStatements(tables, "mssql").all()
     statements += [insert_ignore(table, "mssql") for table in tables.metadata.sorted_tables
                    if table is not tables.event]
-    statements += [upsert(tables.checkpoint, "mssql", update=["position", "state_digest", "updated_at_utc"])]
+    statements += [upsert(projection.checkpoint, "mssql", update=["position", "state_digest", "updated_at_utc"])]
     for statement in statements:
         sql = str(statement.compile(dialect=dialect))  # type: ignore[attr-defined]
         assert "lake" in sql, sql
@@ -67,6 +70,7 @@ def test_sqlite_files_build_the_same_schema_as_create_schema(tmp_path: Path) -> 
             db.executescript((DDL_ROOT / "sqlite" / name).read_text(encoding="utf-8"))
     from_store = tmp_path / "store.db"
     with SqlEventStore(f"sqlite:///{from_store}") as store:
+        attach(store)
         store.create_schema()
     assert _sqlite_schema(from_files) == _sqlite_schema(from_store)
     with SqlEventStore(f"sqlite:///{from_files}") as store:
@@ -96,7 +100,10 @@ def test_rendered_ddl_applies_on_the_server(sql_backend: str, sql_url: str, sql_
             names = set(sa.inspect(conn).get_table_names(schema=sql_schema))
     finally:
         engine.dispose()
-    assert names == {table.name for table in build_tables(sql_schema).metadata.sorted_tables}
+    core = build_tables(sql_schema)
+    projection_tables(core)
+    assert names == {table.name for table in core.metadata.sorted_tables}
+    assert {"ExchangeEvent", "ExchangeContent", "RawExchangeRecord", "ProjectionCheckpoint"} <= names
     with SqlEventStore(sql_url, schema=sql_schema) as store:
         store.create_schema()
         events = sample_events(3)

@@ -17,6 +17,7 @@ from eventlog.format.events import GENESIS, Event, EventType, event_digest, new_
 from eventlog.format.identity import record_key
 from eventlog.sql.dialects import JsonDocument, bulk_insert, copy_types, in_values, select_in
 from eventlog.sql.store import SqlEventStore
+from projections.tables import HISTORY_VIEW, attach
 from tests.conftest import drop_test_schema, server_url
 from tests.factories import openalex_record, page_record
 
@@ -56,6 +57,7 @@ def sample_events(count: int, *, seed: int = 7) -> list[Event]:
 @pytest.fixture
 def store(sql_url: str, sql_schema: str) -> Any:
     with SqlEventStore(sql_url, schema=sql_schema) as opened:
+        attach(opened)  # the audit view over the event tables, as a lake's store has it
         opened.create_schema()
         yield opened
 
@@ -156,7 +158,7 @@ def test_payload_stored_once_per_content(store: SqlEventStore) -> None:
     store.append_events([again, revisit])
     assert count(store, store.tables.content) == 1
     assert [event for _, event in store.events()] == [first, again, revisit]
-    history = sa.table(store.tables.history_name, sa.column("event_id"), sa.column("request"),
+    history = sa.table(HISTORY_VIEW, sa.column("event_id"), sa.column("request"),
                        sa.column("provenance"), schema=store.tables.schema)
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(history.c.event_id, history.c.request)).all()

@@ -32,6 +32,7 @@ from eventlog.sql.store import SqlEventStore
 from projections import PROJECTION, PointInTime, read_checkpoint, reproject
 from projections.checkpoints import add_digest, format_digest, row_digest
 from projections.raw_exchange import DIGEST_COLUMNS, Row, _digest_of
+from projections.tables import HISTORY_VIEW, attach
 from tests.conftest import drop_test_schema, seeded, server_url
 from tests.eventlog.test_mirror import kill_midway
 from tests.factories import BASE_TIME, page_record
@@ -116,12 +117,12 @@ def reference_digest(rows: dict[str, dict[str, Any]]) -> str:
 
 def stored_rows(url: str, schema: str) -> dict[str, dict[str, Any]]:
     with SqlEventStore(url, schema=schema) as store, store.engine.connect() as conn:
-        return {row.record_key: dict(row._mapping) for row in conn.execute(sa.select(store.tables.record))}
+        return {row.record_key: dict(row._mapping) for row in conn.execute(sa.select(attach(store).record))}
 
 
 def stored_digest(url: str, schema: str) -> str:
     with SqlEventStore(url, schema=schema) as store, store.engine.connect() as conn:
-        checkpoint = read_checkpoint(conn, store.tables, PROJECTION)
+        checkpoint = read_checkpoint(conn, attach(store), PROJECTION)
     assert checkpoint is not None
     return checkpoint.state_digest
 
@@ -132,7 +133,8 @@ def drop_lake_tables(url: str, schema: str) -> None:
         drop_test_schema(url, schema)
         return
     with SqlEventStore(url, schema=schema) as store, store.begin() as conn:
-        conn.exec_driver_sql(f'DROP VIEW IF EXISTS "{store.tables.history_name}"')
+        conn.exec_driver_sql(f'DROP VIEW IF EXISTS "{HISTORY_VIEW}"')
+        attach(store)
         store.tables.metadata.drop_all(conn)
 
 
@@ -246,7 +248,7 @@ def test_rebuild_after_truncate_or_dropping_every_table_is_identical(lake: Lake,
     assert digest == reference_digest(rows)
 
     with SqlEventStore(sql_url, schema=sql_schema) as store, store.begin() as conn:
-        conn.execute(store.tables.record.delete())
+        conn.execute(attach(store).record.delete())
     broken = lake.verify_projection(database_url=sql_url, schema=sql_schema)
     assert not broken.ok and broken.missing == len(rows) and broken.rows == 0
     result = lake.reproject(rebuild=True, database_url=sql_url, schema=sql_schema)
@@ -340,7 +342,7 @@ def test_verify_names_a_tampered_row(lake: Lake, sql_url: str, sql_schema: str) 
     lake.append([page_record(f"Page_{n}", 1) for n in range(5)])
     lake.reproject(database_url=sql_url, schema=sql_schema)
     with SqlEventStore(sql_url, schema=sql_schema) as store, store.begin() as conn:
-        record = store.tables.record
+        record = attach(store).record
         key = conn.execute(sa.select(record.c.record_key).order_by(record.c.record_key).limit(1)).scalar_one()
         conn.execute(record.update().where(record.c.record_key == key).values(observation_count=7))
     report = lake.verify_projection(database_url=sql_url, schema=sql_schema)
@@ -428,10 +430,11 @@ def test_postgresql_json_columns_of_an_earlier_release_keep_working(lake: Lake, 
     schema = f"t_{uuid.uuid4().hex[:16]}"
     try:
         with SqlEventStore(url, schema=schema) as store:
+            attach(store)
             store.create_schema()
             with store.begin() as conn:
-                conn.exec_driver_sql(f'DROP VIEW "{schema}"."{store.tables.history_name}"')
-                for table in (store.tables.event, store.tables.content, store.tables.record):
+                conn.exec_driver_sql(f'DROP VIEW "{schema}"."{HISTORY_VIEW}"')
+                for table in (store.tables.event, store.tables.content, attach(store).record):
                     for column in table.columns:
                         if isinstance(column.type, JsonDocument):
                             conn.exec_driver_sql(f'ALTER TABLE "{schema}"."{table.name}" ALTER COLUMN '
