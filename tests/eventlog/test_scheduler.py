@@ -314,6 +314,27 @@ def test_a_table_of_another_shape_is_refused_naming_the_key(tmp_path: Path, caps
                    "last_duration_seconds, last_outcome, updated_utc; name another table\n")
 
 
+def test_the_run_state_is_saved_again_after_the_database_failed_while_running(schedulers: Schedulers) -> None:
+    config = schedulers.config('[jobs.record]\nevery = "1s"\n')
+    process = schedulers.start(config)
+    wait_for(ended(schedulers.runs, 1))
+    with sqlite3.connect(schedulers.lake / "lake.db") as db:
+        ddl = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (DEFAULT_TABLE,)).fetchone()[0]
+        db.execute(f"DROP TABLE {DEFAULT_TABLE}")
+    db.close()
+    wait_for(lambda: "cannot save the run state, retrying: " in schedulers.stderr(process))
+    runs = len(read_runs(schedulers.runs))
+    wait_for(ended(schedulers.runs, runs + 1))
+    with sqlite3.connect(schedulers.lake / "lake.db") as db:
+        db.execute(ddl)
+    db.close()
+    wait_for(lambda: "the run state is saved again" in schedulers.stderr(process))
+    assert schedulers.stop(process) == 0
+    log = schedulers.stderr(process)
+    assert log.count("cannot save the run state") == 1 and log.count("the run state is saved again") == 1
+    assert state_rows(schedulers.lake)["record"]["last_outcome"] == "ok"
+
+
 def test_once_runs_each_job_once_with_mirror_and_reproject(schedulers: Schedulers) -> None:
     with Lake.open(schedulers.lake) as lake:
         lake.append([page_record("Foo", number) for number in range(3)])

@@ -82,6 +82,7 @@ class _StateKeeper:
         self.failing = False
 
     def flush(self, next_runs: dict[str, datetime | None]) -> None:
+        """Write what changed since the last write: the runs that finished and `next_runs` (by job name)."""
         while self.finished:
             run = self.finished.popleft()
             if run.job in self.wanted:
