@@ -11,6 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from eventlog.app.credentials import (
+    CREDENTIALS_NAME,
+    credential_warnings,
+    shown,
+    split_password,
+    store_password,
+    with_password,
+)
 from eventlog.cold.archiver import (
     ArchivedSegment,
     ArchiveReport,
@@ -67,6 +75,8 @@ class Lake:
                  redaction: RedactionPolicy | None = None, keys: Keys | None = None) -> None:
         self.root = root
         self.config = config
+        # Set by `init` when it kept the database password out of lake.json, so the caller can say where it went.
+        self.password_stored_in: Path | None = None
         self.cold = ColdStore(root, keys=keys)
         policy = RedactionPolicy.from_mapping(config.redaction, source=str(root / CONFIG_NAME))
         if redaction is not None:
@@ -80,8 +90,14 @@ class Lake:
     @classmethod
     def init(cls, path: str | os.PathLike[str], *, database_url: str | None = None, replica_id: str | None = None,
              segment_policy: SegmentPolicy | None = None, redaction: dict[str, Any] | None = None,
-             exist_ok: bool = False, clock: Callable[[], datetime] | None = None) -> Lake:
-        """Create a lake folder with a fresh replica id; with exist_ok, open an existing one instead."""
+             credentials_file: str | os.PathLike[str] | None = None, exist_ok: bool = False,
+             clock: Callable[[], datetime] | None = None) -> Lake:
+        """Create a lake folder with a fresh replica id; with exist_ok, open an existing one instead.
+
+        A password in `database_url` is not written to lake.json: it goes to the credentials file
+        (`credentials_file`, default <lake>/credentials.json, created with mode 0600) and the new Lake's
+        `password_stored_in` names that file. Raises InputError for a database URL that does not parse.
+        """
         root = Path(path)
         if (root / CONFIG_NAME).exists():
             if exist_ok:
@@ -89,7 +105,12 @@ class Lake:
             raise LakeError(f"{root} is already a lake ({CONFIG_NAME} exists)")
         if redaction is not None:
             RedactionPolicy.from_mapping(redaction, source="the redaction policy")
+        password = None
+        if database_url is not None:
+            database_url, password = split_password(database_url)
         fields: dict[str, Any] = {"database_url": database_url, "redaction": redaction or {}}
+        if credentials_file is not None:
+            fields["credentials_file"] = str(Path(credentials_file).resolve())
         if replica_id is not None:
             fields["replica_id"] = replica_id
         if segment_policy is not None:
@@ -97,8 +118,19 @@ class Lake:
         config = LakeConfig(**fields)
         for folder in ("log/segments", "log/seals", "snapshots", "archive"):
             (root / folder).mkdir(parents=True, exist_ok=True)
+        stored_in = None
+        if password is not None:
+            assert database_url is not None
+            stored_in = root / (config.credentials_file or CREDENTIALS_NAME)
+            try:
+                store_password(stored_in, database_url, password)
+            except OSError as exc:
+                raise LakeError(f"cannot write the credentials file {stored_in}: {exc.strerror}") from None
+        # lake.json last: a folder without it is not a lake, so a failure above leaves no lake half-made.
         write_config(root, config)
-        return cls(root, config, clock=clock)
+        lake = cls(root, config, clock=clock)
+        lake.password_stored_in = stored_in
+        return lake
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None,
@@ -124,9 +156,30 @@ class Lake:
 
     @property
     def database_url(self) -> str:
-        """The SQL mirror's URL: EVENTLOG_DATABASE_URL, else lake.json, else SQLite inside the lake."""
-        return (os.environ.get("EVENTLOG_DATABASE_URL") or self.config.database_url
-                or default_database_url(self.root))
+        """The SQL mirror's URL to connect with, password included: never print it (see `shown_database_url`).
+
+        EVENTLOG_DATABASE_URL, else lake.json's, else SQLite inside the lake; a URL without a password takes it
+        from EVENTLOG_DATABASE_PASSWORD, else from the credentials file.
+        """
+        return with_password(os.environ.get("EVENTLOG_DATABASE_URL") or self.config.database_url
+                             or default_database_url(self.root), credentials_path=self.credentials_path)
+
+    @property
+    def shown_database_url(self) -> str:
+        """The SQL mirror's URL fit to print: any password replaced by ***."""
+        return shown(self.database_url)
+
+    @property
+    def credentials_path(self) -> Path:
+        """The private file the lake reads its database password from: lake.json's `credentials_file`, else
+        <lake>/credentials.json."""
+        return self.root / (self.config.credentials_file or CREDENTIALS_NAME)
+
+    def warnings(self) -> list[str]:
+        """One sentence per secret kept where it should not be (a password in lake.json, a readable credentials
+        file); the lake works all the same."""
+        return credential_warnings(config_url=self.config.database_url, config_path=self.root / CONFIG_NAME,
+                                   credentials_path=self.credentials_path)
 
     def append(self, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
         """Append records as one durable batch (see EventLog.append)."""
@@ -174,12 +227,17 @@ class Lake:
 
     def sql_store(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA) -> SqlEventStore:
         """The SQL side at `database_url` (default: the lake's), with the projections' tables and audit view, not
-        yet connected; the caller disposes of it."""
+        yet connected; the caller disposes of it.
+
+        A `database_url` without a password takes the lake's for that same URL, as `database_url` does.
+        """
         # Imported here: they bring SQLAlchemy, which the log alone does not need.
         from eventlog.sql.store import SqlEventStore
         from projections.tables import attach
 
-        store = SqlEventStore(database_url or self.database_url, schema=schema)
+        url = self.database_url if database_url is None else with_password(
+            database_url, credentials_path=self.credentials_path)
+        store = SqlEventStore(url, schema=schema)
         attach(store)
         return store
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import msgspec
 
+from eventlog.app.credentials import PASSWORD_ENV
 from eventlog.app.lake import Lake
 from eventlog.capture.ingest import expand_inputs, read_inputs, redact_records
 from eventlog.capture.manifest import manifest_bytes, manifest_redactor, new_manifest, read_manifest
@@ -32,14 +33,17 @@ from eventlog.redaction.redactor import Redactor
 @click.option("--description", help="What the dataset holds.")
 @click.option("--owner", help="Who answers for the dataset.")
 @click.option("--out", type=click.Path(path_type=Path), help="Manifest file to write.")
-@click.option("--database-url", help="SQL mirror URL for a new lake (default: SQLite inside the lake).")
+@click.option("--database-url", help="SQL mirror URL for a new lake (default: SQLite inside the lake); a password "
+              "in it goes to the credentials file, not to lake.json.")
+@click.option("--credentials-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where the lake keeps its database password, mode 0600 (default: <lake>/credentials.json).")
 @click.option("--force", is_flag=True, help="Overwrite an existing manifest file.")
 @click.option("--exist-ok", is_flag=True, help="Succeed when the lake already exists.")
 @json_option
 @click.pass_context
 def init(ctx: click.Context, name: str | None, source: str | None, entity: str | None, exchange_type: str,
          description: str | None, owner: str | None, out: Path | None, database_url: str | None,
-         force: bool, exist_ok: bool) -> None:
+         credentials_file: Path | None, force: bool, exist_ok: bool) -> None:
     """Create a lake, or (with --name --source --entity --out) a dataset manifest."""
     dataset_options = {"--name": name, "--source": source, "--entity": entity, "--out": out}
     if any(value is not None for value in dataset_options.values()):
@@ -56,9 +60,21 @@ def init(ctx: click.Context, name: str | None, source: str | None, entity: str |
         emit(ctx, {"manifest": str(out), "name": name}, f"wrote manifest {out}")
         return
     path = app(ctx).lake_path
-    with Lake.init(path, database_url=database_url, exist_ok=exist_ok) as lake:
-        emit(ctx, {"lake": str(path), "replica_id": lake.config.replica_id, "database_url": lake.database_url},
-             f"created lake {path} (replica {lake.config.replica_id})")
+    with Lake.init(path, database_url=database_url, credentials_file=credentials_file, exist_ok=exist_ok) as lake:
+        stored = lake.password_stored_in
+        text = f"created lake {path} (replica {lake.config.replica_id})"
+        if stored is not None:
+            text += (f"\nstored the database password in {stored} (mode 0600), not in lake.json; to keep it out "
+                     f"of files, delete {stored.name} and set {PASSWORD_ENV} in the environment instead")
+        warn(lake)
+        emit(ctx, {"lake": str(path), "replica_id": lake.config.replica_id, "database_url": lake.shown_database_url,
+                   "password_file": None if stored is None else str(stored)}, text)
+
+
+def warn(lake: Lake) -> None:
+    """Print the lake's warnings (secrets kept where they should not be) on stderr, one line each."""
+    for sentence in lake.warnings():
+        click.echo(f"warning: {sentence}", err=True)
 
 
 def _append_summary(result: AppendResult, files: int) -> str:
@@ -124,6 +140,7 @@ def verify(ctx: click.Context) -> None:
     """Recompute every line hash, the chain, digests, seals and the seal chain."""
     progress = Progress(ctx, "verifying")
     with app(ctx).open_lake() as lake:
+        warn(lake)
         try:
             report = lake.verify(progress=progress)
         finally:

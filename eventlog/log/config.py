@@ -37,11 +37,16 @@ class ArchivePolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class LakeConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """The contents of lake.json. New fields get defaults, so older files stay readable."""
+    """The contents of lake.json. New fields get defaults, so older files stay readable.
+
+    It holds no secret: `database_url` is kept without its password, which lives in the environment or in the
+    private file `credentials_file` names (see eventlog.app.credentials).
+    """
 
     format: int = LAKE_FORMAT
     replica_id: str = msgspec.field(default_factory=lambda: str(uuid.uuid4()))
     database_url: str | None = None
+    credentials_file: str | None = None
     durability: Literal["fsync", "none"] = "fsync"
     lock_timeout_seconds: float = 30.0
     max_record_bytes: int = MAX_RECORD_BYTES
@@ -74,5 +79,5 @@ def read_config(root: Path) -> LakeConfig:
 
 
 def write_config(root: Path, config: LakeConfig) -> None:
-    """Write lake.json atomically."""
+    """Write lake.json atomically (mode 0644: it holds no secret)."""
     write_atomic(root / CONFIG_NAME, canonical_json(msgspec.to_builtins(config)) + b"\n")

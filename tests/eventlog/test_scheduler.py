@@ -1,4 +1,4 @@
-"""The scheduler with real processes, real time (1 s intervals), real flocks and the job store in the lake's SQLite.
+"""The scheduler with real processes, real time (1 s intervals), real flocks and the run state in the lake's SQLite.
 
 A test-only job, `record`, is registered through EVENTLOG_SCHEDULER_EXTRA_JOBS; it appends `start`/`end` lines
 with its pid and the time to the file named by EVENTLOG_TEST_RUNS and sleeps EVENTLOG_TEST_JOB_SECONDS between.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import pickle
 import re
 import signal
 import sqlite3
@@ -26,7 +27,7 @@ from eventlog import InputError, Lake
 from eventlog.app.scheduler import (
     DEFAULT_TABLE,
     EXTRA_JOBS_ENV,
-    JOB_ID_PREFIX,
+    LEGACY_TABLE,
     cron_trigger,
     job_lock,
     job_registry,
@@ -146,7 +147,16 @@ def ended(runs: Path, count: int) -> Callable[[], bool]:
     return lambda: sum(1 for _, _, end in read_runs(runs) if end is not None) >= count
 
 
-def test_jobs_run_and_log_one_line_per_run_with_the_job_store_in_the_lake_database(schedulers: Schedulers) -> None:
+def state_rows(lake: Path) -> dict[str, dict[str, Any]]:
+    """The run-state table's rows in the lake's SQLite, by job."""
+    with sqlite3.connect(lake / "lake.db") as db:
+        db.row_factory = sqlite3.Row
+        rows = {row["job"]: dict(row) for row in db.execute(f"SELECT * FROM {DEFAULT_TABLE}")}
+    db.close()
+    return rows
+
+
+def test_jobs_run_and_log_one_line_per_run_with_the_run_state_in_the_lake_database(schedulers: Schedulers) -> None:
     with Lake.open(schedulers.lake) as lake:
         lake.append([page_record("Foo", 1)])
     config = schedulers.config('[jobs.seal]\nevery = "1s"\n\n[jobs.record]\nevery = "1s"\n')
@@ -157,10 +167,15 @@ def test_jobs_run_and_log_one_line_per_run_with_the_job_store_in_the_lake_databa
     assert re.search(r"job=seal start=\S+Z duration=\d+\.\d{3}s outcome=ok sealed=0+1-0+1\n", log), log
     assert re.search(r"job=record start=\S+Z duration=\S+s outcome=ok lake=lake slept_ms=0\n", log), log
     assert "scheduler started: lake" in log and log.rstrip().endswith("scheduler stopped")
-    with sqlite3.connect(schedulers.lake / "lake.db") as db:
-        ids = sorted(row[0] for row in db.execute(f"SELECT id FROM {DEFAULT_TABLE}"))
-    db.close()
-    assert ids == [JOB_ID_PREFIX + "record", JOB_ID_PREFIX + "seal"]
+    rows = state_rows(schedulers.lake)
+    assert sorted(rows) == ["record", "seal"]
+    replica = json.loads((schedulers.lake / "lake.json").read_text())["replica_id"]
+    for name, row in rows.items():
+        assert row["replica_id"] == replica and row["schedule"] == f"{name} every 1s, misfire grace 1s"
+        assert row["last_outcome"] == "ok" and row["last_duration_seconds"] >= 0
+        assert datetime.fromisoformat(row["next_run_utc"]) > datetime.fromisoformat(row["last_start_utc"])
+    # Nothing but plain text and numbers is stored.
+    assert {type(value) for row in rows.values() for value in row.values()} <= {str, float}
 
 
 @pytest.mark.slow
@@ -200,22 +215,17 @@ def test_no_overlap_across_two_scheduler_processes(schedulers: Schedulers) -> No
 
 
 def test_runs_missed_while_stopped_are_made_up_once(schedulers: Schedulers) -> None:
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    from apscheduler.schedulers.background import BackgroundScheduler
-
     config = schedulers.config('[jobs.record]\nevery = "1h"\n')
     process = schedulers.start(config)
     wait_for(lambda: "scheduler started" in schedulers.stderr(process))
     assert schedulers.stop(process) == 0
     assert read_runs(schedulers.runs) == []
+    assert datetime.fromisoformat(state_rows(schedulers.lake)["record"]["next_run_utc"]) > datetime.now(UTC)
     # As if this scheduler had been down for three hours: its stored next run lies in the past.
-    store = SQLAlchemyJobStore(url=f"sqlite:///{schedulers.lake / 'lake.db'}", tablename=DEFAULT_TABLE)
-    editor = BackgroundScheduler(jobstores={"default": store}, timezone=UTC)
-    editor.start(paused=True)
-    editor.modify_job(JOB_ID_PREFIX + "record", next_run_time=datetime.now(UTC) - timedelta(hours=3, seconds=1))
-    # Without its store, the editor's last pass at shutdown cannot run the job that is now due.
-    editor.remove_jobstore("default")
-    editor.shutdown(wait=False)
+    past = (datetime.now(UTC) - timedelta(hours=3, seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with sqlite3.connect(schedulers.lake / "lake.db") as db:
+        db.execute(f"UPDATE {DEFAULT_TABLE} SET next_run_utc = ? WHERE job = 'record'", (past,))
+    db.close()
     again = schedulers.start(config)
     wait_for(ended(schedulers.runs, 1))
     time.sleep(0.5)
@@ -224,6 +234,105 @@ def test_runs_missed_while_stopped_are_made_up_once(schedulers: Schedulers) -> N
     log = schedulers.stderr(again)
     assert re.search(r"job=record missed 4 run\(s\) while stopped; they run once now \(coalesced\)", log), log
     assert "skipped" not in log
+    row = state_rows(schedulers.lake)["record"]
+    assert row["last_outcome"] == "ok" and row["last_start_utc"] > past
+    # The next run follows the made-up one by the interval, as the stored cadence said.
+    assert datetime.fromisoformat(row["next_run_utc"]) - datetime.fromisoformat(past) == timedelta(hours=4)
+
+
+class _ShellCommand:
+    """Unpickling this runs `touch PATH` through the shell: what a crafted row of the old job store could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return os.system, (f"touch {self.path}",)
+
+
+def test_a_crafted_row_in_the_database_is_data_never_code(schedulers: Schedulers) -> None:
+    marker = schedulers.tmp_path / "marker"
+    # The payload works: unpickled, it runs its shell command.
+    control = schedulers.tmp_path / "control"
+    assert pickle.loads(pickle.dumps(_ShellCommand(control))) == 0 and control.exists()
+    payload = pickle.dumps({"version": 1, "id": "eventlog.record", "func": _ShellCommand(marker)})
+    replica = json.loads((schedulers.lake / "lake.json").read_text())["replica_id"]
+    with sqlite3.connect(schedulers.lake / "lake.db") as db:
+        # The old APScheduler job store, as its SQLAlchemyJobStore laid it out, with a row for a configured job.
+        db.execute(f"CREATE TABLE {LEGACY_TABLE} (id VARCHAR(191) PRIMARY KEY, next_run_time FLOAT, "
+                   "job_state BLOB NOT NULL)")
+        db.execute(f"INSERT INTO {LEGACY_TABLE} VALUES (?, ?, ?)", ("eventlog.record", 0.0, payload))
+        # The new table, with the payload as text in every column that is read.
+        db.execute(f"CREATE TABLE {DEFAULT_TABLE} (replica_id VARCHAR(36) NOT NULL, job VARCHAR(63) NOT NULL, "
+                   "schedule VARCHAR(400) NOT NULL, next_run_utc VARCHAR(32), last_start_utc VARCHAR(32), "
+                   "last_duration_seconds FLOAT, last_outcome VARCHAR(16), updated_utc VARCHAR(32) NOT NULL, "
+                   "PRIMARY KEY (replica_id, job))")
+        text = payload.decode("latin-1")
+        db.execute(f"INSERT INTO {DEFAULT_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (replica, "record", text, text, text, text, text, text))
+        db.execute(f"INSERT INTO {DEFAULT_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (replica, text, text, text, text, text, text, text))
+        db.execute(f"INSERT INTO {DEFAULT_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (replica, "seal", text, "2024-05-01T00:00:00.000000Z", text, text, text, text))
+    db.close()
+    config = schedulers.config('[jobs.record]\nevery = "1s"\n\n[jobs.seal]\nevery = "1h"\n')
+    process = schedulers.start(config)
+    wait_for(ended(schedulers.runs, 1))
+    assert schedulers.stop(process) == 0
+    log = schedulers.stderr(process)
+    assert (f"WARNING eventlog.app.scheduler: table {LEGACY_TABLE} of an older version holds APScheduler's pickled "
+            "jobs; it is never read (the jobs come from the configuration file)") in log, log
+    assert (f"job=record: its row in table {DEFAULT_TABLE} holds no valid schedule and next run (UTC timestamp); "
+            "the row is ignored and the job starts its schedule afresh") in log
+    assert f"removed 1 row(s) of table {DEFAULT_TABLE} that name no configured job" in log
+    # The seal row's next run is a timestamp but its schedule is not this one: it starts afresh, nothing made up.
+    assert "job=seal missed" not in log and "job=seal " not in log
+    assert re.search(r"job=record .* outcome=ok", log) and "scheduler stopped" in log
+    assert not marker.exists()
+    rows = state_rows(schedulers.lake)
+    assert sorted(rows) == ["record", "seal"]
+    assert rows["seal"]["schedule"] == "seal every 3600s, misfire grace 3600s" and rows["record"]["last_outcome"] == "ok"
+    with sqlite3.connect(schedulers.lake / "lake.db") as db:
+        assert db.execute(f"SELECT job_state FROM {LEGACY_TABLE}").fetchone()[0] == payload
+    db.close()
+    assert not marker.exists()
+
+
+def test_a_table_of_another_shape_is_refused_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Lake.init(tmp_path / "lake").close()
+    with sqlite3.connect(tmp_path / "lake" / "lake.db") as db:
+        db.execute("CREATE TABLE upkeep (id VARCHAR(191) PRIMARY KEY, job_state BLOB)")
+    db.close()
+    path = tmp_path / "scheduler.toml"
+    path.write_text('[scheduler]\ntable = "upkeep"\n\n[jobs.seal]\nevery = "1h"\n')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--lake", str(tmp_path / "lake"), "schedule", "--config", str(path)])
+    assert exit_info.value.code == 3
+    err = capsys.readouterr().err
+    assert err == (f"error: {path}, at scheduler.table: table upkeep exists in the lake's database without the "
+                   "run-state columns replica_id, job, schedule, next_run_utc, last_start_utc, "
+                   "last_duration_seconds, last_outcome, updated_utc; name another table\n")
+
+
+def test_the_run_state_is_saved_again_after_the_database_failed_while_running(schedulers: Schedulers) -> None:
+    config = schedulers.config('[jobs.record]\nevery = "1s"\n')
+    process = schedulers.start(config)
+    wait_for(ended(schedulers.runs, 1))
+    with sqlite3.connect(schedulers.lake / "lake.db") as db:
+        ddl = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (DEFAULT_TABLE,)).fetchone()[0]
+        db.execute(f"DROP TABLE {DEFAULT_TABLE}")
+    db.close()
+    wait_for(lambda: "cannot save the run state, retrying: " in schedulers.stderr(process))
+    runs = len(read_runs(schedulers.runs))
+    wait_for(ended(schedulers.runs, runs + 1))
+    with sqlite3.connect(schedulers.lake / "lake.db") as db:
+        db.execute(ddl)
+    db.close()
+    wait_for(lambda: "the run state is saved again" in schedulers.stderr(process))
+    assert schedulers.stop(process) == 0
+    log = schedulers.stderr(process)
+    assert log.count("cannot save the run state") == 1 and log.count("the run state is saved again") == 1
+    assert state_rows(schedulers.lake)["record"]["last_outcome"] == "ok"
 
 
 def test_once_runs_each_job_once_with_mirror_and_reproject(schedulers: Schedulers) -> None:
@@ -270,7 +379,7 @@ def test_an_unreachable_database_fails_the_mirror_run_and_stops_the_scheduler(sc
     assert once.wait(timeout=30) == 7
     assert re.search(r"job=mirror .* outcome=failed: Cannot reach the PostgreSQL server at 127.0.0.1:9",
                      schedulers.stderr(once))
-    # The job store lives in the same database: the scheduler cannot start without it.
+    # The run state lives in the same database: the scheduler cannot start without it.
     served = schedulers.start(config)
     assert served.wait(timeout=30) == 7
     assert schedulers.stderr(served).startswith("error: Cannot reach the PostgreSQL server at 127.0.0.1:9")
@@ -292,6 +401,8 @@ def test_an_unreachable_database_fails_the_mirror_run_and_stops_the_scheduler(sc
     ('[jobs.seal]\nevery = "1m"\nmisfire_grace = "soon"\n', "jobs.seal.misfire_grace", "is not a duration"),
     ('[scheduler]\ntimezone = "Mars/Olympus"\n[jobs.seal]\nevery = "1m"\n', "scheduler.timezone", "unknown time"),
     ('[scheduler]\ntable = "jobs; drop"\n[jobs.seal]\nevery = "1m"\n', "scheduler.table", "not a plain SQL"),
+    ('[scheduler]\ntable = "eventlog_scheduler_jobs"\n[jobs.seal]\nevery = "1m"\n', "scheduler.table",
+     "is the old APScheduler job store, which held pickled jobs and is never read"),
     ('[scheduler]\nlake = "x"\n[jobs.seal]\nevery = "1m"\n', "scheduler.lake", "unknown key"),
     ('[job.seal]\nevery = "1m"\n', "job", "unknown key"),
     ('[scheduler]\n', "jobs", "no jobs are configured"),
