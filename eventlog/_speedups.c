@@ -10,6 +10,9 @@
  * has_userinfo: whether a URL in a bytes object carries a password (scheme://user:password@), as the pre-filter's
  * regex for it finds.
  *
+ * has_shape: whether a bytes object holds a token of a family that has no literal to search for (Twilio, Discord,
+ * Telegram, Mailchimp), as the pre-filter's regex SHAPE_BYTES finds: one pass over its runs of token bytes.
+ *
  * plain_floats: the proof walk of canonical_json's fast path (eventlog/format/canonical.py, _plain_floats): whether a
  * value is made of exact JSON types only, and its floats. canonical_fast: that whole fast path (_canonical_fast)
  * in one call.
@@ -377,9 +380,105 @@ has_userinfo(PyObject *module, PyObject *arg)
     return PyBool_FromLong(found);
 }
 
+/* Token bytes: the runs the shapes below are made of ([A-Za-z0-9_-]). */
+static int
+token_byte(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+static int
+lower_alnum(const unsigned char *data, Py_ssize_t size)
+{
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (!((data[i] >= 'a' && data[i] <= 'z') || (data[i] >= '0' && data[i] <= '9'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+digits(const unsigned char *data, Py_ssize_t size)
+{
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (data[i] < '0' || data[i] > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The length of the run of token bytes at `at`. */
+static Py_ssize_t
+run_at(const unsigned char *data, Py_ssize_t size, Py_ssize_t at)
+{
+    Py_ssize_t end = at;
+    while (end < size && token_byte(data[end])) {
+        end++;
+    }
+    return end - at;
+}
+
+/* Each run of token bytes is one whole token of a shape, or the first run of a Telegram or Discord token, which
+ * continue past ':' or '.'; so every shape is tried at every run's start, and runs are skipped whole. */
+static int
+shape_in(const unsigned char *data, Py_ssize_t size)
+{
+    Py_ssize_t at = 0;
+    while (at < size) {
+        if (!token_byte(data[at])) {
+            at++;
+            continue;
+        }
+        Py_ssize_t run = run_at(data, size, at);
+        const unsigned char *r = data + at;
+        Py_ssize_t next = at + run; /* the byte after the run */
+        if (run >= 24) {
+            if (run == 34 && ((r[0] == 'A' && r[1] == 'C') || (r[0] == 'S' && r[1] == 'K'))
+                && lower_alnum(r + 2, 32)) {
+                return 1; /* Twilio account SID or API key */
+            }
+            if ((run == 36 || run == 37) && lower_alnum(r, 32) && r[32] == '-' && r[33] == 'u' && r[34] == 's'
+                && digits(r + 35, run - 35)) {
+                return 1; /* Mailchimp API key */
+            }
+            if (run <= 26 && (r[0] == 'M' || r[0] == 'N' || r[0] == 'O') && next < size && data[next] == '.'
+                && run_at(data, size, next + 1) == 6 && next + 7 < size && data[next + 7] == '.'
+                && run_at(data, size, next + 8) >= 27) {
+                return 1; /* Discord bot token */
+            }
+        }
+        else if (run >= 8 && run <= 10 && next < size && data[next] == ':' && digits(r, run)
+                 && run_at(data, size, next + 1) == 35) {
+            return 1; /* Telegram bot token */
+        }
+        at = next;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(has_shape_doc,
+"has_shape(data, /)\n--\n\n"
+"Whether data holds a token of a shape without a literal (Twilio, Discord, Telegram, Mailchimp), as\n"
+"eventlog.redaction.prefilter.SHAPE_BYTES.search finds it.");
+
+static PyObject *
+has_shape(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int found = shape_in(view.buf, view.len);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(found);
+}
+
 PyDoc_STRVAR(scanner_clear_of_doc,
 "clear_of(*texts)\n--\n\n"
-"Whether no needle and no password in a URL (see has_userinfo) occurs in any of the texts.");
+"Whether no needle, no password in a URL (see has_userinfo) and no token of a shape (see has_shape) occurs in any of\n"
+"the texts.");
 
 static PyObject *
 scanner_clear_of(NeedleScanner *self, PyObject *const *args, Py_ssize_t nargs)
@@ -389,7 +488,8 @@ scanner_clear_of(NeedleScanner *self, PyObject *const *args, Py_ssize_t nargs)
         if (PyObject_GetBuffer(args[i], &view, PyBUF_SIMPLE) < 0) {
             return NULL;
         }
-        int found = scanner_search(self, view.buf, view.len, 0) >= 0 || userinfo_in(view.buf, view.len);
+        int found = scanner_search(self, view.buf, view.len, 0) >= 0 || userinfo_in(view.buf, view.len)
+            || shape_in(view.buf, view.len);
         PyBuffer_Release(&view);
         if (found) {
             Py_RETURN_FALSE;
@@ -737,6 +837,7 @@ no_repeated_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef module_methods[] = {
     {"has_userinfo", has_userinfo, METH_O, has_userinfo_doc},
+    {"has_shape", has_shape, METH_O, has_shape_doc},
     {"plain_floats", (PyCFunction)(void (*)(void))plain_floats, METH_FASTCALL, plain_floats_doc},
     {"canonical_fast", (PyCFunction)(void (*)(void))canonical_fast, METH_FASTCALL, canonical_fast_doc},
     {"no_repeated_key", (PyCFunction)(void (*)(void))no_repeated_key, METH_FASTCALL, no_repeated_key_doc},

@@ -87,12 +87,7 @@ def read_pack(folder: Path, *, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Ex
 def redact_records(records: Iterable[ExchangeRecord], redactor: Redactor) -> Iterator[ExchangeRecord]:
     """Apply an additional redaction policy (a dataset manifest's) to records, noting the paths it redacted."""
     for record in records:
-        request, response, paths = redactor.redact(record.request, record.response)
-        if paths:
-            record = msgspec.structs.replace(
-                record, request=request, response=response,
-                redactions_applied=tuple(sorted(set(record.redactions_applied).union(paths))))
-        yield record
+        yield redactor.redact_record(record)
 
 
 def expand_inputs(paths: Iterable[str]) -> list[Path]:

@@ -1,6 +1,7 @@
 """Record preparation: one ExchangeRecord made ready for the log, redacted before anything is hashed or written.
 
-`prepare` encodes the payload once, redacts it (the redactor's pre-filter searches those bytes), hashes the content,
+`prepare` encodes the payload once, redacts it and every other stored field (the redactor's pre-filter searches those
+bytes and one encoding of the other fields), hashes the content,
 derives the exchange id where none was given, and pre-encodes the envelope around the payload, so that the writer
 only splices lines. Where eventlog._records is built the same work runs in C, from the same field tables.
 """
@@ -27,7 +28,7 @@ from eventlog.format.envelope import (
 )
 from eventlog.format.events import envelope_extras, envelope_parts
 from eventlog.format.identity import exchange_key
-from eventlog.redaction.redactor import Redactor
+from eventlog.redaction.redactor import Redactor, encode_fields
 
 __all__ = ["Prepared", "hash_report", "prepare"]
 
@@ -57,15 +58,18 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
     # hashed or written before redaction.
     request_json = canonical_json(record.request)
     response_json = canonical_json(record.response)
+    fields_json = encode_fields(record)
     clear = redactor.encoded_clear
     paths: tuple[str, ...] = ()
-    if clear is None or not clear(request_json, response_json):
+    if clear is None or fields_json is None or not clear(request_json, response_json, fields_json):
         request, response, paths = redactor.redact(record.request, record.response,
                                                    encoded=(request_json, response_json), searched=clear is not None)
         if request is not record.request:
             request_json = canonical_json(request)
         if response is not record.response:
             response_json = canonical_json(response)
+        record, field_paths = redactor.redact_envelope_fields(record, encoded=fields_json, searched=clear is not None)
+        paths = tuple(sorted(paths + field_paths)) if field_paths else paths
     if len(request_json) + len(response_json) > max_bytes:
         raise EnvelopeError(
             f"the payload is {len(request_json) + len(response_json):,} bytes, over the {max_bytes:,}-byte limit "

@@ -9,8 +9,10 @@ the rest on their first byte. User info in URLs (scheme://user:password@) is fou
 e-mail addresses, which API requests carry often (mailto=), cost nothing. `string_hits` returns the strings
 around the hits; `eventlog.redaction.redactor` decides what they mean.
 
-Where the optional C speed-ups are built (eventlog/_speedups.c), one pass in C tells whether any needle occurs
-at all, so the regexes run only for the rare record where one does, and the user info pattern runs in C too.
+Token families without a literal to search for (Twilio, Discord, Telegram, Mailchimp) are found by their shape,
+SHAPE_BYTES, which reads runs of token bytes. Where the optional C speed-ups are built (eventlog/_speedups.c), one
+pass in C tells whether any needle occurs at all, so the regexes run only for the rare record where one does, and
+the user info and shape patterns run in C too.
 """
 
 from __future__ import annotations
@@ -35,16 +37,23 @@ KEY_QUALIFIERS: Final = frozenset({
     "api", "private", "access", "signing", "client", "consumer", "app", "master", "encryption",
 })
 USERINFO_BYTES: Final = re.compile(rb"://[^\s/?#@:'\"\\]*:[^\s/?#@'\"\\]+@")
-_NAME_NEEDLES: Final = ("token", "secret", "passw", "passp", "session", "sessid", "signature", "credential",
-                        "authorization", "cookie", "key")
+# Tokens with no literal in them, each a whole run of token bytes (or runs joined by ':' or '.'): Twilio account
+# SIDs and API keys, Mailchimp API keys, Telegram and Discord bot tokens. The C scanner's has_shape reads the same.
+SHAPE_BYTES: Final = re.compile(
+    rb"(?<![A-Za-z0-9_-])(?:(?:AC|SK)[a-z0-9]{32}|[0-9a-z]{32}-us[0-9]{1,2}|[0-9]{8,10}:[A-Za-z0-9_-]{35}"
+    rb"|[MNO][A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,})(?![A-Za-z0-9_-])")
+_NAME_NEEDLES: Final = ("token", "secret", "pass", "pwd", "session", "sessid", "signature", "credential",
+                        "authorization", "cookie", "key", "sig=")
 # "key" is sensitive only after a qualifier part (apikey, api_key, X-Api-Key, privateKey, api%5Fkey).
 _QUALIFIER_BYTES: Final = tuple(q.encode() for q in sorted(KEY_QUALIFIERS))
 _SEPARATOR_BYTES: Final = bytes(c for c in range(256) if not bytes([c]).isalnum())
 _ESCAPE_TAIL = re.compile(rb"%[0-9a-f]{2}\Z")
 _Candidate = tuple[int, bytes, int, bool]
-_TOKEN_NEEDLES: Final = ("eyj", "akia", "asia", "sk-", "k_live_", "k_test_", "ghp_", "gho_", "ghu_", "ghs_",
-                         "ghr_", "github_pat_", "aiza", "-----begin", "bearer",
-                         "xoxa-", "xoxb-", "xoxo-", "xoxp-", "xoxr-", "xoxs-")
+_TOKEN_NEEDLES: Final = ("eyj", "akia", "asia", "abia", "acca", "a3t", "sk-", "k_live_", "k_test_", "ghp_", "gho_",
+                         "ghu_", "ghs_", "ghr_", "github_pat_", "aiza", "-----begin", "bearer",
+                         "xoxa-", "xoxb-", "xoxo-", "xoxp-", "xoxr-", "xoxs-", "hooks.slack.com/services/",
+                         "glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "glptt-", "glcbt-", "glimt-", "glagent-",
+                         "gloas-", "gr1348941", "hf_", "sg.", "npm_", "pypi-age", "sq0csp-", "sq0atp-", "akc")
 ANCHORS: Final = b"bgjkxyz"
 TABLE: Final = bytes((1 if c in ANCHORS else c) for c in bytes(range(256)).lower())
 NUMERIC_LIST = re.compile(rb"\[[-0-9.eE+,]*\]")
@@ -72,13 +81,13 @@ def string_hits(needles: Needles, blob: bytes, patterns: Sequence[re.Pattern[str
                 return _spans(needles, blob, translated, first, m.start(), patterns)
     elif needles.scanner.find(blob) >= 0:
         return _spans(needles, blob, blob.translate(TABLE), 0, 0, patterns)
-    if not has_userinfo(blob) and not patterns:
+    if not has_userinfo(blob) and not has_shape(blob) and not patterns:
         return {}
     return _spans(needles, blob, b"", len(probes), 0, patterns)  # past the probes: no translation needed
 
 
 def nothing_to_find(needles: Needles, texts: Sequence[bytes]) -> bool:
-    """Whether the C scanner proves that no needle and no password in a URL occurs in any of `texts`.
+    """Whether the C scanner proves that no needle, no password in a URL and no shape occurs in any of `texts`.
 
     Each text is a whole JSON value, so searching them one by one finds what searching them joined would: no
     needle holds the brackets and comma that join them, and a password in a URL lies inside one string. False
@@ -94,6 +103,14 @@ def userinfo_by_regex(blob: bytes) -> bool:
 
 
 has_userinfo: Final = userinfo_by_regex if _speedups is None else _speedups.has_userinfo
+
+
+def shape_by_regex(blob: bytes) -> bool:
+    """Whether `blob` holds a token of a family without a literal (see SHAPE_BYTES)."""
+    return SHAPE_BYTES.search(blob) is not None
+
+
+has_shape: Final = shape_by_regex if _speedups is None else _speedups.has_shape
 
 
 def _spans(needles: Needles, blob: bytes, translated: bytes, first: int, offset: int,
@@ -137,6 +154,7 @@ def _spans(needles: Needles, blob: bytes, translated: bytes, first: int, offset:
             # Needles may overlap: resume one byte on, or past the string once it has every kind.
             m = search(translated, end if entry[1] & possible == possible else hit + 1)
     extra = [(m.end() - 1, BY_SHAPE) for m in USERINFO_BYTES.finditer(blob)]
+    extra.extend((m.end() - 1, BY_SHAPE) for m in SHAPE_BYTES.finditer(blob))
     if patterns:
         extra.extend((hit, BY_PATTERN) for hit in _pattern_hits(blob, patterns))
     for hit, kinds in extra:
@@ -245,9 +263,13 @@ def _after_key_qualifier(blob: bytes, at: int) -> bool:
     return not before or before.endswith(_QUALIFIER_BYTES)
 
 
+_NAMED_VALUE_AFTER: Final = re.compile(rb"(?i)[=:]|is|was")
+
+
 def may_hold_named_value(blob: bytes, name: int, end: int) -> bool:
-    """Whether a name found at `name` can be followed by ``=value``, ``": value`` or ``: <scheme> value``."""
-    return blob.find(b"=", name, end) >= 0 or blob.find(b":", name, end) >= 0
+    """Whether a name found at `name` can be followed by ``=value``, ``": value``, ``: <scheme> value`` or, in
+    prose, ``is value``."""
+    return _NAMED_VALUE_AFTER.search(blob, name, end) is not None
 
 
 def decode_string(blob: bytes, start: int, end: int) -> str | None:

@@ -1,77 +1,32 @@
-"""Redaction of secrets from an exchange's request and response, before hashing and before any write.
+"""Redaction of secrets from every stored field of an exchange, before hashing and before any write.
 
 `Redactor.redact(request, response)` returns new values with every secret replaced by a fixed marker (default
-``[REDACTED]``) and the sorted JSON paths of the strings it changed (``$.request.headers.Authorization``,
-``$.response.items[3].access_token``, ``$.request.headers["X-Api-Key"]``; paths sort as plain strings). Inputs
-are never mutated; a value with nothing to redact comes back as the very same object. The output depends only
-on the input and the policy, so redaction is deterministic and idempotent (redacting twice changes nothing
-more).
-
-What is a sensitive name (JSON keys, header names, query and form field names): the name is cut into
-lower-case word parts at non-alphanumerics, ``%XX`` escapes, camelCase and letter/digit boundaries
-(``X-Goog-Api-Key`` -> x goog api key, ``apiToken`` -> api token, ``user%5Bpassword%5D`` -> user password). It
-is sensitive when a part is token, secret, password, passwd, passphrase, session, sessionid, sessid,
-signature, credential(s), authorization, cookie(s), apikey or privatekey; when a part ends in token, secret,
-password, passwd, apikey, privatekey, sessionid or sessid (``csrftoken``, ``clientsecret``, ``jsessionid``);
-or when ``key`` follows api, private, access, signing, client, consumer, app, master or encryption. So
-``access_token``, ``X-Auth-Token``, ``Proxy-Authorization``, ``Set-Cookie`` match, while ``tokenizer``,
-``max_tokens``, ``tokens_used``, ``keywords`` and ``possession`` do not. Names whose last part is a descriptor
-(type, types, endpoint, url, uri, count, counts, limit, limits, usage) describe a secret rather than hold one
-(``token_type``, ``token_endpoint``) and are kept, as are pagination cursors (``pageToken``,
-``next_page_token``). Names longer than 256 characters are never names. `RedactionPolicy.names` adds fragments
-matched the same way (``"tenant id"`` matches ``X-Tenant-Id``), and they win over the descriptor and cursor
-exemptions; `RedactionPolicy.allow` exempts whole names (matched by their parts) and JSON paths (with
-everything beneath them).
-
-What is replaced:
-- under a sensitive key, the string value, or every string anywhere inside a list or object value (but only
-  the value of a ``{"name": ..., "value": ...}`` object in it, such as a HAR cookie); numbers, booleans and
-  null are kept (``prompt_tokens: 12``), and so are empty strings and strings already equal to the marker;
-- header containers in all three shapes: an object (by key), a list of ``[name, value]`` pairs (a list whose
-  items are all two-element lists starting with a string; a lone pair or a two-word list of tags is not one),
-  and a list of ``{"name": ..., "value": ...}`` or ``{"key": ..., "value": ...}`` objects (HAR, Postman);
-  query parameters given as pairs or objects are the same shapes;
-- inside any string: values of sensitive ``name=value`` fields (URL query and fragment parameters, form
-  bodies, cookies, ``;jsessionid=``, also ``name="value"``), values of sensitive keys in JSON or Python text
-  embedded in the string (``{"password": "x"}``, ``{'password': 'x'}``, one level of encoding), credentials
-  after ``Authorization: <scheme>`` in header text, the password of ``scheme://user:password@host``, and
-  token-shaped substrings: JWTs, AWS access key ids (AKIA, ASIA), ``Bearer <token>`` (the token must have a
-  digit and 8+ characters, so "a bearer of bad news" stays), OpenAI/Anthropic ``sk-`` keys (20+ characters
-  with a digit, not preceded by a letter, so "risk-free" and "task-list" stay), Stripe
-  ``sk_live_``/``rk_live_`` keys, GitHub ``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``/``github_pat_`` tokens,
-  Google ``AIza`` keys, Slack ``xox?-`` tokens and PEM private key blocks (the whole block). Only the secret's
-  characters are replaced: the rest of a URL or text stays byte-identical. Ordinary hex digests and UUIDs are
-  not token shapes. `RedactionPolicy.patterns` adds regular expressions; a match is replaced whole, or only
-  its ``secret`` named group when it has one.
-- Dict keys are never rewritten: a secret used as a key stays.
-
-Cost: the pre-filter (`eventlog.redaction.prefilter`) searches one ``msgspec.json.encode`` of the pair and one translated
-copy of those bytes for the few literals any rule needs (three anchored regexes, one pass each); only the
-strings around a hit are decoded and examined, and a side (request or response) is walked only when something
-in it will change. Past 64 strings with hits, every string is examined instead. `Redactor(prefilter=False)`
-always examines everything and gives the same result. Building a Redactor is cheap (compiled needles are cached), and one may be shared between
-threads. A custom pattern is also searched in the compact JSON text, so it must be able to match the secret
-there: no ``^``/``$`` anchors and no reliance on quotes, backslashes or control characters, which JSON
-escapes.
+``[REDACTED]``) and the sorted JSON paths of the strings it changed (``$.request.headers.Authorization``);
+`Redactor.redact_fields` does the same for the envelope's other stored fields (natural_key, provenance, tags,
+response_ref, source_system, entity_type). Inputs are never mutated; a value with nothing to redact comes back as
+the very same object. The output depends only on the input and the policy: redaction is deterministic and
+idempotent. Which names and patterns count (the rule book) is docs/redaction.md; the rules are
+`eventlog.redaction.rules`, a policy's additions `eventlog.redaction.policy`, and the pre-filter that keeps the
+common record (no secret) cheap `eventlog.redaction.prefilter`. A Redactor may be shared between threads.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgspec
 
-from eventlog.errors import InputError
 from eventlog.format.canonical import format_path
+from eventlog.format.envelope import ExchangeRecord, ResponseRef
+from eventlog.redaction.policy import DEFAULT_MARKER, CompiledPolicy, PathNode, RedactionPolicy, parse_path
 from eventlog.redaction.prefilter import (
     ALL,
     BY_NAME,
     BY_PATTERN,
     BY_SHAPE,
     HAR_NAME_KEYS,
-    KEY_QUALIFIERS,
     NUMERIC_LIST,
     compile_needles,
     decode_string,
@@ -79,211 +34,41 @@ from eventlog.redaction.prefilter import (
     nothing_to_find,
     string_hits,
 )
+from eventlog.redaction.rules import (
+    AUTH_LINE,
+    KV,
+    MAX_NAME,
+    QUOTED,
+    SPACED,
+    STATED,
+    TOKENS,
+    USERINFO,
+    YAML,
+    builtin_sensitive,
+    contains,
+    looks_stated,
+    name_parts,
+    sensitive_in_field,
+)
 
-__all__ = ["DEFAULT_MARKER", "RedactionPolicy", "Redactor", "format_path", "name_parts", "parse_path"]
+__all__ = ["DEFAULT_MARKER", "RedactionPolicy", "Redactor", "encode_fields", "format_path", "name_parts", "parse_path"]
 
-DEFAULT_MARKER: Final = "[REDACTED]"
-_MAX_NAME: Final = 256
-
-_SINGLE: Final = frozenset({
-    "token", "secret", "password", "passwd", "passphrase", "session", "sessionid", "sessid", "signature",
-    "credential", "credentials", "authorization", "cookie", "cookies", "apikey", "privatekey",
-})
-_SUFFIXES: Final = ("token", "secret", "password", "passwd", "apikey", "privatekey", "sessionid", "sessid")
-_DESCRIPTORS: Final = frozenset({
-    "type", "types", "endpoint", "url", "uri", "count", "counts", "limit", "limits", "usage",
-})
-
-_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
-_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-
-
-def name_parts(name: str) -> tuple[str, ...]:
-    """Cut a name into lower-case word parts, the unit every name rule matches on."""
-    if "%" in name:
-        name = _PERCENT.sub(" ", name)
-    return tuple(word.lower() for word in _WORD.findall(name))
-
-
-def _builtin_sensitive(parts: tuple[str, ...]) -> bool:
-    if parts[-1] in _DESCRIPTORS:
-        return False
-    for i, part in enumerate(parts):
-        if part == "key":
-            if i and parts[i - 1] in KEY_QUALIFIERS:
-                return True
-        elif part in _SINGLE or part.endswith(_SUFFIXES):
-            if part.endswith("pagetoken") or (part == "token" and i and parts[i - 1] == "page"):
-                continue
-            return True
-    return False
-
-
-def _contains(parts: tuple[str, ...], fragments: Sequence[tuple[str, ...]]) -> bool:
-    for fragment in fragments:
-        n = len(fragment)
-        for i in range(len(parts) - n + 1):
-            if parts[i:i + n] == fragment:
-                return True
-    return False
-
-
-# Rules applied inside strings. Name and value character classes exclude what JSON escapes, so the
-# pre-filter finds every name verbatim in the encoded bytes.
-_KV = re.compile(
-    r"""(?:^|(?<=[\s?&;#,'"(]))(?P<name>[^\x00-\x20=&?#;,'"()<>{}\\\x7f]{1,128})="""
-    r"""(?:"(?P<dq>[^"\\\n]*)"|'(?P<sq>[^'\\\n]*)'|(?P<v>[^&#;?\s'"\\<>]*))""")
-_QUOTED = re.compile(
-    r"""(?P<q>["'])(?P<name>[^"'\\\n]{1,128})(?P=q)\s*:\s*"""
-    r"""(?:"(?P<dq>(?:[^"\\\n]|\\.)*)"|'(?P<sq>(?:[^'\\\n]|\\.)*)')""")
-_AUTH_LINE = re.compile(
-    r"(?i)(?<![A-Za-z0-9-])(?:proxy-)?authorization[ \t]*:[ \t]*"
-    r"(?:basic|bearer|digest|token|negotiate|ntlm|aws4-hmac-sha256)[ \t]+"
-    r"""(?P<v>[^\s'"\\](?:[^\r\n'"\\]*[^\s'"\\])?)""")
-_USERINFO = re.compile(
-    r"""(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:'"\\]*:(?P<v>[^\s/?#@'"\\]+)@""")
-_TOKENS = re.compile(
-    r"-----BEGIN (?P<pl>(?:[A-Z0-9]+ )*)PRIVATE KEY(?P<pt>(?: BLOCK)?)-----"
-    r"(?:[\s\S]{0,8192}?-----END (?P=pl)PRIVATE KEY(?P=pt)-----|[A-Za-z0-9+/=\s:,\\-]*)"
-    r"|(?<![A-Za-z0-9_-])(?i:bearer)[ \t\r\n]+(?P<bearer>(?=[A-Za-z0-9._~+/-]*[0-9])[A-Za-z0-9._~+/-]{8,}=*)"
-    r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
-    r"|(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"
-    r"|(?<![A-Za-z0-9_-])sk-(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{20,}"
-    r"|(?<![A-Za-z0-9_-])[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
-    r"|(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"
-    r"|(?<![A-Za-z0-9_-])AIza[A-Za-z0-9_-]{35,}"
-    r"|(?<![A-Za-z0-9_-])xox[abposr]-[A-Za-z0-9-]{10,}")
 # Encodes a (request, response) pair for the pre-filter when the caller has no encoding of it.
 _ENCODER: Final = msgspec.json.Encoder()
 
-_Trie = dict[str | int, "_Node"]
 
+def encode_fields(record: ExchangeRecord) -> bytes | None:
+    """The envelope's redacted fields other than the payload in one JSON text, for the pre-filter to search.
 
-class _Node:
-    __slots__ = ("children", "terminal")
-
-    def __init__(self) -> None:
-        self.terminal = False
-        self.children: _Trie = {}
-
-
-_PATH_SEGMENT = re.compile(r'\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?[0-9]+)\]|\[("(?:[^"\\]|\\.)*")\]')
-
-
-def parse_path(text: str) -> tuple[str | int, ...]:
-    """Parse a JSON path as written in `redactions_applied` (``$.a.b[0]["c d"]``) into its segments."""
-    if not text.startswith("$"):
-        raise ValueError(f"JSON path {text!r} must start with '$'")
-    segments: list[str | int] = []
-    pos = 1
-    while pos < len(text):
-        m = _PATH_SEGMENT.match(text, pos)
-        if m is None:
-            raise ValueError(f"JSON path {text!r} is malformed at character {pos}")
-        ident, index, quoted = m.groups()
-        segments.append(ident if ident is not None else int(index) if index is not None
-                        else msgspec.json.decode(quoted, type=str))
-        pos = m.end()
-    return tuple(segments)
-
-
-def _union(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
-    return first + tuple(item for item in second if item not in first)
-
-
-class RedactionPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Extensions to the built-in redaction rules, as read from lake.json and from a dataset manifest.
-
-    `names` are extra sensitive name fragments, `patterns` extra regular expressions for token-shaped
-    strings, `allow` names or JSON paths (starting with ``$``) never redacted. The built-in rules always apply
-    while `enabled`.
+    None where msgspec cannot encode them (a lone surrogate): they are then examined whole, and the canonical
+    encoding names the problem later.
     """
-
-    names: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = ()
-    allow: tuple[str, ...] = ()
-    marker: str = DEFAULT_MARKER
-    enabled: bool = True
-
-    def merged(self, other: RedactionPolicy) -> RedactionPolicy:
-        """Combine with a more specific policy (lake.json policy, then a manifest's).
-
-        Names, patterns and allow entries are united in order; the other marker wins unless it is the
-        default; redaction stays enabled only if both policies enable it.
-        """
-        return RedactionPolicy(
-            names=_union(self.names, other.names), patterns=_union(self.patterns, other.patterns),
-            allow=_union(self.allow, other.allow),
-            marker=other.marker if other.marker != DEFAULT_MARKER else self.marker,
-            enabled=self.enabled and other.enabled)
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, source: str,
-                     at: str = "$.redaction") -> RedactionPolicy:
-        """Validate a policy object (``{"names": [...], "patterns": [...], "allow": [...], ...}``).
-
-        Raises InputError naming `source` and the JSON path (under `at`) of a wrong type, an unknown key,
-        a name without letters, an invalid or empty-matching regular expression, or a malformed path.
-        """
-        if not isinstance(data, Mapping):
-            raise InputError(f"a redaction policy must be an object, not {type(data).__name__}",
-                             source=source, path=at)
-        try:
-            policy = msgspec.convert(dict(data), type=cls)
-        except msgspec.ValidationError as exc:
-            reason, _, where = str(exc).partition(" - at `$")
-            raise InputError(reason, source=source, path=at + where.rstrip("`")) from None
-        _Compiled(policy, source=source, at=at)
-        return policy
-
-
-class _Compiled:
-    """A policy checked and compiled; raises InputError on the first bad entry."""
-
-    def __init__(self, policy: RedactionPolicy, *, source: str, at: str) -> None:
-        self.fragments: list[tuple[str, ...]] = []
-        anchors: list[str] = []
-        for i, name in enumerate(policy.names):
-            parts = name_parts(name)
-            if all(part.isdigit() for part in parts):
-                raise InputError(f"name {name!r} has no letters to match on", source=source,
-                                 path=f"{at}.names[{i}]")
-            self.fragments.append(parts)
-            anchors.append(max((p for p in parts if not p.isdigit()), key=len))
-        self.anchors = tuple(anchors)
-        self.patterns: list[re.Pattern[str]] = []
-        for i, text in enumerate(policy.patterns):
-            try:
-                pattern = re.compile(text)
-            except re.error as exc:
-                raise InputError(f"invalid regular expression {text!r}: {exc}", source=source,
-                                 path=f"{at}.patterns[{i}]") from None
-            if pattern.search("") is not None or pattern.search(policy.marker) is not None:
-                raise InputError(f"regular expression {text!r} matches the empty string or the marker",
-                                 source=source, path=f"{at}.patterns[{i}]")
-            self.patterns.append(pattern)
-        self.allow_names: set[tuple[str, ...]] = set()
-        self.allow_paths = _Node()
-        for i, entry in enumerate(policy.allow):
-            if entry.startswith("$"):
-                try:
-                    segments = parse_path(entry)
-                    if segments and segments[0] not in ("request", "response"):
-                        raise ValueError(f"JSON path {entry!r} must start with $.request or $.response")
-                except ValueError as exc:
-                    raise InputError(str(exc), source=source, path=f"{at}.allow[{i}]") from None
-                node = self.allow_paths
-                for segment in segments:
-                    node = node.children.setdefault(segment, _Node())
-                node.terminal = True
-            else:
-                parts = name_parts(entry)
-                if not parts:
-                    raise InputError(f"allowed name {entry!r} has no letters or digits", source=source,
-                                     path=f"{at}.allow[{i}]")
-                self.allow_names.add(parts)
-        if not policy.marker:
-            raise InputError("the marker must not be empty", source=source, path=f"{at}.marker")
+    try:
+        return _ENCODER.encode((record.natural_key, record.provenance, record.tags, record.response_ref,
+                                record.source_system, record.entity_type))
+    except (TypeError, ValueError, OverflowError):  # UnicodeEncodeError is a ValueError
+        return None
+_Node = PathNode
 
 
 class _Context:
@@ -304,7 +89,7 @@ class _Context:
 _EVERYTHING: Final = _Context(None, None, 3)
 
 
-def _clear(request_json: bytes, response_json: bytes) -> bool:
+def _clear(*texts: bytes) -> bool:
     return True
 
 
@@ -321,7 +106,7 @@ class Redactor:
 
     def __init__(self, policy: RedactionPolicy | None = None, *, prefilter: bool = True) -> None:
         self.policy = policy if policy is not None else RedactionPolicy()
-        compiled = _Compiled(self.policy, source="redaction policy", at="$")
+        compiled = CompiledPolicy(self.policy, source="redaction policy", at="$")
         self._marker = self.policy.marker
         self._fragments = compiled.fragments
         self._patterns = compiled.patterns
@@ -329,13 +114,15 @@ class Redactor:
         self._allow_request = compiled.allow_paths.children.get("request")
         self._allow_response = compiled.allow_paths.children.get("response")
         self._allow_all = compiled.allow_paths.terminal
+        self._allow_fields = compiled.allow_paths.children
         self._prefilter = prefilter
         self._needles = compile_needles(compiled.anchors)
         self._names: dict[str, bool] = {}
-        # Given the encodings of request and response, True when `redact` would surely change nothing: the C
-        # scanner's one call (see nothing_to_find), for callers that hold the encodings. None where only `redact`
-        # can tell (no C scanner, patterns of the policy's own, no pre-filter).
-        self.encoded_clear: Callable[[bytes, bytes], bool] | None = None
+        # Given the encodings of request and response (and of the other fields, see `redact_fields`), True when
+        # `redact` and `redact_fields` would surely change nothing: the C scanner's one call (see nothing_to_find),
+        # for callers that hold the encodings. None where only `redact` can tell (no C scanner, patterns of the
+        # policy's own, no pre-filter).
+        self.encoded_clear: Callable[..., bool] | None = None
         if not self.policy.enabled or self._allow_all:
             self.encoded_clear = _clear
         elif prefilter and not self._patterns and self._needles.scanner is not None:
@@ -362,6 +149,64 @@ class Redactor:
         paths.update(format_path(p, root="$.response") for p in response_paths)
         return new_request, new_response, tuple(sorted(paths))
 
+    def redact_fields(self, fields: Mapping[str, Any], *, encoded: bytes | None = None,
+                      searched: bool = False) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """Redact the envelope's stored fields other than the payload: return (the changed ones, redacted paths).
+
+        `fields` maps field names (natural_key, provenance, tags, response_ref as plain JSON, source_system,
+        entity_type) to their values; each is examined whole, as `redact` examines a payload, with paths rooted at
+        ``$.<field>``. `encoded`, the JSON encoding of all the values, lets the pre-filter skip fields that hold
+        nothing a rule needs; `searched` says `encoded_clear` looked at it already and found something.
+        """
+        if not self.policy.enabled or self._allow_all:
+            return {}, ()
+        if self._prefilter and encoded is not None and not self._patterns and not searched \
+                and nothing_to_find(self._needles, (encoded,)):
+            return {}, ()
+        if self._prefilter and encoded is not None and string_hits(self._needles, encoded, self._patterns) == {}:
+            return {}, ()
+        changed: dict[str, Any] = {}
+        paths: set[str] = set()
+        for field, value in fields.items():
+            allow = self._allow_fields.get(field)
+            if allow is not None and allow.terminal:
+                continue
+            new, found = self._walk(value, allow, _EVERYTHING)
+            if new is not value:
+                changed[field] = new
+                paths.update(format_path(p, root=f"$.{field}") for p in found)
+        return changed, tuple(sorted(paths))
+
+    def redact_envelope_fields(self, record: ExchangeRecord, *, encoded: bytes | None = None,
+                               searched: bool = False) -> tuple[ExchangeRecord, tuple[str, ...]]:
+        """The record with its other stored fields redacted (see `redact_fields`), and the paths that changed.
+
+        A redacted natural key is the record's key from then on: it is derived from the input alone (redaction
+        is deterministic), so the same capture appended again lands on the same key. `encoded` is
+        `encode_fields(record)` where the caller has it.
+        """
+        ref = record.response_ref
+        changed, paths = self.redact_fields({
+            "natural_key": record.natural_key, "provenance": record.provenance, "tags": record.tags,
+            "response_ref": None if ref is None else msgspec.to_builtins(ref),
+            "source_system": record.source_system, "entity_type": record.entity_type,
+        }, encoded=encoded or encode_fields(record), searched=searched)
+        if not changed:
+            return record, ()
+        if "response_ref" in changed:
+            changed["response_ref"] = msgspec.convert(changed["response_ref"], ResponseRef)
+        return msgspec.structs.replace(record, **changed), paths
+
+    def redact_record(self, record: ExchangeRecord) -> ExchangeRecord:
+        """The record with every stored field redacted and `redactions_applied` extended by the paths changed."""
+        request, response, paths = self.redact(record.request, record.response)
+        record, field_paths = self.redact_envelope_fields(record)
+        if not paths and not field_paths:
+            return record
+        return msgspec.structs.replace(
+            record, request=request, response=response,
+            redactions_applied=tuple(sorted(set(record.redactions_applied).union(paths, field_paths))))
+
     def is_sensitive_name(self, name: str) -> bool:
         """Whether values under this key, header, query or form field name are redacted."""
         known = self._names.get(name)
@@ -378,12 +223,12 @@ class Redactor:
         return text if redacted is None else redacted
 
     def _classify(self, name: str) -> bool:
-        if len(name) > _MAX_NAME:
+        if len(name) > MAX_NAME:
             return False
         parts = name_parts(name)
         if not parts or parts in self._allow_names:
             return False
-        return _contains(parts, self._fragments) or _builtin_sensitive(parts)
+        return contains(parts, self._fragments) or builtin_sensitive(parts)
 
     # Pre-filter -----------------------------------------------------------------------------------------
 
@@ -469,31 +314,50 @@ class Redactor:
         out = text
         if kinds & BY_NAME:
             if "=" in out:
-                out = _KV.sub(self._named_value, out)
+                out = KV.sub(self._field_value, out)
+                out = SPACED.sub(self._named_value, out)
             if ":" in out:
                 if '"' in out or "'" in out:
-                    out = _QUOTED.sub(self._named_value, out)
+                    out = QUOTED.sub(self._named_value, out)
+                out = YAML.sub(self._named_value, out)
                 if "uthoriz" in out.lower():
-                    out = _AUTH_LINE.sub(self._group_value, out)
+                    out = AUTH_LINE.sub(self._group_value, out)
+            lowered = out.lower()
+            if " is" in lowered or "=" in out or " was" in lowered:
+                out = STATED.sub(self._stated_value, out)
         if kinds & BY_SHAPE:
             if "@" in out:
-                out = _USERINFO.sub(self._group_value, out)
-            out = _TOKENS.sub(self._token, out)
+                out = USERINFO.sub(self._group_value, out)
+            out = TOKENS.sub(self._token, out)
         if kinds & BY_PATTERN:
             for pattern in self._patterns:
                 out = pattern.sub(self._custom, out)
         return out
 
-    def _splice(self, m: re.Match[str], group: str) -> str:
-        start, end = m.span(group)
+    def _splice(self, m: Any, group: str) -> str:
+        """`m`'s text with its `group` replaced by the marker (`m` from re or, for a policy's pattern, RE2)."""
+        start, end = m.span(m.re.groupindex[group])  # RE2 matches take group numbers only
+        whole: str = m.group(0)
         if start == end or m.group(group) == self._marker:
-            return m.group(0)
-        whole = m.group(0)
+            return whole
         return whole[:start - m.start()] + self._marker + whole[end - m.start():]
+
+    def _field_value(self, m: re.Match[str]) -> str:
+        """A ``name=value`` field: the field-only rules first (``sig``, ``cookies``), then the general ones."""
+        name = m.group("name")
+        if len(name) <= MAX_NAME:
+            parts = name_parts(name)
+            field = None if parts in self._allow_names else sensitive_in_field(name, parts)
+            if field is not None:
+                return self._value(m) if field else m.group(0)
+        return self._value(m) if self.is_sensitive_name(name) else m.group(0)
 
     def _named_value(self, m: re.Match[str]) -> str:
         if not self.is_sensitive_name(m.group("name")):
             return m.group(0)
+        return self._value(m)
+
+    def _value(self, m: re.Match[str]) -> str:
         for group in ("dq", "sq", "v"):
             if m.group(group) is not None:
                 return self._splice(m, group)
@@ -502,12 +366,15 @@ class Redactor:
     def _group_value(self, m: re.Match[str]) -> str:
         return self._splice(m, "v")
 
+    def _stated_value(self, m: re.Match[str]) -> str:
+        return self._splice(m, "v") if looks_stated(m.group("v")) else m.group(0)
+
     def _token(self, m: re.Match[str]) -> str:
         if m.group("bearer") is not None:
             return self._splice(m, "bearer")
         return m.group(0) if m.group(0) == self._marker else self._marker
 
-    def _custom(self, m: re.Match[str]) -> str:
+    def _custom(self, m: Any) -> str:
         if "secret" in m.re.groupindex and m.group("secret") is not None:
             return self._splice(m, "secret")
         return self._marker
