@@ -380,12 +380,8 @@ has_userinfo(PyObject *module, PyObject *arg)
     return PyBool_FromLong(found);
 }
 
-/* Token bytes: the runs the shapes below are made of ([A-Za-z0-9_-]). */
-static int
-token_byte(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-}
+/* Token bytes ([A-Za-z0-9_-]): the runs the shapes below are made of; filled in at module start. */
+static unsigned char token_table[256];
 
 static int
 lower_alnum(const unsigned char *data, Py_ssize_t size)
@@ -414,46 +410,59 @@ static Py_ssize_t
 run_at(const unsigned char *data, Py_ssize_t size, Py_ssize_t at)
 {
     Py_ssize_t end = at;
-    while (end < size && token_byte(data[end])) {
+    while (end < size && token_table[data[end]]) {
         end++;
     }
     return end - at;
 }
 
-/* Each run of token bytes is one whole token of a shape, or the first run of a Telegram or Discord token, which
- * continue past ':' or '.'; so every shape is tried at every run's start, and runs are skipped whole. */
+/* Whether the whole run [start, end) of 24 or more token bytes is a token of a shape, or begins a Discord one. */
+static int
+long_run_is_shape(const unsigned char *data, Py_ssize_t size, Py_ssize_t start, Py_ssize_t end)
+{
+    const unsigned char *r = data + start;
+    Py_ssize_t run = end - start;
+    if (run == 34 && ((r[0] == 'A' && r[1] == 'C') || (r[0] == 'S' && r[1] == 'K')) && lower_alnum(r + 2, 32)) {
+        return 1; /* Twilio account SID or API key */
+    }
+    if ((run == 36 || run == 37) && lower_alnum(r, 32) && r[32] == '-' && r[33] == 'u' && r[34] == 's'
+        && digits(r + 35, run - 35)) {
+        return 1; /* Mailchimp API key */
+    }
+    return run <= 26 && (r[0] == 'M' || r[0] == 'N' || r[0] == 'O') && end < size && data[end] == '.'
+        && run_at(data, size, end + 1) == 6 && end + 7 < size && data[end + 7] == '.'
+        && run_at(data, size, end + 8) >= 27; /* Discord bot token */
+}
+
+/* Every shape is, starts with or (Telegram's) ends with a whole run of 24 or more token bytes; such a run holds a
+ * byte at a position of 23 modulo 24, so only those positions are looked at, and a run is measured only where one
+ * holds a token byte. */
 static int
 shape_in(const unsigned char *data, Py_ssize_t size)
 {
-    Py_ssize_t at = 0;
-    while (at < size) {
-        if (!token_byte(data[at])) {
-            at++;
+    for (Py_ssize_t probe = 23; probe < size; probe += 24) {
+        if (!token_table[data[probe]]) {
             continue;
         }
-        Py_ssize_t run = run_at(data, size, at);
-        const unsigned char *r = data + at;
-        Py_ssize_t next = at + run; /* the byte after the run */
-        if (run >= 24) {
-            if (run == 34 && ((r[0] == 'A' && r[1] == 'C') || (r[0] == 'S' && r[1] == 'K'))
-                && lower_alnum(r + 2, 32)) {
-                return 1; /* Twilio account SID or API key */
+        Py_ssize_t start = probe;
+        while (start > 0 && token_table[data[start - 1]]) {
+            start--;
+        }
+        Py_ssize_t end = probe + 1 + run_at(data, size, probe + 1);
+        if (end - start >= 24 && long_run_is_shape(data, size, start, end)) {
+            return 1;
+        }
+        if (end - start == 35 && start >= 9 && data[start - 1] == ':') {
+            Py_ssize_t digits_start = start - 1;
+            while (digits_start > 0 && token_table[data[digits_start - 1]]) {
+                digits_start--;
             }
-            if ((run == 36 || run == 37) && lower_alnum(r, 32) && r[32] == '-' && r[33] == 'u' && r[34] == 's'
-                && digits(r + 35, run - 35)) {
-                return 1; /* Mailchimp API key */
-            }
-            if (run <= 26 && (r[0] == 'M' || r[0] == 'N' || r[0] == 'O') && next < size && data[next] == '.'
-                && run_at(data, size, next + 1) == 6 && next + 7 < size && data[next + 7] == '.'
-                && run_at(data, size, next + 8) >= 27) {
-                return 1; /* Discord bot token */
+            Py_ssize_t count = start - 1 - digits_start;
+            if (count >= 8 && count <= 10 && digits(data + digits_start, count)) {
+                return 1; /* Telegram bot token: 8 to 10 digits, ':' and this run */
             }
         }
-        else if (run >= 8 && run <= 10 && next < size && data[next] == ':' && digits(r, run)
-                 && run_at(data, size, next + 1) == 35) {
-            return 1; /* Telegram bot token */
-        }
-        at = next;
+        probe = end - 1 - (end - 24) % 24; /* the last probe position in the run: the next one lies past it */
     }
     return 0;
 }
@@ -880,6 +889,8 @@ PyInit__speedups(void)
 {
     for (int b = 0; b < 256; b++) {
         lower_table[b] = (unsigned char)((b >= 'A' && b <= 'Z') ? b + ('a' - 'A') : b);
+        token_table[b] = (unsigned char)((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9')
+                                         || b == '_' || b == '-');
     }
 #ifdef HAVE_VECTOR_FILTER
     __builtin_cpu_init();

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 import msgspec
@@ -105,9 +105,32 @@ def userinfo_by_regex(blob: bytes) -> bool:
 has_userinfo: Final = userinfo_by_regex if _speedups is None else _speedups.has_userinfo
 
 
+_RUNS: Final = bytes((0x61 if bytes([c]).isalnum() or c in b"_-" else 0x20) for c in range(128)) + b" " * 128
+_LONG_RUN: Final = b"a" * 24
+
+
+def shape_ends(blob: bytes) -> Iterator[int]:
+    """Where each token of a family without a literal (see SHAPE_BYTES) ends in `blob`, as SHAPE_BYTES finds them.
+
+    Every such token is, starts with or (Telegram's) ends with a run of 24 or more token bytes: runs are found in
+    a translated copy by bytes.find, and the pattern is tried only where they are.
+    """
+    runs = blob.translate(_RUNS)
+    at = runs.find(_LONG_RUN)
+    while at >= 0:
+        end = runs.find(b" ", at)
+        end = len(blob) if end < 0 else end
+        m = SHAPE_BYTES.match(blob, at)
+        if m is None and end - at == 35 and blob[at - 1:at] == b":":
+            m = SHAPE_BYTES.match(blob, runs.rfind(b" ", 0, at - 1) + 1)
+        if m is not None:
+            yield m.end() - 1
+        at = runs.find(_LONG_RUN, end)
+
+
 def shape_by_regex(blob: bytes) -> bool:
     """Whether `blob` holds a token of a family without a literal (see SHAPE_BYTES)."""
-    return SHAPE_BYTES.search(blob) is not None
+    return next(shape_ends(blob), -1) >= 0
 
 
 has_shape: Final = shape_by_regex if _speedups is None else _speedups.has_shape
@@ -154,7 +177,7 @@ def _spans(needles: Needles, blob: bytes, translated: bytes, first: int, offset:
             # Needles may overlap: resume one byte on, or past the string once it has every kind.
             m = search(translated, end if entry[1] & possible == possible else hit + 1)
     extra = [(m.end() - 1, BY_SHAPE) for m in USERINFO_BYTES.finditer(blob)]
-    extra.extend((m.end() - 1, BY_SHAPE) for m in SHAPE_BYTES.finditer(blob))
+    extra.extend((end, BY_SHAPE) for end in shape_ends(blob))
     if patterns:
         extra.extend((hit, BY_PATTERN) for hit in _pattern_hits(blob, patterns))
     for hit, kinds in extra:

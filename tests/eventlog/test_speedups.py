@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from eventlog import CanonicalError, parse_json
 from eventlog.format import canonical
 from eventlog.format.canonical import _MANY_FLOATS, _plain_floats
-from eventlog.redaction.prefilter import userinfo_by_regex
+from eventlog.redaction.prefilter import SHAPE_BYTES, shape_by_regex, userinfo_by_regex
 from tests.extensions import require
 
 _speedups = require("speedups")
@@ -109,6 +109,27 @@ def test_has_userinfo_examples(blob: bytes, expected: bool) -> None:
     assert _speedups.has_userinfo(blob) is expected is userinfo_by_regex(blob)
 
 
+SHAPE_PIECES = [b"AC", b"SK", b"M", b"N", b"O", b"a" * 8, b"0" * 8, b"ab12", b"-us", b"1", b".", b":", b" ", b"_",
+                b"-", b'"', b"Z", b"a" * 32, b"0123456789", b"x" * 27, b"\xc3\xa9"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(blob=st.lists(st.sampled_from(SHAPE_PIECES), max_size=16).map(b"".join))
+def test_has_shape_agrees_with_the_regex(blob: bytes) -> None:
+    expected = SHAPE_BYTES.search(blob) is not None
+    assert _speedups.has_shape(blob) is expected
+    assert shape_by_regex(blob) is expected
+
+
+@pytest.mark.parametrize("blob", [
+    b"x AC" + b"a1" * 16 + b" y", b"SK" + b"f" * 32, b"123456789:" + b"A" * 35, b"b" * 32 + b"-us12",
+    b"M" + b"a" * 23 + b".abcdef." + b"b" * 27, b'"N' + b"z" * 25 + b".ab_-12." + b"c" * 38 + b'"',
+])
+def test_has_shape_examples(blob: bytes) -> None:
+    assert _speedups.has_shape(blob) is True is shape_by_regex(blob)
+    assert _speedups.has_shape(b"x" + blob) is (SHAPE_BYTES.search(b"x" + blob) is not None)
+
+
 class Number(int):
     pass
 
@@ -178,7 +199,8 @@ def test_canonical_fast_passes_on_what_is_not_an_error_of_the_value() -> None:
     [b"https://u:p@h", b"x://a:@b", b"://", b":"]), max_size=20).map(b"".join), max_size=3),
        chosen=st.lists(st.sampled_from(NEEDLES), unique=True))
 def test_clear_of_is_no_needle_and_no_password_in_any_text(texts: list[bytes], chosen: list[bytes]) -> None:
-    expected = not any(first_needle(text, chosen) >= 0 or userinfo_by_regex(text) for text in texts)
+    expected = not any(first_needle(text, chosen) >= 0 or userinfo_by_regex(text) or shape_by_regex(text)
+                       for text in texts)
     assert _speedups.NeedleScanner(chosen).clear_of(*texts) is expected
 
 
