@@ -434,6 +434,21 @@ long_run_is_shape(const unsigned char *data, Py_ssize_t size, Py_ssize_t start, 
         && run_at(data, size, end + 8) >= 27; /* Discord bot token */
 }
 
+/* Where a run's token starts once a JSON escape before it is skipped: a run starting right after a backslash began
+ * inside an escape (\n, \u0001), whose letters are no part of the token. `start` where there is none. */
+static Py_ssize_t
+unescaped_start(const unsigned char *data, Py_ssize_t end, Py_ssize_t start)
+{
+    if (start == 0 || data[start - 1] != '\\') {
+        return start;
+    }
+    unsigned char c = data[start];
+    if (c == 'b' || c == 'f' || c == 'n' || c == 'r' || c == 't') {
+        return start + 1;
+    }
+    return c == 'u' && end - start >= 5 ? start + 5 : start;
+}
+
 /* Every shape is, starts with or (Telegram's) ends with a whole run of 24 or more token bytes; such a run holds a
  * byte at a position of 23 modulo 24, so only those positions are looked at, and a run is measured only where one
  * holds a token byte. */
@@ -449,7 +464,9 @@ shape_in(const unsigned char *data, Py_ssize_t size)
             start--;
         }
         Py_ssize_t end = probe + 1 + run_at(data, size, probe + 1);
-        if (end - start >= 24 && long_run_is_shape(data, size, start, end)) {
+        Py_ssize_t from = unescaped_start(data, end, start);
+        if (end - start >= 24 && (long_run_is_shape(data, size, start, end)
+                                  || (from != start && end - from >= 24 && long_run_is_shape(data, size, from, end)))) {
             return 1;
         }
         if (end - start == 35 && start >= 9 && data[start - 1] == ':') {
@@ -457,9 +474,12 @@ shape_in(const unsigned char *data, Py_ssize_t size)
             while (digits_start > 0 && token_table[data[digits_start - 1]]) {
                 digits_start--;
             }
-            Py_ssize_t count = start - 1 - digits_start;
-            if (count >= 8 && count <= 10 && digits(data + digits_start, count)) {
-                return 1; /* Telegram bot token: 8 to 10 digits, ':' and this run */
+            for (int k = 0; k < 2; k++) {
+                Py_ssize_t count = start - 1 - digits_start;
+                if (count >= 8 && count <= 10 && digits(data + digits_start, count)) {
+                    return 1; /* Telegram bot token: 8 to 10 digits, ':' and this run */
+                }
+                digits_start = unescaped_start(data, start - 1, digits_start);
             }
         }
         probe = end - 1 - (end - 24) % 24; /* the last probe position in the run: the next one lies past it */

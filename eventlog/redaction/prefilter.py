@@ -34,13 +34,16 @@ __all__ = ["ALL", "BY_NAME", "BY_PATTERN", "BY_SHAPE", "HAR_NAME_KEYS", "KEY_QUA
 
 # Name parts after which "key" is a sensitive part (api_key, privateKey); the name rules share them.
 KEY_QUALIFIERS: Final = frozenset({
-    "api", "private", "access", "signing", "client", "consumer", "app", "master", "encryption",
+    "api", "private", "access", "signing", "client", "consumer", "app", "master", "encryption", "account", "auth",
+    "iam", "hmac",
 })
 USERINFO_BYTES: Final = re.compile(rb"://[^\s/?#@:'\"\\]*:[^\s/?#@'\"\\]+@")
 # Tokens with no literal in them, each a whole run of token bytes (or runs joined by ':' or '.'): Twilio account
-# SIDs and API keys, Mailchimp API keys, Telegram and Discord bot tokens. The C scanner's has_shape reads the same.
+# SIDs and API keys, Mailchimp API keys, Telegram and Discord bot tokens. A JSON escape before a token (\n, \u0001)
+# ends the run as its decoded character would. The C scanner's has_shape reads the same.
 SHAPE_BYTES: Final = re.compile(
-    rb"(?<![A-Za-z0-9_-])(?:(?:AC|SK)[a-z0-9]{32}|[0-9a-z]{32}-us[0-9]{1,2}|[0-9]{8,10}:[A-Za-z0-9_-]{35}"
+    rb"(?:(?<![A-Za-z0-9_-])|(?<=\\[bfnrt])|(?<=\\u[0-9A-Za-z_-]{4}))"
+    rb"(?:(?:AC|SK)[a-z0-9]{32}|[0-9a-z]{32}-us[0-9]{1,2}|[0-9]{8,10}:[A-Za-z0-9_-]{35}"
     rb"|[MNO][A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,})(?![A-Za-z0-9_-])")
 _NAME_NEEDLES: Final = ("token", "secret", "pass", "pwd", "session", "sessid", "signature", "credential",
                         "authorization", "cookie", "key", "sig=")
@@ -120,12 +123,22 @@ def shape_ends(blob: bytes) -> Iterator[int]:
     while at >= 0:
         end = runs.find(b" ", at)
         end = len(blob) if end < 0 else end
-        m = SHAPE_BYTES.match(blob, at)
+        m = SHAPE_BYTES.match(blob, at) or SHAPE_BYTES.match(blob, _unescaped(blob, at, end))
         if m is None and end - at == 35 and blob[at - 1:at] == b":":
-            m = SHAPE_BYTES.match(blob, runs.rfind(b" ", 0, at - 1) + 1)
+            digits = runs.rfind(b" ", 0, at - 1) + 1
+            m = SHAPE_BYTES.match(blob, digits) or SHAPE_BYTES.match(blob, _unescaped(blob, digits, at - 1))
         if m is not None:
             yield m.end() - 1
         at = runs.find(_LONG_RUN, end)
+
+
+def _unescaped(blob: bytes, start: int, end: int) -> int:
+    """Where a run's token starts once a JSON escape before it (\\n, \\u0001) is skipped."""
+    if start == 0 or blob[start - 1] != 0x5C:
+        return start
+    if blob[start] in b"bfnrt":
+        return start + 1
+    return start + 5 if blob[start] == 0x75 and end - start >= 5 else start
 
 
 def shape_by_regex(blob: bytes) -> bool:

@@ -110,7 +110,7 @@ def test_has_userinfo_examples(blob: bytes, expected: bool) -> None:
 
 
 SHAPE_PIECES = [b"AC", b"SK", b"M", b"N", b"O", b"a" * 8, b"0" * 8, b"ab12", b"-us", b"1", b".", b":", b" ", b"_",
-                b"-", b'"', b"Z", b"a" * 32, b"0123456789", b"x" * 27, b"\xc3\xa9"]
+                b"-", b'"', b"Z", b"a" * 32, b"0123456789", b"x" * 27, b"\xc3\xa9", b"\\", b"n", b"u0001", b"\\n", b"\\u001f"]
 
 
 @settings(max_examples=1500, deadline=None)
@@ -124,6 +124,7 @@ def test_has_shape_agrees_with_the_regex(blob: bytes) -> None:
 @pytest.mark.parametrize("blob", [
     b"x AC" + b"a1" * 16 + b" y", b"SK" + b"f" * 32, b"123456789:" + b"A" * 35, b"b" * 32 + b"-us12",
     b"M" + b"a" * 23 + b".abcdef." + b"b" * 27, b'"N' + b"z" * 25 + b".ab_-12." + b"c" * 38 + b'"',
+    b"line\\nAC" + b"0" * 32, b"\\u0001" + b"123456789:" + b"A" * 35, b"\\t123456789:" + b"A" * 35,
 ])
 def test_has_shape_examples(blob: bytes) -> None:
     assert _speedups.has_shape(blob) is True is shape_by_regex(blob)
