@@ -66,13 +66,14 @@ class ExchangeRecord(msgspec.Struct, frozen=True, kw_only=True):
             try:
                 uuid.UUID(self.exchange_id)
             except ValueError:
-                raise ValueError(f"exchange_id {self.exchange_id!r} is not a UUID") from None
+                raise ValueError("exchange_id is not a UUID") from None  # the value may be a misplaced secret
 
 
 def decode_record(value: Any, *, source: str | None = None, line: int | None = None) -> ExchangeRecord:
     """Validate a decoded JSON value as an `ExchangeRecord`.
 
-    Raises EnvelopeError naming source, line and the JSON path of the first problem.
+    Raises EnvelopeError naming source, line and the JSON path of the first problem and the rule it breaks, never
+    the value (a secret in the wrong field must not reach a log through an error message).
     """
     if isinstance(value, ExchangeRecord):
         return value
@@ -86,6 +87,8 @@ def decode_record(value: Any, *, source: str | None = None, line: int | None = N
         if not message:  # raised by __post_init__, which names the field first
             message = str(exc)
             path = "$." + message.split(" ", 1)[0] if message.startswith("exchange_id ") else "$"
+        if message.startswith("Invalid enum value"):  # msgspec quotes the value, which may be a secret
+            message = f"must be one of {', '.join(EXCHANGE_TYPES)}"
         if "with a timezone component" in message:
             message = "the timestamp is naive; write it with a UTC offset such as Z or +02:00"
         raise EnvelopeError(_lower_first(message), source=source, line=line, path=path.rstrip("`")) from None

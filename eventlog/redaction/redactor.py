@@ -314,8 +314,8 @@ class Redactor:
         out = text
         if kinds & BY_NAME:
             if "=" in out:
+                out = SPACED.sub(self._named_value, out)  # first: "q=password = x" holds two fields
                 out = KV.sub(self._field_value, out)
-                out = SPACED.sub(self._named_value, out)
             if ":" in out:
                 if '"' in out or "'" in out:
                     out = QUOTED.sub(self._named_value, out)

@@ -83,7 +83,7 @@ KV: Final = re.compile(
     r"""(?:"(?P<dq>[^"\\\n]*)"|'(?P<sq>[^'\\\n]*)'|(?P<v>[^&#;?\s'"\\<>]*))""")
 # name = value, name =value, name= value (ini files, shell, `aws_secret_access_key = ...`).
 SPACED: Final = re.compile(
-    r"""(?:^|(?<=[\s(,;=&?]))(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,127})(?:[ \t]+=[ \t]*|=[ \t]+)"""
+    r"""(?:^|(?<=[\s(,;=&?"']))(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,127})(?:[ \t]+=[ \t]*|=[ \t]+)"""
     r"""(?:"(?P<dq>[^"\\\n]*)"|'(?P<sq>[^'\\\n]*)'|(?P<v>[^\s'"\\&;,<>]+))""")
 # YAML and .env style `name: value` on a line of its own, the value one word (so prose after a colon stays).
 YAML: Final = re.compile(

@@ -156,8 +156,8 @@ def encode_event(event: Event, *, strings: dict[str, bytes] | None = None) -> En
                                request, response)
         if content is None:
             digest = hashlib.sha256(_content_json(source, entity, exchange_type, natural, request, response))
-            raise IntegrityError(f"observed event {event.event_id} carries content_sha256 "
-                                 f"{body['content_sha256']!r} but its content hashes to {digest.hexdigest()}")
+            raise IntegrityError(f"observed event {event.event_id}: $.body.content_sha256 is not the hash of its "
+                                 f"content, which is {digest.hexdigest()}")
     return EncodedEvent(_ordered(row), content)
 
 
@@ -274,21 +274,25 @@ def decode_event(row: Mapping[Any, Any]) -> Event:
 
 
 def _check_event(event: Event) -> None:
+    """Refuse an event whose fields break the table's rules; messages name the field and the rule, never the value,
+    which may be a secret put in the wrong field."""
+    which = (f"event {event.event_id}" if isinstance(event.event_id, str) and ASCII_ID.fullmatch(event.event_id)
+             else "an event")
     if event.type not in EVENT_TYPES:
-        raise InputError(f"event {event.event_id!r} has unknown type {event.type!r}")
+        raise InputError(f"{which} has a type that is not one of {', '.join(EVENT_TYPES)}", path="$.type")
     if not isinstance(event.event_id, str) or ASCII_ID.fullmatch(event.event_id) is None:
-        raise InputError(f"event id {event.event_id!r} is not 1 to 64 printable ASCII characters")
+        raise InputError("an event id is not 1 to 64 printable ASCII characters", path="$.event_id")
     if not isinstance(event.digest, str) or HEX64.fullmatch(event.digest) is None:
-        raise InputError(f"event {event.event_id} has digest {event.digest!r}, not 64 lowercase hex digits")
+        raise InputError(f"{which} has a digest that is not 64 lowercase hex digits", path="$.digest")
     if not isinstance(event.recorded_at_utc, str) or UTC_TEXT.fullmatch(event.recorded_at_utc) is None:
-        raise InputError(f"event {event.event_id} has recorded_at_utc {event.recorded_at_utc!r}, "
-                         "not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+        raise InputError(f"{which} has a recorded_at_utc that is not YYYY-MM-DDTHH:MM:SS.ffffffZ",
+                         path="$.recorded_at_utc")
     if not isinstance(event.origin, str) or not 0 < len(event.origin) <= 100:
-        raise InputError(f"event {event.event_id} has origin {event.origin!r}, not 1 to 100 characters")
+        raise InputError(f"{which} has an origin that is not 1 to 100 characters", path="$.origin")
     if not isinstance(event.prev, str) or (event.prev and ASCII_ID.fullmatch(event.prev) is None):
-        raise InputError(f"event {event.event_id} has prev {event.prev!r}, not a line hash")
+        raise InputError(f"{which} has a prev that is not a line hash", path="$.prev")
     if not isinstance(event.body, dict):
-        raise InputError(f"event {event.event_id} has a body that is not a JSON object")
+        raise InputError(f"{which} has a body that is not a JSON object", path="$.body")
 
 
 def _encode_json(value: Any) -> str:

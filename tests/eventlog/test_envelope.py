@@ -51,7 +51,7 @@ def test_original_envelope_decodes_unchanged() -> None:
     ({"observed_at_utc": "yesterday"}, "$.observed_at_utc", "invalid rfc3339"),
     ({"source_system": 5}, "$.source_system", "expected `str`, got `int`"),
     ({"source_system": ""}, "$.source_system", "length >= 1"),
-    ({"exchange_type": "ftp"}, "$.exchange_type", "invalid enum value 'ftp'"),
+    ({"exchange_type": "ftp"}, "$.exchange_type", "must be one of http, mediawiki, openalex, llm, file, generic"),
     ({"tags": "a,b"}, "$.tags", "expected `array`, got `str`"),
     ({"exchange_id": "not-a-uuid"}, "$.exchange_id", "is not a uuid"),
     ({"response_ref": {"uri": 3}}, "$.response_ref.uri", "expected `str`"),
@@ -63,6 +63,17 @@ def test_validation_errors_name_the_json_path(change: dict[str, object], path: s
     assert caught.value.path == path
     assert str(caught.value).startswith(f"in.ndjson, line 4, at {path}: ")
     assert message in str(caught.value).lower()
+
+
+SECRET = "ghp_" + "A1b2C3d4E5" * 3 + "f6G7h8"
+
+
+@pytest.mark.parametrize("field", ["exchange_type", "exchange_id", "observed_at_utc"])
+def test_errors_never_echo_a_value_that_may_be_secret(field: str) -> None:
+    record = {"source_system": "s", "entity_type": "e", "observed_at_utc": "2024-01-01T00:00:00Z", field: SECRET}
+    with pytest.raises(EnvelopeError) as caught:
+        decode_record(record, source="in.ndjson", line=1)
+    assert caught.value.path == f"$.{field}" and SECRET not in str(caught.value)
 
 
 def test_missing_field_and_non_object() -> None:

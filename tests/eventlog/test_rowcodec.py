@@ -101,6 +101,29 @@ def test_bad_event_fields_are_refused_through_the_general_path(change: dict[str,
         encode_rows(decoded)
 
 
+SECRET = "ghp_" + "A1b2C3d4E5" * 3 + "f6G7h8"
+
+
+@pytest.mark.parametrize(("change", "path"), [
+    ({"type": SECRET}, "$.type"), ({"event_id": SECRET + " x"}, "$.event_id"), ({"digest": SECRET}, "$.digest"),
+    ({"recorded_at_utc": SECRET}, "$.recorded_at_utc"), ({"origin": SECRET * 5}, "$.origin"),
+    ({"prev": SECRET + " x"}, "$.prev"),
+])
+def test_refusals_name_the_field_and_rule_never_the_value(change: dict[str, str], path: str) -> None:
+    event = msgspec.structs.replace(make_event(openalex_record(4)), **change)
+    with pytest.raises(InputError) as caught:
+        encode_rows(event)
+    assert caught.value.path == path and SECRET not in str(caught.value)
+
+
+def test_a_wrong_content_hash_is_not_echoed() -> None:
+    event = make_event(openalex_record(3))
+    tampered = msgspec.structs.replace(event, body={**event.body, "content_sha256": "f" * 64})
+    with pytest.raises(IntegrityError) as caught:
+        encode_rows(tampered)
+    assert "f" * 64 not in str(caught.value) and "$.body.content_sha256" in str(caught.value)
+
+
 def test_observed_line_without_payload_is_refused() -> None:
     event = make_event(openalex_record(5))
     body = {key: value for key, value in event.body.items() if key != "response"}
