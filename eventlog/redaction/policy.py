@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
-import re2  # type: ignore[import-untyped]
+import re2
 
 from eventlog.errors import InputError
 from eventlog.redaction.rules import name_parts
