@@ -479,7 +479,11 @@ WORDS = ["token", "Authorization", "X-Api-Key", "apiKey", "password", "session",
          '"', "'", " ", "\n", "\\", "[", "]", "{", "}", "AKIA", "ASIA", "eyJ", ".", "-----BEGIN ",
          "PRIVATE KEY-----", "ghp_", "xoxb-", "é", "\u2028", "0", "1234567890", "abcdefghijklmnopqrstuvwxyz",
          "ABCDEFGHIJKLMNOP", JWT, OPENAI, GOOGLE, SLACK, STRIPE, AWS_ID, "https://x.example/?a=1&token=2",
-         "u:p@h", "x://u:p@h", "authorization: basic "]
+         "u:p@h", "x://u:p@h", "authorization: basic ",
+         "sig", "=", "pwd", "pass", "cookies", " = ", ": ", "my password is ", "Hunter2", "AccountKey", "\t",
+         "glpat-", "hf_", "SG.", "npm_", "abcdefghij1234567890", "AC" + "0123456789abcdef" * 2,
+         "MTA" + "yMzQ1Njc4OTAxMjM0NTY3OA" + "." + "GaBcDe" + "." + "aBcDeFgHiJkLmNoPqRsTuVwXyZ0",
+         "123456789" + ":" + "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1", "0123456789abcdef" * 2 + "-us12", "\x01"]
 text = st.lists(st.sampled_from(WORDS), max_size=6).map("".join)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-5, 5) | text,

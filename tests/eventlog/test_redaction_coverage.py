@@ -27,7 +27,9 @@ from hypothesis import strategies as st
 from eventlog import Lake
 from eventlog.errors import InputError
 from eventlog.format.envelope import ExchangeRecord, decode_record
-from eventlog.redaction.redactor import DEFAULT_MARKER, RedactionPolicy, Redactor
+from eventlog.redaction.redactor import DEFAULT_MARKER, RedactionPolicy, Redactor, encode_fields
+from tests.eventlog.test_redaction import json_values, pure_python
+from tests.eventlog.test_redaction import text as text_values
 from tests.factories import openalex_record
 
 R = DEFAULT_MARKER
@@ -330,3 +332,21 @@ def test_a_pattern_re2_cannot_express_is_refused_with_a_sentence() -> None:
         RedactionPolicy.from_mapping({"patterns": [r"(?P<x>a)(?P=x)"]}, source="manifest.json")
     assert str(caught.value).startswith("manifest.json, at $.redaction.patterns[0]: the pattern cannot be compiled")
     assert "\n" not in str(caught.value)
+
+
+# The pre-filter never misses what the full walk finds in the other fields ------------------------------------
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(natural_key=st.none() | text_values, provenance=st.dictionaries(text_values, json_values, max_size=3),
+       tags=st.lists(text_values, max_size=3), uri=st.none() | text_values)
+def test_prefilter_agrees_with_the_full_walk_on_the_other_fields(natural_key: str | None, provenance: dict[str, Any],
+                                                                  tags: list[str], uri: str | None) -> None:
+    record = decode_record({**openalex_record(1), "natural_key": natural_key, "provenance": provenance,
+                            "tags": tags, "response_ref": None if uri is None else {"uri": uri}})
+    full = Redactor(prefilter=False).redact_record(record)
+    assert Redactor().redact_record(record) == full == pure_python(Redactor()).redact_record(record)
+    clear = Redactor().encoded_clear
+    fields = encode_fields(record)
+    if clear is not None and fields is not None and clear(b"null", b"null", fields):
+        assert full.natural_key == record.natural_key and full.provenance == record.provenance
+        assert full.tags == record.tags and full.response_ref == record.response_ref
