@@ -449,40 +449,100 @@ unescaped_start(const unsigned char *data, Py_ssize_t end, Py_ssize_t start)
     return c == 'u' && end - start >= 5 ? start + 5 : start;
 }
 
-/* Every shape is, starts with or (Telegram's) ends with a whole run of 24 or more token bytes; such a run holds a
- * byte at a position of 23 modulo 24, so only those positions are looked at, and a run is measured only where one
- * holds a token byte. */
+/* Whether the run of token bytes around `probe` (a token byte) is a token of a shape; sets *end past the run. */
+static int
+run_is_shape(const unsigned char *data, Py_ssize_t size, Py_ssize_t probe, Py_ssize_t *end_out)
+{
+    Py_ssize_t start = probe;
+    while (start > 0 && token_table[data[start - 1]]) {
+        start--;
+    }
+    Py_ssize_t end = probe + 1 + run_at(data, size, probe + 1);
+    *end_out = end;
+    Py_ssize_t from = unescaped_start(data, end, start);
+    if (end - start >= 24 && (long_run_is_shape(data, size, start, end)
+                              || (from != start && end - from >= 24 && long_run_is_shape(data, size, from, end)))) {
+        return 1;
+    }
+    if (end - start == 35 && start >= 9 && data[start - 1] == ':') {
+        Py_ssize_t digits_start = start - 1;
+        while (digits_start > 0 && token_table[data[digits_start - 1]]) {
+            digits_start--;
+        }
+        for (int k = 0; k < 2; k++) {
+            Py_ssize_t count = start - 1 - digits_start;
+            if (count >= 8 && count <= 10 && digits(data + digits_start, count)) {
+                return 1; /* Telegram bot token: 8 to 10 digits, ':' and this run */
+            }
+            digits_start = unescaped_start(data, start - 1, digits_start);
+        }
+    }
+    return 0;
+}
+
+/* Token bytes among 8 bytes at `at` (fewer at the end of the data), one bit each, by table. */
+static unsigned
+token_bits8(const unsigned char *data, Py_ssize_t size, Py_ssize_t at)
+{
+    unsigned bits = 0;
+    for (Py_ssize_t k = 0; k < 8 && at + k < size; k++) {
+        bits |= (unsigned)token_table[data[at + k]] << k;
+    }
+    return bits;
+}
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+/* Token bytes among the 16 bytes at `data`, one bit each: letters, digits, '_' and '-'. */
+static inline unsigned
+token_bits16(const unsigned char *data)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)data);
+    __m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20)); /* ASCII letters to lower case; bytes >= 0x80 stay
+                                                              negative, so outside every signed range below */
+    __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(folded, _mm_set1_epi8('a' - 1)),
+                                   _mm_cmpgt_epi8(_mm_set1_epi8('z' + 1), folded));
+    __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)), _mm_cmpgt_epi8(_mm_set1_epi8('9' + 1), v));
+    __m128i other = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('_')), _mm_cmpeq_epi8(v, _mm_set1_epi8('-')));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), other));
+}
+#endif
+
+/* Every shape is, starts with or (Telegram's) ends with a whole run of 24 or more token bytes. Such a run covers
+ * two whole consecutive groups of 8 bytes (groups at multiples of 8), so groups are classified 16 bytes at a time
+ * and a run is measured only where two consecutive groups are all token bytes. */
 static int
 shape_in(const unsigned char *data, Py_ssize_t size)
 {
-    for (Py_ssize_t probe = 23; probe < size; probe += 24) {
-        if (!token_table[data[probe]]) {
-            continue;
+    unsigned previous = 0; /* token bits of the group before `at` */
+    Py_ssize_t skip_to = 0; /* runs measured already end here */
+    for (Py_ssize_t at = 0; at < size; at += 16) {
+        unsigned bits;
+#if defined(__SSE2__)
+        if (at + 16 <= size) {
+            bits = token_bits16(data + at);
         }
-        Py_ssize_t start = probe;
-        while (start > 0 && token_table[data[start - 1]]) {
-            start--;
+        else
+#endif
+        {
+            bits = token_bits8(data, size, at) | token_bits8(data, size, at + 8) << 8;
         }
-        Py_ssize_t end = probe + 1 + run_at(data, size, probe + 1);
-        Py_ssize_t from = unescaped_start(data, end, start);
-        if (end - start >= 24 && (long_run_is_shape(data, size, start, end)
-                                  || (from != start && end - from >= 24 && long_run_is_shape(data, size, from, end)))) {
-            return 1;
+        unsigned low = bits & 0xff, high = bits >> 8;
+        Py_ssize_t probe = -1;
+        if (previous == 0xff && low == 0xff) {
+            probe = at;
         }
-        if (end - start == 35 && start >= 9 && data[start - 1] == ':') {
-            Py_ssize_t digits_start = start - 1;
-            while (digits_start > 0 && token_table[data[digits_start - 1]]) {
-                digits_start--;
+        else if (low == 0xff && high == 0xff) {
+            probe = at + 8;
+        }
+        previous = high;
+        if (probe >= skip_to) {
+            Py_ssize_t end;
+            if (run_is_shape(data, size, probe, &end)) {
+                return 1;
             }
-            for (int k = 0; k < 2; k++) {
-                Py_ssize_t count = start - 1 - digits_start;
-                if (count >= 8 && count <= 10 && digits(data + digits_start, count)) {
-                    return 1; /* Telegram bot token: 8 to 10 digits, ':' and this run */
-                }
-                digits_start = unescaped_start(data, start - 1, digits_start);
-            }
+            skip_to = end;
         }
-        probe = end - 1 - (end - 24) % 24; /* the last probe position in the run: the next one lies past it */
     }
     return 0;
 }
