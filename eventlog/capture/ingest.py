@@ -10,8 +10,6 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-import msgspec
-
 from eventlog.capture.manifest import manifest_redactor, read_manifest
 from eventlog.errors import InputError
 from eventlog.format.canonical import parse_json
