@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
-import re2
 
 from eventlog.errors import InputError
 from eventlog.redaction.rules import name_parts
@@ -25,8 +24,6 @@ FIELDS: Final = ("request", "response", "natural_key", "provenance", "tags", "re
                  "entity_type")
 
 _PATH_SEGMENT = re.compile(r'\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?[0-9]+)\]|\[("(?:[^"\\]|\\.)*")\]')
-_RE2_OPTIONS: Final = re2.Options()
-_RE2_OPTIONS.log_errors = False  # the refusal is our sentence, not a line on stderr
 
 
 def parse_path(text: str) -> tuple[str | int, ...]:
@@ -151,8 +148,12 @@ class CompiledPolicy:
 
 def _compile(text: str, *, marker: str, source: str, path: str) -> Any:
     """Compile a user's pattern with RE2 (linear time), or refuse it with a sentence naming where it is."""
+    import re2  # only a policy with patterns pays for loading it
+
+    options = re2.Options()
+    options.log_errors = False  # the refusal is our sentence, not a line on stderr
     try:
-        pattern = re2.compile(text, _RE2_OPTIONS)
+        pattern = re2.compile(text, options)
     except re2.error as exc:
         reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise InputError(f"the pattern cannot be compiled by RE2, which redaction patterns use so that matching "
