@@ -217,7 +217,7 @@ def check_line(line: bytes, *, expected_seq: int, prev: str, seen_ids: set[bytes
     try:
         raw_id = bytes.fromhex(event.event_id.replace("-", ""))
     except ValueError:
-        return "its $.event_id is not a UUID"
+        return "the event id ($.event_id) is not a UUID"
     if raw_id in seen_ids:
         return f"event id {event.event_id} appears twice in the log"
     seen_ids.add(raw_id)
