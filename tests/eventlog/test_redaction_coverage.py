@@ -246,6 +246,33 @@ def test_no_secret_reaches_segments_index_or_database(tmp_path: Path, case: str)
     assert [name for name, data in files.items() if any(n in data for n in needles)] == []
 
 
+def test_no_secret_reaches_any_sql_backend(tmp_path: Path, sql_url: str, sql_schema: str) -> None:
+    """Every family in every field, mirrored and projected into each backend: no table holds a secret."""
+    import sqlalchemy as sa
+
+    records = [{**exchange(placed(case, where), where), "observed_at_utc": f"2024-05-01T00:{i // 60:02d}:{i % 60:02d}Z"}
+               for i, (case, where) in enumerate((c, w) for c in sorted(SECRETS) for w in FIELDS)]
+    with Lake.init(tmp_path / "lake") as lake:
+        lake.append(records)
+        lake.mirror(database_url=sql_url, schema=sql_schema)
+        lake.reproject(database_url=sql_url, schema=sql_schema)
+    engine = sa.create_engine(sql_url)
+    try:
+        with engine.connect() as connection:
+            dialect_schema = None if engine.dialect.name == "sqlite" else sql_schema
+            metadata = sa.MetaData()
+            metadata.reflect(connection, schema=dialect_schema)
+            texts = []
+            for table in metadata.tables.values():
+                for row in connection.execute(sa.select(table)):
+                    texts.extend(str(value) for value in row if value is not None)
+    finally:
+        engine.dispose()
+    assert len(texts) > len(records)
+    blob = "\n".join(texts)
+    assert [case for case, (_, secret) in SECRETS.items() if secret in blob] == []
+
+
 # detect-secrets as the oracle --------------------------------------------------------------------------------
 
 PLACES = ["{s}", "token: {s}", "see {s}.", "https://h.example/p?q={s}&page=2", '{{"note": "{s}"}}',
