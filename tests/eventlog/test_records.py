@@ -86,6 +86,20 @@ def test_prepare_of_example_records_and_secrets_equals_python() -> None:
         assert fast == slow
 
 
+def test_prepare_of_secrets_in_every_field_equals_python() -> None:
+    """The other fields are redacted before either path runs: both write the same redacted envelope."""
+    token = "ghp_" + "A1b2C3d4E5" * 3 + "f6G7h8"
+    redactor = Redactor()
+    record = decode_record({**openalex_record(1), "natural_key": f"https://api.example/x?api_key={token}",
+                            "provenance": {"ci_token": token}, "tags": [f"key {token}"],
+                            "response_ref": {"uri": f"https://u:{token}@h.example/b"}})
+    fast, slow = both_ways(record, redactor)
+    assert fast == slow and fast.redacted
+    envelope = fast.head + fast.tail + fast.request_json + fast.response_json
+    assert token.encode() not in envelope and fast.key is not None and token not in fast.key
+    assert b'"$.natural_key","$.provenance.ci_token","$.response_ref.uri","$.tags[0]"' in fast.head
+
+
 def test_a_lone_surrogate_in_a_name_is_refused_as_the_python_path_refuses_it() -> None:
     record = decode_record({**openalex_record(1), "entity_type": "work\ud800"})
     with pytest.raises(UnicodeEncodeError):
