@@ -5,8 +5,8 @@ and string, the pre-filter searches the compact JSON bytes the log encodes anywa
 that every rule needs, lower-cased: the bytes are lower-cased and the rarer letters in ANCHORS become one byte in
 a single translate; then a few regexes, each starting with one literal byte, find every candidate (Python's re
 scans for a literal prefix fast, for a character set slowly). Needles without those letters are anchored on "s",
-the rest on their first byte. User info in URLs (scheme://user:password@) is found by its own byte pattern, so
-e-mail addresses, which API requests carry often (mailto=), cost nothing. `string_hits` returns the strings
+then on "_", "3" or "w", the rest on their first byte. User info in URLs (scheme://user:password@) is found by its
+own byte pattern, so e-mail addresses, which API requests carry often (mailto=), cost nothing. `string_hits` returns the strings
 around the hits; `eventlog.redaction.redactor` decides what they mean.
 
 Token families without a literal to search for (Twilio, Discord, Telegram, Mailchimp) are found by their shape,
@@ -52,7 +52,7 @@ _QUALIFIER_BYTES: Final = tuple(q.encode() for q in sorted(KEY_QUALIFIERS))
 _SEPARATOR_BYTES: Final = bytes(c for c in range(256) if not bytes([c]).isalnum())
 _ESCAPE_TAIL = re.compile(rb"%[0-9a-f]{2}\Z")
 _Candidate = tuple[int, bytes, int, bool]
-_TOKEN_NEEDLES: Final = ("eyj", "akia", "asia", "abia", "acca", "a3t", "sk-", "k_live_", "k_test_", "ghp_", "gho_",
+_TOKEN_NEEDLES: Final = ("eyj", "akia", "asia", "abia", "a3t", "sk-", "k_live_", "k_test_", "ghp_", "gho_",
                          "ghu_", "ghs_", "ghr_", "github_pat_", "aiza", "-----begin", "bearer",
                          "xoxa-", "xoxb-", "xoxo-", "xoxp-", "xoxr-", "xoxs-", "hooks.slack.com/services/",
                          "glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "glptt-", "glcbt-", "glimt-", "glagent-",
@@ -210,8 +210,9 @@ def _pattern_hits(blob: bytes, patterns: Sequence[re.Pattern[str]]) -> list[int]
 
 
 def _anchor(translated: bytes) -> tuple[bytes, int]:
-    """The byte a needle is searched by, and its index: a rare letter, else "s", else its first byte."""
-    for anchor in (b"\x01", b"s"):
+    """The byte a needle is searched by, and its index: a rare letter, else "s", else a rarer byte than a common
+    first letter ("_" of hf_ and npm_, "3" of A3T, "w" of pwd), else its first byte."""
+    for anchor in (b"\x01", b"s", b"_", b"3", b"w"):
         i = translated.find(anchor)
         if i >= 0:
             return anchor, i
