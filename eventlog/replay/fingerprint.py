@@ -12,6 +12,7 @@ machines and releases of the same `NORMALISATION_VERSION`.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Mapping
 from typing import Any, Final
@@ -32,6 +33,7 @@ FORM_TYPE: Final = "application/x-www-form-urlencoded"
 _ROUTE_WEIGHT: Final = 100
 _MAX_DIFFERENCES: Final = 20
 _VALUE_WIDTH: Final = 60
+_COMPARED: Final = 200  # characters of two differing strings that ranking compares
 
 
 def normalise(request: Mapping[str, Any], rules: Rules) -> dict[str, Any]:
@@ -76,7 +78,7 @@ def fingerprint(normal: Mapping[str, Any]) -> bytes:
 def display_url(normal: Mapping[str, Any]) -> str:
     """The URL of a normal form, as messages show it (query sorted, ignored parts left out)."""
     port = "" if normal["port"] is None else f":{normal['port']}"
-    query = f"?{urlencode(normal['query'])}" if normal["query"] else ""
+    query = f"?{urlencode([tuple(pair) for pair in normal['query']], safe='|,:/@')}" if normal["query"] else ""
     return f"{normal['scheme']}://{normal['host']}{port}{normal['path']}{query}"
 
 
@@ -174,6 +176,16 @@ def differences(recorded: Mapping[str, Any], requested: Mapping[str, Any]) -> li
 def distance(found: list[Difference]) -> int:
     """How far apart two requests are, for ranking: a route difference outweighs all others together."""
     return sum(_ROUTE_WEIGHT if item.kind in ("method", "scheme", "host", "port", "path") else 1 for item in found)
+
+
+def closeness(found: list[Difference]) -> float:
+    """How alike the differing values are (0 to 1 per difference, summed): ranks requests the same distance away,
+    so that a prompt with one word changed comes before an unrelated one."""
+    total = 0.0
+    for item in found:
+        if isinstance(item.recorded, str) and isinstance(item.requested, str):
+            total += difflib.SequenceMatcher(None, item.recorded[:_COMPARED], item.requested[:_COMPARED]).ratio()
+    return total
 
 
 def _pairs_map(pairs: list[list[str]]) -> dict[str, Any]:

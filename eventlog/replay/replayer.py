@@ -32,6 +32,7 @@ from eventlog.log.config import read_config
 from eventlog.log.writer import EventLog
 from eventlog.replay.fingerprint import (
     Difference,
+    closeness,
     describe,
     differences,
     display_url,
@@ -238,7 +239,7 @@ class Replayer:
         else:
             lines[0] += f"; nothing is recorded for host {normal['host']}{where}"
         return ReplayMissError("\n".join(lines), request={"method": normal["method"], "url": display_url(normal)},
-                               nearest=[msgspec.to_builtins(item) for item in nearest])
+                               nearest=[msgspec.json.decode(msgspec.json.encode(item)) for item in nearest])
 
     def _nearest(self, normal: dict[str, Any]) -> list[Nearest]:
         shapes = self.index.shapes(route=route_of(normal), source=self.dataset, limit=_CANDIDATES)
@@ -246,18 +247,18 @@ class Replayer:
             seen = {shape.fingerprint for shape in shapes}
             shapes += [shape for shape in self.index.shapes(host=normal["host"], source=self.dataset,
                                                              limit=_CANDIDATES) if shape.fingerprint not in seen]
-        ranked: list[tuple[int, int, Nearest]] = []
+        ranked: list[tuple[int, float, int, Nearest]] = []
         for shape in shapes:
             payload = _decode_payload(self.index.read_line(shape.segment, shape.offset, shape.length)).body
             recorded = normalise(payload.request, self.rules)
             found = differences(recorded, normal)
             if not found:
                 continue  # the same request, recorded after as_of or in another dataset: said in the message
-            ranked.append((distance(found), -shape.last_seq,
+            ranked.append((distance(found), -closeness(found), -shape.last_seq,
                            Nearest(method=recorded["method"], url=display_url(recorded), dataset=shape.source,
                                    seq=shape.last_seq, differences=tuple(found))))
-        ranked.sort(key=lambda item: item[:2])
-        return [item[2] for item in ranked[:self.nearest]]
+        ranked.sort(key=lambda item: item[:3])
+        return [item[3] for item in ranked[:self.nearest]]
 
     def answer(self, request: Mapping[str, Any]) -> RecordedResponse | None:
         """What an adapter serves for `request` by the mode: the recording, or None to call the network and
