@@ -13,6 +13,7 @@ write lock, and reads see committed rows only.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -42,7 +43,7 @@ _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS requests (
         rule_set INTEGER NOT NULL, fingerprint BLOB NOT NULL, observed TEXT NOT NULL, seq INTEGER NOT NULL,
         content TEXT NOT NULL, source TEXT NOT NULL, exchange_id TEXT NOT NULL,
-        PRIMARY KEY (rule_set, fingerprint, observed, seq)) WITHOUT ROWID""",
+        PRIMARY KEY (rule_set, fingerprint, observed, content, seq)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS shapes (
         rule_set INTEGER NOT NULL, fingerprint BLOB NOT NULL, source TEXT NOT NULL, route TEXT NOT NULL,
         host TEXT NOT NULL, content TEXT NOT NULL, last_seq INTEGER NOT NULL,
@@ -53,6 +54,7 @@ _SCHEMA: Final = (
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 _COMMIT_EVERY: Final = 20_000
+_OPEN_SEGMENTS: Final = 16
 
 
 class Hit(NamedTuple):
@@ -113,6 +115,7 @@ class FingerprintIndex:
         self.path = path
         self._lock = threading.RLock()
         self._sources: dict[int, tuple[SegmentName, Path | None]] = {}
+        self._handles: dict[int, int] = {}  # segment first seq -> an open file descriptor
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -124,6 +127,9 @@ class FingerprintIndex:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            for handle in self._handles.values():
+                os.close(handle)
+            self._handles.clear()
 
     # -- keeping up with the log ---------------------------------------------------------------------------------
 
@@ -292,26 +298,34 @@ class FingerprintIndex:
 
     def read_line(self, segment: int, offset: int, length: int) -> bytes:
         """The raw log line at a position the index gave (from cold storage when its segment was evicted)."""
-        for attempt in (0, 1):
-            if attempt or segment not in self._sources:
-                self._sources = {name.first_seq: (name, path)
-                                 for name, path in segment_sources(self.log.segments_dir, self.log.cold)}
-            found = self._sources.get(segment)
-            if found is None:
-                continue
-            name, path = found
-            if path is None:
-                if self.log.cold is None:
-                    break
-                return self.log.cold.read_line(name, offset, length)
-            try:
-                with open(path, "rb") as handle:
-                    handle.seek(offset)
-                    return handle.read(length)
-            except FileNotFoundError:
-                continue  # sealed (renamed) or evicted since the listing: list again
+        handle = self._handles.get(segment)
+        if handle is not None:
+            return os.pread(handle, length, offset)
+        with self._lock:
+            for attempt in (0, 1):
+                if attempt or segment not in self._sources:
+                    self._sources = {name.first_seq: (name, path)
+                                     for name, path in segment_sources(self.log.segments_dir, self.log.cold)}
+                found = self._sources.get(segment)
+                if found is None:
+                    continue
+                name, path = found
+                if path is None:
+                    if self.log.cold is None:
+                        break
+                    return self.log.cold.read_line(name, offset, length)
+                try:
+                    handle = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # sealed (renamed) or evicted since the listing: list again
+                # An open descriptor stays valid when its segment is sealed (renamed) or evicted (unlinked), and it
+                # sees what is appended to the active segment; keeping a few saves an open per look-up.
+                if len(self._handles) >= _OPEN_SEGMENTS:
+                    os.close(self._handles.pop(next(iter(self._handles))))
+                self._handles[segment] = handle
+                return os.pread(handle, length, offset)
         raise EventLogError(f"segment {segment} named by replay/index.sqlite is not in the log; "
-                            "rebuild the replay index")
+                            "rebuild it with `eventlog replay reindex --rebuild`")
 
     # -- the file ------------------------------------------------------------------------------------------------
 

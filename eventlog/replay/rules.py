@@ -88,22 +88,33 @@ class MatchRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         return self.host is None or fnmatch.fnmatchcase(host, self.host.lower())
 
 
-class AppliedRules(msgspec.Struct, frozen=True, kw_only=True):
-    """What the rules that apply to one host ignore, ready for normalisation."""
+class AppliedRules:
+    """What the rules that apply to one host ignore, compiled for normalisation (one regular expression per list
+    of globs, since it runs for every query parameter and header of every look-up)."""
 
-    ignore_query: tuple[str, ...]
-    ignore_headers: tuple[str, ...]
-    match_headers: tuple[str, ...] | None
-    ignore_body: tuple[tuple[PathStep, ...], ...]
+    def __init__(self, *, ignore_query: tuple[str, ...], ignore_headers: tuple[str, ...],
+                 match_headers: tuple[str, ...] | None, ignore_body: tuple[tuple[PathStep, ...], ...]) -> None:
+        self.ignore_body = ignore_body
+        self._query = _globs(ignore_query)
+        self._headers = _globs(ignore_headers)
+        self._only = None if match_headers is None else _globs(match_headers) or _NOTHING
 
     def query_ignored(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.ignore_query)
+        return self._query is not None and self._query.match(name) is not None
 
     def header_ignored(self, lower_name: str) -> bool:
-        if self.match_headers is not None and not any(fnmatch.fnmatchcase(lower_name, pattern)
-                                                      for pattern in self.match_headers):
+        if self._only is not None and self._only.match(lower_name) is None:
             return True
-        return any(fnmatch.fnmatchcase(lower_name, pattern) for pattern in self.ignore_headers)
+        return self._headers is not None and self._headers.match(lower_name) is not None
+
+
+_NOTHING: Final = re.compile(r"(?!)")
+
+
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in patterns), re.DOTALL)
 
 
 class Rules:

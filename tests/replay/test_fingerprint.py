@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 
 from eventlog.errors import InputError
 from eventlog.redaction.redactor import Redactor
 from eventlog.replay import MatchRule, Rules, fingerprint, normalise
-from eventlog.replay.fingerprint import describe, differences
+from eventlog.replay.fingerprint import describe, differences, parse_query
 from eventlog.replay.shape import body_bytes, request_dict, response_dict
+from tests.conftest import seeded
 
 
 def _fp(request: dict[str, Any], rules: Rules | None = None) -> bytes:
@@ -151,3 +153,11 @@ def test_rules_files_are_validated_with_their_path(tmp_path: Any) -> None:
         Rules.load(path)
     path.write_text('[{"host": "a.example", "ignore_query": ["t"]}]')
     assert Rules.load(path).rules == (MatchRule(host="a.example", ignore_query=("t",)),)
+
+
+def test_query_parsing_agrees_with_urllib() -> None:
+    seed, rng = seeded("query parsing")
+    alphabet = "ab=&%2B+%zz%41é;x "
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(14)))
+        assert parse_query(text) == parse_qsl(text, keep_blank_values=True), (seed, text)
