@@ -1,7 +1,7 @@
 """Replay look-ups: latency as the lake grows, and against vcrpy on the same recorded interactions.
 
     PYTHONPATH=. python tests/benchmarks/bench_replay.py [--counts 10000,1000000] [--lookups 2000] [--vcr 10000]
-                                                         [--seed S] [--folder DIR]
+                                                         [--vcr-lookups 100] [--seed S] [--folder DIR]
 
 For each count, a lake of that many seeded exchanges (four in five MediaWiki-style GETs, one in five LLM-style JSON
 POSTs with a bearer key, responses of about 0.5 KB) is appended in batches, the replay index is built, and then:
@@ -12,7 +12,7 @@ median of redaction + normalisation + fingerprint alone, which every look-up pay
 
 vcrpy (not a dependency: `pip install vcrpy` to run this part) gets the same first `--vcr` interactions in one
 YAML cassette, written by vcrpy itself. `open_ms` is `Cassette.load` (the whole cassette parsed); `lookup_us` is
-what its HTTP stubs do per request: `can_play_response_for` then `play_response`, each a scan of the interactions
+what its HTTP stubs do per request (for `--vcr-lookups` of them): `can_play_response_for` then `play_response`, each a scan of the interactions
 with its matchers (method, scheme, host, port, path, query and body, so that the POSTs are told apart). One JSON
 line per result.
 """
@@ -181,6 +181,7 @@ def main() -> None:
     parser.add_argument("--counts", default="10000,1000000")
     parser.add_argument("--lookups", type=int, default=2000)
     parser.add_argument("--vcr", type=int, default=10000, help="interactions for the vcrpy comparison (0: none)")
+    parser.add_argument("--vcr-lookups", type=int, default=100, help="look-ups timed in vcrpy (each scans the cassette)")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--folder", type=Path, default=None, help="where the lakes go (default: a temporary one)")
     args = parser.parse_args()
@@ -188,7 +189,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     try:
         if args.vcr:
-            bench_vcr(folder, args.vcr, min(args.lookups, 500), args.seed)
+            bench_vcr(folder, args.vcr, args.vcr_lookups, args.seed)
         for count in (int(text) for text in args.counts.split(",") if text):
             bench_lake(folder, count, args.lookups, args.seed)
     finally:
