@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -148,7 +149,7 @@ class FingerprintIndex:
             return self._rebuild_locked(progress)
 
     def _rebuild_locked(self, progress: Callable[[int], None] | None) -> int:
-        with self._db:
+        with _transaction(self._db):
             for table in ("contents", "requests", "shapes"):
                 self._db.execute(f"DELETE FROM {table} WHERE rule_set = ?", (self._rule_set,))
             self._db.execute("UPDATE rule_sets SET checkpoint = 0 WHERE id = ?", (self._rule_set,))
@@ -298,10 +299,10 @@ class FingerprintIndex:
 
     def read_line(self, segment: int, offset: int, length: int) -> bytes:
         """The raw log line at a position the index gave (from cold storage when its segment was evicted)."""
-        handle = self._handles.get(segment)
-        if handle is not None:
-            return os.pread(handle, length, offset)
-        with self._lock:
+        with self._lock:  # a descriptor is closed under the lock when too many are open
+            handle = self._handles.get(segment)
+            if handle is not None:
+                return os.pread(handle, length, offset)
             for attempt in (0, 1):
                 if attempt or segment not in self._sources:
                     self._sources = {name.first_seq: (name, path)
@@ -349,14 +350,17 @@ class FingerprintIndex:
                 db.close()
                 self.path.unlink()
                 return self._open()
-            for statement in _SCHEMA:
-                db.execute(statement)
-            replica = db.execute("SELECT value FROM meta WHERE key = 'replica_id'").fetchone()
-            if replica is not None and replica[0] != self.log.replica_id:
-                with db:  # a copy of another lake's index: nothing in it describes this log
-                    for table in ("contents", "requests", "shapes", "rule_sets"):
-                        db.execute(f"DELETE FROM {table}")
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('replica_id', ?)", (self.log.replica_id,))
+            replica = None if version == 0 else db.execute("SELECT value FROM meta WHERE key = 'replica_id'").fetchone()
+            if replica is None or replica[0] != self.log.replica_id:
+                with _transaction(db):  # looked at again under the write lock: another process may be here too
+                    for statement in _SCHEMA:
+                        db.execute(statement)
+                    replica = db.execute("SELECT value FROM meta WHERE key = 'replica_id'").fetchone()
+                    if replica is None or replica[0] != self.log.replica_id:
+                        # New, or a copy of another lake's index: nothing in it describes this log.
+                        for table in ("contents", "requests", "shapes", "rule_sets"):
+                            db.execute(f"DELETE FROM {table}")
+                        db.execute("INSERT OR REPLACE INTO meta VALUES ('replica_id', ?)", (self.log.replica_id,))
         except BaseException:
             db.close()
             raise
@@ -364,15 +368,29 @@ class FingerprintIndex:
 
     def _register(self) -> int:
         identity = self.rules.identity
-        with self._db:
-            self._db.execute("INSERT OR IGNORE INTO rule_sets (identity, rules) VALUES (?, ?)",
-                             (identity, self.rules.to_json().decode()))
-            row = self._db.execute("SELECT id FROM rule_sets WHERE identity = ?", (identity,)).fetchone()
+        row = self._db.execute("SELECT id FROM rule_sets WHERE identity = ?", (identity,)).fetchone()
+        if row is None:
+            with _transaction(self._db):
+                self._db.execute("INSERT OR IGNORE INTO rule_sets (identity, rules) VALUES (?, ?)",
+                                 (identity, self.rules.to_json().decode()))
+                row = self._db.execute("SELECT id FROM rule_sets WHERE identity = ?", (identity,)).fetchone()
         return int(row[0])
 
     def _checkpoint(self) -> int:
         row = self._db.execute("SELECT checkpoint FROM rule_sets WHERE id = ?", (self._rule_set,)).fetchone()
         return int(row[0])
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on a connection in autocommit mode, begun with SQLite's write lock held."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def route_of(normal: dict[str, Any]) -> str:

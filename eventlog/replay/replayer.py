@@ -12,6 +12,7 @@ knows and calls and records the rest. The Replayer itself never opens a socket.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -329,12 +330,17 @@ def _rules(rules: Rules | Sequence[MatchRule | Mapping[str, Any]] | str | os.Pat
 
 
 def _provenance(extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    try:
-        version = metadata.version("exchange-eventlog")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"runner": "eventlog.replay", "host": socket.gethostname(), "connector_version": version,
+    return {"runner": "eventlog.replay", "host": socket.gethostname(), "connector_version": _version(),
             **(extra or {})}
+
+
+@functools.cache
+def _version() -> str:
+    """This package's version: looked up once, since reading package metadata takes milliseconds."""
+    try:
+        return metadata.version("exchange-eventlog")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def open_replayer(lake: LakeLike | Replayer | str | os.PathLike[str], mode: Mode | None,
