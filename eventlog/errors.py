@@ -18,6 +18,8 @@ EventLogError                      root; exit code 1
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EventLogError(Exception):
     """Root of every error this library raises on purpose."""
@@ -125,7 +127,7 @@ class ReplayMissError(NotFoundError):
     first, each with its method, url, dataset, seq and `differences` (kind, name, recorded, requested).
     """
 
-    def __init__(self, message: str, *, request: dict[str, object], nearest: list[dict[str, object]]) -> None:
+    def __init__(self, message: str, *, request: dict[str, Any], nearest: list[dict[str, Any]]) -> None:
         super().__init__(message)
         self.request = request
         self.nearest = nearest

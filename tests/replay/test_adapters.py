@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,26 +13,26 @@ import requests
 
 from eventlog.app.lake import Lake
 from eventlog.errors import ReplayMissError
-from eventlog.replay import AsyncHttpxTransport, HttpxTransport, RequestsAdapter
+from eventlog.replay import AsyncHttpxTransport, HttpxTransport, Mode, RequestsAdapter
 from tests.replay.conftest import BINARY, Server
 
 
-def _httpx_get(lake: Lake, mode: str, url: str, **kwargs: Any) -> httpx.Response:
-    with httpx.Client(transport=HttpxTransport(lake, mode=mode)) as client:  # type: ignore[arg-type]
+def _httpx_get(lake: Lake, mode: Mode, url: str, **kwargs: Any) -> httpx.Response:
+    with httpx.Client(transport=HttpxTransport(lake, mode=mode)) as client:
         response = client.get(url, **kwargs)
         response.read()
         return response
 
 
-def _requests_get(lake: Lake, mode: str, url: str, **kwargs: Any) -> requests.Response:
+def _requests_get(lake: Lake, mode: Mode, url: str, **kwargs: Any) -> requests.Response:
     with requests.Session() as session:
-        session.mount("http://", RequestsAdapter(lake, mode=mode))  # type: ignore[arg-type]
+        session.mount("http://", RequestsAdapter(lake, mode=mode))
         return session.get(url, **kwargs)
 
 
-def _async_get(lake: Lake, mode: str, url: str, **kwargs: Any) -> httpx.Response:
+def _async_get(lake: Lake, mode: Mode, url: str, **kwargs: Any) -> httpx.Response:
     async def run() -> httpx.Response:
-        async with httpx.AsyncClient(transport=AsyncHttpxTransport(lake, mode=mode)) as client:  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=AsyncHttpxTransport(lake, mode=mode)) as client:
             response = await client.get(url, **kwargs)
             await response.aread()
             return response
@@ -47,7 +48,8 @@ def _observed(response: httpx.Response | requests.Response) -> tuple[int, list[t
     return response.status_code, sorted(headers), response.content
 
 
-CLIENTS = {"httpx": _httpx_get, "httpx-async": _async_get, "requests": _requests_get}
+CLIENTS: dict[str, Callable[..., httpx.Response | requests.Response]] = {
+    "httpx": _httpx_get, "httpx-async": _async_get, "requests": _requests_get}
 
 
 @pytest.mark.parametrize("client", sorted(CLIENTS))
@@ -120,7 +122,7 @@ def _chat(client: httpx.Client, prompt: str, *, key: str) -> dict[str, Any]:
 def test_llm_json_post_replays_by_its_body_and_the_secret_never_reaches_the_lake(
         lake: Lake, server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     key = "sk-live0000000000000000000001secret"
-    with httpx.Client(base_url=server.base, transport=HttpxTransport(lake, mode="record")) as client:  # type: ignore[arg-type]
+    with httpx.Client(base_url=server.base, transport=HttpxTransport(lake, mode="record")) as client:
         first = _chat(client, "What is a ledger?", key=key)
         second = _chat(client, "What is a lake?", key=key)
     assert first["choices"][0]["message"]["content"] == "echo: What is a ledger?"
@@ -129,7 +131,7 @@ def test_llm_json_post_replays_by_its_body_and_the_secret_never_reaches_the_lake
 
     monkeypatch.setattr("socket.socket.connect", _refuse)
     other_key = "sk-live0000000000000000000002other"
-    with httpx.Client(base_url=server.base, transport=HttpxTransport(lake)) as client:  # type: ignore[arg-type]
+    with httpx.Client(base_url=server.base, transport=HttpxTransport(lake)) as client:
         assert _chat(client, "What is a lake?", key=key) == second
         assert _chat(client, "What is a ledger?", key=other_key) == first
         with pytest.raises(ReplayMissError) as missed:
@@ -139,22 +141,22 @@ def test_llm_json_post_replays_by_its_body_and_the_secret_never_reaches_the_lake
 
 
 def test_new_episodes_replays_what_is_known_and_records_the_rest(lake: Lake, server: Server) -> None:
-    with httpx.Client(base_url=server.base, transport=HttpxTransport(lake, mode="new_episodes")) as client:  # type: ignore[arg-type]
+    with httpx.Client(base_url=server.base, transport=HttpxTransport(lake, mode="new_episodes")) as client:
         assert client.get("/items?page=1").json()["version"] == 1
         server.version = 2
         assert client.get("/items?page=1").json()["version"] == 1  # known: replayed
         assert client.get("/items?page=2").json()["version"] == 2  # new: recorded
     assert [path for _, path in server.calls] == ["/items?page=1", "/items?page=2"]
-    with httpx.Client(base_url=server.base, transport=HttpxTransport(lake)) as client:  # type: ignore[arg-type]
+    with httpx.Client(base_url=server.base, transport=HttpxTransport(lake)) as client:
         assert client.get("/items?page=2").json()["version"] == 2
 
 
 def test_requests_adapter_records_a_form_post_and_replays_it(lake: Lake, server: Server) -> None:
     with requests.Session() as session:
-        session.mount("http://", RequestsAdapter(lake, mode="record"))  # type: ignore[arg-type]
+        session.mount("http://", RequestsAdapter(lake, mode="record"))
         live = session.post(server.base + "/form", data={"b": "2", "a": "1"})
     with requests.Session() as session:
-        session.mount("http://", RequestsAdapter(lake))  # type: ignore[arg-type]
+        session.mount("http://", RequestsAdapter(lake))
         replayed = session.post(server.base + "/form", data={"a": "1", "b": "2"})  # field order does not matter
         assert replayed.content == live.content
         with pytest.raises(ReplayMissError) as missed:

@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from eventlog.app.lake import Lake
+from eventlog.cold.keys import Keys, SymmetricKey
 from eventlog.errors import InputError, NotFoundError, ReplayMissError
+from eventlog.log.config import SegmentPolicy
 from eventlog.replay import HttpxTransport, MatchRule, Replayer
 from eventlog.replay.shape import request_dict
 from tests.replay.conftest import Server
@@ -81,7 +83,7 @@ def test_a_miss_names_the_query_parameter_that_differs_and_lists_the_nearest(lak
                                        "requested": "3"}]
     assert "titles=Ada_Lovelace" in str(closest["url"]) or "Ada+Lovelace" in str(closest["url"])
     # The others differ in the title as well: they come after.
-    assert all(len(item["differences"]) == 2 for item in miss.nearest[1:])  # type: ignore[arg-type]
+    assert all(len(item["differences"]) == 2 for item in miss.nearest[1:])
 
 
 def test_a_miss_names_the_header_that_differs(lake: Lake) -> None:
@@ -122,7 +124,7 @@ def test_volatile_parts_declared_in_rules_do_not_cause_misses(lake: Lake, tmp_pa
                         b'{"client": {"name": "c", "nonce": "n-2"}, "query": "lake"}')
     with Replayer(lake) as strict:
         miss = _one_miss(strict, live)
-    assert {(d["kind"], d["name"]) for d in miss.nearest[0]["differences"]} == {  # type: ignore[union-attr]
+    assert {(d["kind"], d["name"]) for d in miss.nearest[0]["differences"]} == {
         ("query", "_"), ("query", "cursor"), ("header", "x-request-id"), ("body", "$.client.nonce")}
     rules = [{"host": "api.example.org", "ignore_query": ["_", "cursor"], "ignore_headers": ["x-request-id"],
               "ignore_body": ["$.client.nonce"]}]
@@ -137,16 +139,16 @@ def test_volatile_parts_declared_in_rules_do_not_cause_misses(lake: Lake, tmp_pa
 def test_as_of_replays_the_response_as_observed_then_after_newer_versions_were_recorded(
         lake: Lake, server: Server) -> None:
     url = server.base + "/items?page=1"
-    with httpx.Client(transport=HttpxTransport(lake, mode="record")) as client:  # type: ignore[arg-type]
+    with httpx.Client(transport=HttpxTransport(lake, mode="record")) as client:
         assert client.get(url).json()["version"] == 1
         between = datetime.now(UTC)
         server.version = 2
         assert client.get(url).json()["version"] == 2
         server.version = 3
         assert client.get(url).json()["version"] == 3
-    with httpx.Client(transport=HttpxTransport(lake)) as client:  # type: ignore[arg-type]
+    with httpx.Client(transport=HttpxTransport(lake)) as client:
         assert client.get(url).json()["version"] == 3
-    with httpx.Client(transport=HttpxTransport(lake, as_of=between)) as client:  # type: ignore[arg-type]
+    with httpx.Client(transport=HttpxTransport(lake, as_of=between)) as client:
         assert client.get(url).json()["version"] == 1
     with Replayer(lake, as_of=datetime(2000, 1, 1, tzinfo=UTC)) as early:
         miss = _one_miss(early, request_dict("GET", url, [("Accept", "*/*")], None))
@@ -225,3 +227,30 @@ def test_bad_options_are_input_errors(lake: Lake) -> None:
     with pytest.raises(InputError, match=r"\$\.rules\[0\]"):
         Replayer(lake, rules=[{"ignore_body": ["no-dollar"]}])
     assert Replayer(lake, rules=[MatchRule(ignore_query=("t",))]).rules.rules == (MatchRule(ignore_query=("t",)),)
+
+
+def test_look_ups_follow_segments_as_they_are_sealed(tmp_path: Path) -> None:
+    policy = SegmentPolicy(max_events=2, max_bytes=0, max_age_seconds=0)
+    with Lake.init(tmp_path / "lake", segment_policy=policy) as lake, Replayer(lake, mode="record") as replayer:
+        def get(n: int) -> dict[str, Any]:
+            return request_dict("GET", f"https://h.example/p?n={n}", [], None)
+
+        replayer.record(get(0), {"status": 200, "body": "zero"})
+        assert replayer.lookup(get(0)).body == b"zero"  # read from the active segment, its descriptor kept open
+        for n in range(1, 7):
+            replayer.record(get(n), {"status": 200, "body": f"page {n}"})
+        assert len(list((lake.root / "log" / "seals").iterdir())) == 3
+        assert [replayer.lookup(get(n)).body for n in range(7)] == [b"zero"] + [f"page {n}".encode()
+                                                                               for n in range(1, 7)]
+
+
+def test_exchanges_in_segments_evicted_to_cold_storage_still_replay(tmp_path: Path) -> None:
+    keys = Keys(key=SymmetricKey.generate())
+    policy = SegmentPolicy(max_events=2, max_bytes=0, max_age_seconds=0)
+    with Lake.init(tmp_path / "lake", segment_policy=policy) as lake:
+        _append_examples(lake, "mediawiki-pages.ndjson")
+        lake.archive(keys=keys, evict=True)
+        assert len(list((lake.root / "log" / "segments").iterdir())) <= 1
+    with Lake.open(tmp_path / "lake", keys=keys) as lake, Replayer(lake, as_of="2024-05-01T00:30:00Z") as replayer:
+        found = replayer.lookup(_wiki("Ada_Lovelace"))
+    assert found.seq == 1 and json.loads(found.body)["query"]["pages"][0]["title"] == "Ada Lovelace"
