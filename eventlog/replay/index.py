@@ -23,7 +23,8 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
-from eventlog.errors import EventLogError, LakeError
+from eventlog.errors import EventLogError, IntegrityError, LakeError
+from eventlog.format.events import ABSENT, decode_line, decode_raw_line
 from eventlog.log.segments import SegmentName
 from eventlog.log.writer import EventLog, segment_sources
 from eventlog.replay.fingerprint import fingerprint, normalise
@@ -82,26 +83,60 @@ class Shape(NamedTuple):
     length: int
 
 
-class _Envelope(msgspec.Struct, frozen=True, kw_only=True):
-    observed_at_utc: str
-    content_sha256: str
-    exchange_id: str
-    source_system: str
+class Seen(NamedTuple):
+    """What the index takes from one log line: a resolution has type "resolved" and nothing else."""
+
+    type: str
+    seq: int
+    observed: str = ""
+    content: str = ""
+    exchange_id: str = ""
+    source: str = ""
     request: Any = None
 
 
-class _Line(msgspec.Struct, frozen=True, kw_only=True):
-    type: str
-    seq: int
-    body: _Envelope
+class Payload(NamedTuple):
+    """The request, response and response_ref of an observed line, as decoded JSON."""
+
+    request: Any
+    response: Any
+    response_ref: Any
 
 
-class _Head(msgspec.Struct, frozen=True, kw_only=True):
-    seq: int
+def read_seen(raw: bytes) -> Seen:
+    """Decode a log line as far as the index needs: the payload's request only for an observed line.
+
+    Raises IntegrityError for an observation whose envelope lacks a field the index needs.
+    """
+    line = decode_raw_line(raw)
+    if line is not None:
+        body = line.body
+        request = _decode_json(body.request) if line.type == "observed" and body.request is not ABSENT else None
+        return Seen(line.type, line.seq, body.observed_at_utc, body.content_sha256, body.exchange_id,
+                    body.source_system, request)
+    event = decode_line(raw)  # a resolution, or an envelope the fast decoder does not fit
+    if event.type == "resolved":
+        return Seen(event.type, event.seq)
+    observed, content, exchange_id, source = (event.body.get(name) for name in (
+        "observed_at_utc", "content_sha256", "exchange_id", "source_system"))
+    if not (isinstance(observed, str) and isinstance(content, str) and isinstance(exchange_id, str)
+            and isinstance(source, str)):
+        raise IntegrityError(f"event {event.seq} ({event.event_id}) lacks an envelope field replay needs")
+    return Seen(event.type, event.seq, observed, content, exchange_id, source, event.body.get("request"))
 
 
-_decode_line: Final = msgspec.json.Decoder(_Line).decode
-_decode_head: Final = msgspec.json.Decoder(_Head).decode
+def read_payload(raw: bytes) -> Payload:
+    """The payload of an observed line."""
+    line = decode_raw_line(raw)
+    if line is None:
+        full = decode_line(raw).body
+        return Payload(full.get("request"), full.get("response"), full.get("response_ref"))
+    body = line.body
+    return Payload(*(None if part is ABSENT else _decode_json(part)
+                     for part in (body.request, body.response, body.response_ref)))
+
+
+_decode_json: Final = msgspec.json.decode
 
 
 class FingerprintIndex:
@@ -164,28 +199,23 @@ class FingerprintIndex:
             checkpoint = self._checkpoint()  # another process may have caught up while this one waited
             contents: dict[str, bytes | None] = {}
             for segment, offset, raw in self.log.lines(after_seq=checkpoint):
-                try:
-                    line = _decode_line(raw)
-                except msgspec.ValidationError:
-                    seq = _decode_head(raw).seq  # a resolution: nothing to replay, but the checkpoint moves
-                    if seq > checkpoint:
-                        checkpoint = seq
+                seen = read_seen(raw)
+                if seen.seq <= checkpoint:
                     continue
-                if line.seq <= checkpoint:
-                    continue
-                checkpoint = line.seq
-                body = line.body
+                checkpoint = seen.seq
+                if seen.type == "resolved":
+                    continue  # nothing to replay, but the checkpoint moves past it
                 normal = None
-                if line.type == "observed":
-                    normal = self._normal_form(body.request)
+                if seen.type == "observed":
+                    normal = self._normal_form(seen.request)
                     digest = None if normal is None else fingerprint(normal)
-                    contents[body.content_sha256] = digest
+                    contents[seen.content] = digest
                     db.execute("INSERT OR REPLACE INTO contents VALUES (?, ?, ?, ?, ?, ?)",
-                               (rule_set, body.content_sha256, digest, segment, offset, len(raw)))
+                               (rule_set, seen.content, digest, segment, offset, len(raw)))
                 else:
-                    digest = self._known_fingerprint(body.content_sha256, contents)
+                    digest = self._known_fingerprint(seen.content, contents)
                 if digest is not None:
-                    self._add_request(line.seq, body, digest, normal)
+                    self._add_request(seen, digest, normal)
                 read += 1
                 if read % _COMMIT_EVERY == 0:
                     db.execute("UPDATE rule_sets SET checkpoint = ? WHERE id = ?", (checkpoint, rule_set))
@@ -220,19 +250,19 @@ class FingerprintIndex:
         contents[content] = digest
         return digest
 
-    def _add_request(self, seq: int, body: _Envelope, digest: bytes, normal: dict[str, Any] | None) -> None:
+    def _add_request(self, seen: Seen, digest: bytes, normal: dict[str, Any] | None) -> None:
         """One observation of a request; `normal` is its normal form when its payload is on this line."""
         self._db.execute("INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (self._rule_set, digest, body.observed_at_utc, seq, body.content_sha256, body.source_system,
-                          body.exchange_id))
+                         (self._rule_set, digest, seen.observed, seen.seq, seen.content, seen.source,
+                          seen.exchange_id))
         if normal is None:  # a revisit: the shape exists since the content's first observation
             self._db.execute("UPDATE shapes SET last_seq = ? WHERE rule_set = ? AND fingerprint = ? AND source = ?",
-                             (seq, self._rule_set, digest, body.source_system))
+                             (seen.seq, self._rule_set, digest, seen.source))
             return
         self._db.execute(
             "INSERT INTO shapes VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rule_set, fingerprint, source) "
             "DO UPDATE SET last_seq = excluded.last_seq, content = excluded.content",
-            (self._rule_set, digest, body.source_system, route_of(normal), normal["host"], body.content_sha256, seq))
+            (self._rule_set, digest, seen.source, route_of(normal), normal["host"], seen.content, seen.seq))
 
     # -- reading -------------------------------------------------------------------------------------------------
 

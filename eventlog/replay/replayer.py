@@ -22,11 +22,10 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, get_args
 
 import msgspec
 
-from eventlog.cold.reader import ColdStore
 from eventlog.errors import InputError, NotFoundError, ReplayMissError
 from eventlog.format.envelope import format_utc, parse_utc
 from eventlog.log.config import read_config
@@ -41,9 +40,12 @@ from eventlog.replay.fingerprint import (
     fingerprint,
     normalise,
 )
-from eventlog.replay.index import FingerprintIndex, Hit, route_of
+from eventlog.replay.index import FingerprintIndex, Hit, read_payload, route_of
 from eventlog.replay.rules import MatchRule, Rules
 from eventlog.replay.shape import body_bytes, header_pairs, request_dict, response_dict
+
+if TYPE_CHECKING:
+    from eventlog.cold.reader import ColdStore
 
 __all__ = ["MODES", "LakeLike", "Mode", "Nearest", "RecordedResponse", "Replayer", "open_replayer"]
 
@@ -85,19 +87,6 @@ class Nearest(msgspec.Struct, frozen=True, kw_only=True):
     differences: tuple[Difference, ...]
 
 
-class _Payload(msgspec.Struct, frozen=True, kw_only=True):
-    request: Any = None
-    response: Any = None
-    response_ref: Any = None
-
-
-class _PayloadLine(msgspec.Struct, frozen=True, kw_only=True):
-    body: _Payload
-
-
-_decode_payload: Final = msgspec.json.Decoder(_PayloadLine).decode
-
-
 class Replayer:
     """Look up recorded responses in a lake by request, and record live exchanges into it.
 
@@ -125,6 +114,10 @@ class Replayer:
         self.nearest = nearest
         self._cold: ColdStore | None = None
         if isinstance(lake, str | os.PathLike):
+            # Imported here: cold storage brings cryptography, which a Replayer over an open Lake (and the pytest
+            # plugin, loaded into every test session) does without.
+            from eventlog.cold.reader import ColdStore
+
             root = Path(lake)
             self._cold = ColdStore(root)
             self.log = EventLog.from_config(root, read_config(root), cold=self._cold)
@@ -198,7 +191,7 @@ class Replayer:
         return self._nearest(self.normal_form(request))
 
     def _response(self, hit: Hit) -> RecordedResponse:
-        payload = _decode_payload(self.index.read_line(hit.segment, hit.offset, hit.length)).body
+        payload = read_payload(self.index.read_line(hit.segment, hit.offset, hit.length))
         response = payload.response
         if not isinstance(response, dict):
             if payload.response_ref is not None:
@@ -250,7 +243,7 @@ class Replayer:
                                                              limit=_CANDIDATES) if shape.fingerprint not in seen]
         ranked: list[tuple[int, float, int, Nearest]] = []
         for shape in shapes:
-            payload = _decode_payload(self.index.read_line(shape.segment, shape.offset, shape.length)).body
+            payload = read_payload(self.index.read_line(shape.segment, shape.offset, shape.length))
             recorded = normalise(payload.request, self.rules)
             found = differences(recorded, normal)
             if not found:

@@ -14,6 +14,7 @@ import pytest
 from eventlog.app.lake import Lake
 from eventlog.cold.keys import Keys, SymmetricKey
 from eventlog.errors import InputError, NotFoundError, ReplayMissError
+from eventlog.format.events import new_resolution
 from eventlog.log.config import SegmentPolicy
 from eventlog.replay import HttpxTransport, MatchRule, Replayer
 from eventlog.replay.shape import request_dict
@@ -254,3 +255,17 @@ def test_exchanges_in_segments_evicted_to_cold_storage_still_replay(tmp_path: Pa
     with Lake.open(tmp_path / "lake", keys=keys) as lake, Replayer(lake, as_of="2024-05-01T00:30:00Z") as replayer:
         found = replayer.lookup(_wiki("Ada_Lovelace"))
     assert found.seq == 1 and json.loads(found.body)["query"]["pages"][0]["title"] == "Ada Lovelace"
+
+
+def test_the_index_folds_past_resolutions(lake: Lake) -> None:
+    _append_examples(lake, "mediawiki-pages.ndjson")
+    resolution = new_resolution(body={"scope": "sync", "natural_key": "Ada_Lovelace", "strategy": "prefer_newest",
+                                      "winner": "0" * 64, "candidates": ["0" * 64]},
+                                origin=lake.config.replica_id, recorded_at_utc="2024-06-01T00:00:00.000000Z")
+    assert lake.log.append_events([resolution]) == 1
+    _append_examples(lake, "llm-completions.ndjson")
+    with Replayer(lake) as replayer:
+        assert replayer.index.count() == 13
+        assert replayer.index.catch_up() == 0
+        assert json.loads(replayer.lookup(_chat("Summarise the Analytical Engine in one sentence.")).body)["id"] \
+            == "cmpl-0"
