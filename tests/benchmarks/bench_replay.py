@@ -5,16 +5,19 @@
 
 For each count, a lake of that many seeded exchanges (four in five MediaWiki-style GETs, one in five LLM-style JSON
 POSTs with a bearer key, responses of about 0.5 KB) is appended in batches, the replay index is built, and then:
-`open_ms` is the time to open a Replayer over the open lake with its index caught up (median of 20), `lookup_us`
-the median and p99 of `Replayer.lookup` for `--lookups` recorded requests drawn at random and built as a client
+`open_ms` is the time to open a Replayer over the open lake with its index caught up (median of 20),
+`open_path_ms` the same from the lake's path (the log opened too), `index_build_s` the first open, which builds the
+index (about nothing when `--folder` holds the lake and its index from an earlier run), `lookup_us`
+the median, p90 and p99 of `Replayer.lookup` for `--lookups` recorded requests drawn at random and built as a client
 sends them (with the real key, which redaction turns into the recorded marker). Floor: `fingerprint_us`, the
 median of redaction + normalisation + fingerprint alone, which every look-up pays before it touches the index.
 
 vcrpy (not a dependency: `pip install vcrpy` to run this part) gets the same first `--vcr` interactions in one
 YAML cassette, written by vcrpy itself. `open_ms` is `Cassette.load` (the whole cassette parsed); `lookup_us` is
-what its HTTP stubs do per request (for `--vcr-lookups` of them): `can_play_response_for` then `play_response`, each a scan of the interactions
-with its matchers (method, scheme, host, port, path, query and body, so that the POSTs are told apart). One JSON
-line per result.
+what its HTTP stubs do per request (for `--vcr-lookups` of them): `can_play_response_for` then `play_response`,
+each a scan of the interactions with its matchers (method, scheme, host, port, path, query and body, so that the
+POSTs are told apart). When a count equals `--vcr`, a last line gives the ratios, vcrpy's time over ours, for the
+median look-up and for opening. One JSON line per result.
 """
 
 from __future__ import annotations
@@ -85,25 +88,35 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def emit(result: dict[str, Any]) -> None:
+def emit(result: dict[str, Any]) -> dict[str, Any]:
     print(json.dumps(result), flush=True)
+    return result
 
 
-def bench_lake(folder: Path, count: int, lookups: int, seed: int) -> None:
+def bench_lake(folder: Path, count: int, lookups: int, seed: int) -> dict[str, Any]:
     policy = SegmentPolicy(max_bytes=256 * 1024 * 1024, max_events=500_000, max_age_seconds=0)
-    lake = Lake.init(folder / f"lake-{count}", segment_policy=policy)
-    begun = time.perf_counter()
-    for chunk in records(count, seed):
-        lake.append(chunk)
-    appended = time.perf_counter() - begun
+    root = folder / f"lake-{count}"
+    appended: float | None = None
+    if (root / "lake.json").exists():  # a lake left by an earlier run with --folder: measured again as it is
+        lake = Lake.open(root)
+    else:
+        lake = Lake.init(root, segment_policy=policy)
+        begun = time.perf_counter()
+        for chunk in records(count, seed):
+            lake.append(chunk)
+        appended = time.perf_counter() - begun
     begun = time.perf_counter()
     Replayer(lake).close()
     indexed = time.perf_counter() - begun
-    opens = []
+    opens, path_opens = [], []
     for _ in range(20):
         begun = time.perf_counter()
         replayer = Replayer(lake)
         opens.append(time.perf_counter() - begun)
+        replayer.close()
+        begun = time.perf_counter()
+        replayer = Replayer(root)
+        path_opens.append(time.perf_counter() - begun)
         replayer.close()
     rng = random.Random(seed + count)
     chosen = [rng.randrange(count) for _ in range(lookups)]
@@ -120,26 +133,28 @@ def bench_lake(folder: Path, count: int, lookups: int, seed: int) -> None:
             begun = time.perf_counter_ns()
             fingerprint(replayer.normal_form(replayer.request(method, url, headers=headers, body=body)))
             floors.append((time.perf_counter_ns() - begun) / 1000)
-    size = sum(path.stat().st_size for path in (folder / f"lake-{count}").rglob("*") if path.is_file())
-    index_size = (folder / f"lake-{count}" / "replay" / "index.sqlite").stat().st_size
+    size = sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+    index_size = (root / "replay" / "index.sqlite").stat().st_size
     lake.close()
-    emit({"bench": "replay_lookup", "exchanges": count, "seed": seed, "lookups": lookups,
+    return emit({"bench": "replay_lookup", "exchanges": count, "seed": seed, "lookups": lookups,
           "lookup_us_median": round(statistics.median(latencies), 1),
+          "lookup_us_p90": round(percentile(latencies, 0.90), 1),
           "lookup_us_p99": round(percentile(latencies, 0.99), 1),
           "fingerprint_us_median": round(statistics.median(floors), 1),
           "open_ms_median": round(statistics.median(opens) * 1000, 2),
-          "index_build_s": round(indexed, 2), "append_s": round(appended, 2),
+          "open_path_ms_median": round(statistics.median(path_opens) * 1000, 2),
+          "index_build_s": round(indexed, 2), "append_s": None if appended is None else round(appended, 2),
           "lake_mb": round(size / 2**20, 1), "index_mb": round(index_size / 2**20, 1)})
 
 
-def bench_vcr(folder: Path, count: int, lookups: int, seed: int) -> None:
+def bench_vcr(folder: Path, count: int, lookups: int, seed: int) -> dict[str, Any] | None:
     try:
         from vcr import matchers
         from vcr.cassette import Cassette
         from vcr.request import Request
     except ImportError:
         emit({"bench": "replay_vs_vcrpy", "skipped": "vcrpy is not installed (pip install vcrpy)"})
-        return
+        return None
     match_on = tuple(getattr(matchers, name) for name in ("method", "scheme", "host", "port", "path", "query", "body"))
     path = folder / "cassette.yaml"
     cassette = Cassette(str(path), record_mode="all", match_on=match_on)
@@ -169,7 +184,7 @@ def bench_vcr(folder: Path, count: int, lookups: int, seed: int) -> None:
         latencies.append((time.perf_counter_ns() - begun) / 1000)
         if json.loads(response["body"]["string"])["n"] != n:
             raise AssertionError(f"vcrpy answered request {n} with another response")
-    emit({"bench": "replay_vs_vcrpy", "interactions": count, "seed": seed, "lookups": lookups,
+    return emit({"bench": "replay_vs_vcrpy", "interactions": count, "seed": seed, "lookups": lookups,
           "vcrpy_open_ms_median": round(statistics.median(opens) * 1000, 1),
           "vcrpy_lookup_us_median": round(statistics.median(latencies), 1),
           "vcrpy_lookup_us_p99": round(percentile(latencies, 0.99), 1),
@@ -188,10 +203,13 @@ def main() -> None:
     folder = args.folder or Path(tempfile.mkdtemp(prefix="bench-replay-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        if args.vcr:
-            bench_vcr(folder, args.vcr, args.vcr_lookups, args.seed)
+        vcr = bench_vcr(folder, args.vcr, args.vcr_lookups, args.seed) if args.vcr else None
         for count in (int(text) for text in args.counts.split(",") if text):
-            bench_lake(folder, count, args.lookups, args.seed)
+            ours = bench_lake(folder, count, args.lookups, args.seed)
+            if vcr is not None and count == args.vcr:
+                emit({"bench": "replay_vs_vcrpy_ratio", "interactions": count,
+                      "lookup_median_ratio": round(vcr["vcrpy_lookup_us_median"] / ours["lookup_us_median"]),
+                      "open_ratio": round(vcr["vcrpy_open_ms_median"] / ours["open_path_ms_median"])})
     finally:
         if args.folder is None:
             shutil.rmtree(folder, ignore_errors=True)
