@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from eventlog.app.lake import Lake
-from eventlog.errors import ReplayMissError
-from eventlog.replay import AsyncHttpxTransport, HttpxTransport, Mode, RequestsAdapter
+from eventlog.errors import InputError, ReplayMissError
+from eventlog.replay import AsyncHttpxTransport, HttpxTransport, Mode, Replayer, RequestsAdapter
 from tests.replay.conftest import BINARY, Server
 
 
@@ -170,3 +170,17 @@ def test_a_secret_in_a_response_header_is_replayed_as_its_redaction_marker(lake:
     replayed = _requests_get(lake, "replay", server.base + "/login")
     assert replayed.headers["Set-Cookie"] == "[REDACTED]"
     assert replayed.content == live.content
+
+
+def test_an_adapter_takes_a_replayer_with_its_own_mode(lake: Lake, server: Server) -> None:
+    with Replayer(lake, mode="record", dataset="local") as replayer:
+        with httpx.Client(transport=HttpxTransport(replayer)) as client:
+            assert client.get(server.base + "/items?page=5").json()["query"] == {"page": ["5"]}
+        with pytest.raises(InputError, match="set the mode and options on the Replayer"):
+            RequestsAdapter(replayer, mode="replay")
+        with pytest.raises(InputError, match="set the mode and options on the Replayer"):
+            HttpxTransport(replayer, dataset="other")
+    with Replayer(lake, dataset="local") as replayer, requests.Session() as session:
+        session.mount("http://", RequestsAdapter(replayer))
+        assert session.get(server.base + "/items?page=5").json()["query"] == {"page": ["5"]}
+    assert len(server.calls) == 1
