@@ -113,19 +113,23 @@ class Replayer:
         self.provenance = _provenance(provenance)
         self.nearest = nearest
         self._cold: ColdStore | None = None
+        self.root = root = Path(lake) if isinstance(lake, str | os.PathLike) else lake.root
+        self.rules = _rules(rules, root).for_dataset(dataset)
         if isinstance(lake, str | os.PathLike):
             # Imported here: cold storage brings cryptography, which a Replayer over an open Lake (and the pytest
             # plugin, loaded into every test session) does without.
             from eventlog.cold.reader import ColdStore
 
-            root = Path(lake)
+            config = read_config(root)
             self._cold = ColdStore(root)
-            self.log = EventLog.from_config(root, read_config(root), cold=self._cold)
+            try:
+                self.log = EventLog.from_config(root, config, cold=self._cold)
+            except BaseException:
+                self._cold.close()
+                raise
             self._owns_log = True
         else:
-            root, self.log, self._owns_log = lake.root, lake.log, False
-        self.root = root
-        self.rules = _rules(rules, root).for_dataset(dataset)
+            self.log, self._owns_log = lake.log, False
         self._record_lock = threading.Lock()
         try:
             self.index = FingerprintIndex(self.log, self.rules, path=root / INDEX_FILE)
