@@ -13,7 +13,7 @@ import pytest
 
 from eventlog.app.lake import Lake
 from eventlog.cold.keys import Keys, SymmetricKey
-from eventlog.errors import InputError, NotFoundError, ReplayMissError
+from eventlog.errors import InputError, LakeError, NotFoundError, ReplayMissError
 from eventlog.format.events import new_resolution
 from eventlog.log.config import SegmentPolicy
 from eventlog.replay import HttpxTransport, MatchRule, Replayer
@@ -227,7 +227,10 @@ def test_bad_options_are_input_errors(lake: Lake) -> None:
         Replayer(lake, as_of=datetime(2024, 1, 1))
     with pytest.raises(InputError, match=r"\$\.rules\[0\]"):
         Replayer(lake, rules=[{"ignore_body": ["no-dollar"]}])
-    assert Replayer(lake, rules=[MatchRule(ignore_query=("t",))]).rules.rules == (MatchRule(ignore_query=("t",)),)
+    with Replayer(lake, rules=[MatchRule(ignore_query=("t",))]) as replayer:
+        assert replayer.rules.rules == (MatchRule(ignore_query=("t",)),)
+    with pytest.raises(LakeError, match="is not a lake"):
+        Replayer(lake.root.parent / "elsewhere")
 
 
 def test_look_ups_follow_segments_as_they_are_sealed(tmp_path: Path) -> None:
