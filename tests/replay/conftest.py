@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -17,6 +18,8 @@ from eventlog.app.lake import Lake
 
 # Bytes that are not UTF-8, served by /bytes: they must come back exactly.
 BINARY = bytes(range(256)) + b"\xff\xfe\x00tail"
+# Text that /gzip serves compressed.
+GZIPPED_TEXT = "compressed on the wire, stored decoded: " + "ledger " * 200
 
 
 class Server:
@@ -53,6 +56,9 @@ class _Handler(BaseHTTPRequestHandler):
             reply = {"id": "cmpl-1", "object": "chat.completion", "version": state.version,
                      "choices": [{"index": 0, "message": {"role": "assistant", "content": f"echo: {prompt}"}}]}
             self._send(200, [("Content-Type", "application/json")], json.dumps(reply).encode())
+        elif parts.path == "/gzip":
+            self._send(200, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Encoding", "gzip")],
+                       gzip.compress(GZIPPED_TEXT.encode(), mtime=0))
         elif parts.path == "/missing":
             self._send(404, [("Content-Type", "text/plain; charset=utf-8")], "nothing here: café".encode())
         else:

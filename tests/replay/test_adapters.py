@@ -14,7 +14,7 @@ import requests
 from eventlog.app.lake import Lake
 from eventlog.errors import InputError, ReplayMissError
 from eventlog.replay import AsyncHttpxTransport, HttpxTransport, Mode, Replayer, RequestsAdapter
-from tests.replay.conftest import BINARY, Server
+from tests.replay.conftest import BINARY, GZIPPED_TEXT, Server
 
 
 def _httpx_get(lake: Lake, mode: Mode, url: str, **kwargs: Any) -> httpx.Response:
@@ -184,3 +184,27 @@ def test_an_adapter_takes_a_replayer_with_its_own_mode(lake: Lake, server: Serve
         session.mount("http://", RequestsAdapter(replayer))
         assert session.get(server.base + "/items?page=5").json()["query"] == {"page": ["5"]}
     assert len(server.calls) == 1
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_a_compressed_response_is_stored_decoded_and_replayed_without_its_content_encoding(
+        lake: Lake, server: Server, client: str) -> None:
+    live = CLIENTS[client](lake, "record", server.base + "/gzip")
+    assert live.content == GZIPPED_TEXT.encode()
+    replayed = CLIENTS[client](lake, "replay", server.base + "/gzip")
+    assert _observed(replayed) == _observed(live)
+    assert "Content-Encoding" not in replayed.headers
+    assert replayed.headers["Content-Length"] == str(len(GZIPPED_TEXT.encode()))
+    event = lake.get(_last_exchange_id(lake))
+    assert event is not None and event.body["response"]["body"] == GZIPPED_TEXT
+
+
+def _last_exchange_id(lake: Lake) -> str:
+    *_, last = lake.events()
+    return str(last.body["exchange_id"])
+
+
+def test_a_streamed_read_of_a_replayed_response_gives_the_recorded_bytes(lake: Lake, server: Server) -> None:
+    _httpx_get(lake, "record", server.base + "/bytes")
+    with httpx.Client(transport=HttpxTransport(lake)) as client, client.stream("GET", server.base + "/bytes") as reply:
+        assert b"".join(reply.iter_bytes()) == BINARY
