@@ -203,6 +203,14 @@ class FingerprintIndex:
                 if seen.seq <= checkpoint:
                     continue
                 checkpoint = seen.seq
+                read += 1
+                if read % _COMMIT_EVERY == 0:  # a long fold lets readers and other writers in now and then
+                    db.execute("UPDATE rule_sets SET checkpoint = ? WHERE id = ?", (checkpoint - 1, rule_set))
+                    db.execute("COMMIT")
+                    contents.clear()
+                    if progress is not None:
+                        progress(read)
+                    db.execute("BEGIN IMMEDIATE")
                 if seen.type == "resolved":
                     continue  # nothing to replay, but the checkpoint moves past it
                 normal = None
@@ -216,14 +224,6 @@ class FingerprintIndex:
                     digest = self._known_fingerprint(seen.content, contents)
                 if digest is not None:
                     self._add_request(seen, digest, normal)
-                read += 1
-                if read % _COMMIT_EVERY == 0:
-                    db.execute("UPDATE rule_sets SET checkpoint = ? WHERE id = ?", (checkpoint, rule_set))
-                    db.execute("COMMIT")
-                    contents.clear()
-                    if progress is not None:
-                        progress(read)
-                    db.execute("BEGIN IMMEDIATE")
             db.execute("UPDATE rule_sets SET checkpoint = ? WHERE id = ?", (checkpoint, rule_set))
             db.execute("COMMIT")
         except BaseException:

@@ -272,3 +272,16 @@ def test_the_index_folds_past_resolutions(lake: Lake) -> None:
         assert replayer.index.catch_up() == 0
         assert json.loads(replayer.lookup(_chat("Summarise the Analytical Engine in one sentence.")).body)["id"] \
             == "cmpl-0"
+
+
+def test_a_fold_committed_in_chunks_gives_the_rows_of_one_pass(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    _append_examples(lake, "mediawiki-pages.ndjson", "llm-completions.ndjson")
+    monkeypatch.setattr("eventlog.replay.index._COMMIT_EVERY", 4)
+    counts: list[int] = []
+    with Replayer(lake) as replayer:
+        assert replayer.index.rebuild(progress=counts.append) == 13
+        chunked = _rows(lake.root / "replay" / "index.sqlite")
+        monkeypatch.undo()
+        assert replayer.index.rebuild() == 13
+    assert counts == [4, 8, 12, 13]
+    assert _rows(lake.root / "replay" / "index.sqlite") == chunked
