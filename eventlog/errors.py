@@ -13,9 +13,12 @@ EventLogError                      root; exit code 1
 │   └── UnsafeArchiveError         an archive that would write outside its target, or expand past a limit
 ├── ConflictError                  sync found conflicts under the `fail` strategy; exit code 9
 └── NotFoundError                  the exchange, event or segment asked for is not in the lake; exit code 10
+    └── ReplayMissError            no recorded response matches a request; lists the nearest and what differs
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class EventLogError(Exception):
@@ -115,3 +118,16 @@ class NotFoundError(EventLogError):
     """The exchange, event or segment asked for is not in the lake."""
 
     exit_code = 10
+
+
+class ReplayMissError(NotFoundError):
+    """No recorded response matches a request.
+
+    `request` holds the request's method and URL as normalised; `nearest` the closest recorded requests, closest
+    first, each with its method, url, dataset, seq and `differences` (kind, name, recorded, requested).
+    """
+
+    def __init__(self, message: str, *, request: dict[str, Any], nearest: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.request = request
+        self.nearest = nearest

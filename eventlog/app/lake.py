@@ -48,7 +48,7 @@ from eventlog.log.config import (
 from eventlog.log.index import IndexEntry
 from eventlog.log.verify import VerifyReport, verify_log
 from eventlog.log.writer import AppendResult, EventLog
-from eventlog.redaction.redactor import RedactionPolicy, Redactor
+from eventlog.redaction.redactor import RedactionPolicy
 
 if TYPE_CHECKING:
     from eventlog.sql.mirror import MirrorResult
@@ -78,14 +78,8 @@ class Lake:
         # Set by `init` when it kept the database password out of lake.json, so the caller can say where it went.
         self.password_stored_in: Path | None = None
         self.cold = ColdStore(root, keys=keys)
-        policy = RedactionPolicy.from_mapping(config.redaction, source=str(root / CONFIG_NAME))
-        if redaction is not None:
-            policy = policy.merged(redaction)
-        self.redaction = policy
-        self.log = EventLog(root / "log", replica_id=config.replica_id, policy=config.segment_policy,
-                            redactor=Redactor(policy), durable=config.durability == "fsync",
-                            lock_timeout=config.lock_timeout_seconds, max_record_bytes=config.max_record_bytes,
-                            clock=clock, cold=self.cold)
+        self.log = EventLog.from_config(root, config, redaction=redaction, clock=clock, cold=self.cold)
+        self.redaction = self.log.redactor.policy
 
     @classmethod
     def init(cls, path: str | os.PathLike[str], *, database_url: str | None = None, replica_id: str | None = None,

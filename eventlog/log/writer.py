@@ -39,7 +39,7 @@ from eventlog.format.events import (
     line_hash,
 )
 from eventlog.format.identity import exchange_key
-from eventlog.log.config import SegmentPolicy
+from eventlog.log.config import CONFIG_NAME, LakeConfig, SegmentPolicy
 from eventlog.log.index import IndexEntry, LogIndex, index_rows
 from eventlog.log.locking import WriterLock
 from eventlog.log.prepare import Prepared, prepare
@@ -55,7 +55,7 @@ from eventlog.log.segments import (
     list_segments,
     parse_seal_name,
 )
-from eventlog.redaction.redactor import Redactor
+from eventlog.redaction.redactor import RedactionPolicy, Redactor
 
 CHUNK = 2000
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -162,6 +162,21 @@ class EventLog:
         self._writing: _Background | None = None  # a chunk's write in flight (see `_write`)
         with self.lock.held():
             self._recover()
+
+    @classmethod
+    def from_config(cls, lake_root: Path, config: LakeConfig, *, redaction: RedactionPolicy | None = None,
+                    clock: Callable[[], datetime] | None = None, cold: ColdSegments | None = None) -> EventLog:
+        """The log under `lake_root`/log as lake.json's `config` sets it up; `redaction` adds to its policy.
+
+        Raises InputError naming lake.json for a redaction policy that does not validate.
+        """
+        policy = RedactionPolicy.from_mapping(config.redaction, source=str(lake_root / CONFIG_NAME))
+        if redaction is not None:
+            policy = policy.merged(redaction)
+        return cls(lake_root / "log", replica_id=config.replica_id, policy=config.segment_policy,
+                   redactor=Redactor(policy), durable=config.durability == "fsync",
+                   lock_timeout=config.lock_timeout_seconds, max_record_bytes=config.max_record_bytes,
+                   clock=clock, cold=cold)
 
     def close(self) -> None:
         self.index.close()
