@@ -136,6 +136,41 @@ class IndexReader:
         return {content: int(seq) for content, seq in select_by_keys(self._db, query, asked, *params)
                 if content in asked}
 
+    def observations_up_to(self, hashes: Iterable[str], *, seq: int) -> Iterator[tuple[str, str, str, int, int, int, str]]:
+        """(content_sha256, observed_at_utc, event_id, segment, offset, length, type) of every observed or
+        revisited event of these contents at or before `seq`, in no particular order."""
+        asked = set(hashes)
+        query = ("SELECT content_sha256, observed_at_utc, event_id, segment, offset, length, type FROM events "
+                 "WHERE content_key IN ({keys}) AND seq <= ? AND type != 'resolved'")
+        for row in select_by_keys(self._db, query, asked, seq):
+            if row[0] in asked:  # a shared look-up key may bring other contents along
+                yield row
+
+    def first_observations(self, source_system: str, entity_type: str, *,
+                           up_to_seq: int) -> Iterator[tuple[str, str, str, str, int, int, int, str]]:
+        """Per content of events with a natural key of this source system and entity type, at or before
+        `up_to_seq`: its observation with the smallest (observed_at_utc, event_id), as (content_sha256,
+        observed_at_utc, event_id, natural_key, segment, offset, length, type). Names holding U+001F are refused
+        (ValueError): the index's key column could not tell them apart."""
+        if "\x1f" in source_system or "\x1f" in entity_type:
+            raise ValueError("a source system or entity type holding U+001F")
+        prefix = f"{source_system}\x1f{entity_type}\x1f"
+        # SQLite takes the bare columns of a min() aggregate from the row holding the minimum.
+        rows = self._db.execute(
+            "SELECT content_sha256, min(observed_at_utc || ' ' || event_id), observed_at_utc, event_id, "
+            "exchange_key, segment, offset, length, type FROM events WHERE exchange_key >= ? AND exchange_key < ? "
+            "AND seq <= ? AND type != 'resolved' GROUP BY content_sha256",
+            (prefix, prefix[:-1] + "\x20", up_to_seq))
+        for content, _, observed, event_id, key, segment, offset, length, kind in rows:
+            yield content, observed, event_id, key[len(prefix):], segment, offset, length, kind
+
+    def keyless_observations(self, *, up_to_seq: int) -> Iterator[tuple[str, str, str, int, int, int, str]]:
+        """(content_sha256, observed_at_utc, event_id, segment, offset, length, type) of every observed or
+        revisited event without a natural key, at or before `up_to_seq`, of any dataset."""
+        yield from self._db.execute(
+            "SELECT content_sha256, observed_at_utc, event_id, segment, offset, length, type FROM events "
+            "WHERE exchange_key IS NULL AND seq <= ? AND type != 'resolved'", (up_to_seq,))
+
     def observations_of(self, content: str, *, before_seq: int) -> list[Event]:
         """The observed and revisited events of one content before `before_seq`, in log order."""
         rows = self._db.execute(f"SELECT {INDEX_COLUMNS} FROM events WHERE content_key = ? AND content_sha256 = ? "

@@ -396,13 +396,15 @@ def _rebuild_reason(checkpoint: Checkpoint | None, *, rebuild: bool, point: Poin
 
 def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = False,
               point: PointInTime | None = None, batch: int = CHUNK,
-              progress: Callable[[int], None] | None = None) -> ReprojectResult:
+              progress: Callable[[int], None] | None = None,
+              expect: Callable[[int], None] | None = None) -> ReprojectResult:
     """Bring RawExchangeRecord up to the log: incrementally from its checkpoint, or from scratch.
 
     From scratch (DELETE, then replay in one transaction) when asked, for a point in time, when there is no
     checkpoint, or when the table holds another state (a point in time, another replica's log). Incrementally
     otherwise: one transaction per `batch` events holds the rows, the checkpoint and the digest. `now` stamps the
-    checkpoint row only. Raises DatabaseError, and IntegrityError for an event that cannot be projected.
+    checkpoint row only. `progress` gets the running count of events read, `expect` how many the run will read
+    (for a progress bar's total). Raises DatabaseError, and IntegrityError for an event that cannot be projected.
     Cost: the events after the checkpoint; memory: one batch of events and the rows they touch.
     """
     if batch < 1:
@@ -422,6 +424,8 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
                 reason = _rebuild_reason(checkpoint, rebuild=rebuild, point=point, replica=replica, log_end=log_end)
                 if before is None:
                     before = checkpoint.position if checkpoint is not None else 0
+                    if expect is not None:
+                        expect(log_end if reason is not None else max(0, log_end - before))
                 if reason is not None:
                     conn.execute(statements.tables.record.delete())
                     fold = _Fold(conn, statements, reader, point, 0, totals, rebuild_of=log_end)

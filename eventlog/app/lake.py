@@ -51,9 +51,11 @@ from eventlog.log.writer import AppendResult, EventLog
 from eventlog.redaction.redactor import RedactionPolicy
 
 if TYPE_CHECKING:
+    from eventlog.app.datasets import ExportResult, ImportResult
+    from eventlog.capture.manifest import Strategy
     from eventlog.sql.mirror import MirrorResult
     from eventlog.sql.store import SqlEventStore
-    from projections import ProjectionReport, ReprojectResult
+    from projections import PackResult, ProjectionReport, ReprojectResult
 
 DEFAULT_LAKE = "lake"
 
@@ -236,17 +238,19 @@ class Lake:
         return store
 
     def mirror(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
-               progress: Callable[[int], None] | None = None) -> MirrorResult:
+               progress: Callable[[int], None] | None = None,
+               expect: Callable[[int], None] | None = None) -> MirrorResult:
         """Copy the log's new events into the SQL event tables (see eventlog.sql.mirror.mirror_log)."""
         from eventlog.sql.mirror import mirror_log
 
         with self.sql_store(database_url=database_url, schema=schema) as store:
-            return mirror_log(self.log, store, progress=progress)
+            return mirror_log(self.log, store, progress=progress, expect=expect)
 
     def reproject(self, *, rebuild: bool = False, as_of: datetime | str | None = None,
                   known_at: datetime | str | None = None, at_seq: int | None = None,
                   database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
-                  progress: Callable[[int], None] | None = None) -> ReprojectResult:
+                  progress: Callable[[int], None] | None = None,
+                  expect: Callable[[int], None] | None = None) -> ReprojectResult:
         """Bring RawExchangeRecord up to the log, or rewrite it as of a point in time (see projections.reproject).
 
         Timestamps need a UTC offset (InputError otherwise). The plain call after a point-in-time one rebuilds.
@@ -256,7 +260,31 @@ class Lake:
         point = PointInTime.of(as_of=as_of, known_at=known_at, at_seq=at_seq)
         with self.sql_store(database_url=database_url, schema=schema) as store:
             return reproject(self.log, store, now=format_utc(self.log.clock()), rebuild=rebuild, point=point,
-                             progress=progress)
+                             progress=progress, expect=expect)
+
+    def reproject_packs(self, *, rebuild: bool = False, names: Iterable[str] | None = None,
+                        progress: Callable[[int], None] | None = None) -> list[PackResult]:
+        """Bring the snapshot pack of every dataset registered under snapshots/ up to the log.
+
+        See eventlog.app.datasets.reproject_packs and projections.snapshot_pack.project_pack.
+        """
+        from eventlog.app.datasets import reproject_packs
+
+        return reproject_packs(self, rebuild=rebuild, names=names, progress=progress)
+
+    def import_pack(self, manifest: Path, *, dry_run: bool = False, conflict: Strategy | None = None,
+                    progress: Callable[[int], None] | None = None) -> ImportResult:
+        """Read the pack beside `manifest` into the log (see eventlog.app.datasets.import_dataset)."""
+        from eventlog.app.datasets import import_dataset
+
+        return import_dataset(self, manifest, dry_run=dry_run, conflict=conflict, progress=progress)
+
+    def export_pack(self, manifest: Path, *, dry_run: bool = False,
+                    progress: Callable[[int], None] | None = None) -> ExportResult:
+        """Write the log's projection of a dataset into the pack beside `manifest` (see export_dataset)."""
+        from eventlog.app.datasets import export_dataset
+
+        return export_dataset(self, manifest, dry_run=dry_run, progress=progress)
 
     def verify_projection(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
                           progress: Callable[[int], None] | None = None) -> ProjectionReport:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-from eventlog.capture.manifest import manifest_redactor, read_manifest
+from eventlog.capture.manifest import MANIFEST_NAME, DatasetManifest, manifest_redactor, read_manifest
 from eventlog.errors import InputError
 from eventlog.format.canonical import parse_json
 from eventlog.format.envelope import MAX_RECORD_BYTES, ExchangeRecord, decode_record
@@ -35,10 +36,22 @@ def read_ndjson_lines(lines: Iterable[bytes], *, source: str,
         if not text:
             continue
         value = parse_json(text, source=source, line=number)
+        if isinstance(value, dict):
+            _from_original(value)
         yield decode_record(value, source=source, line=number)
         count += 1
     if count == 0:
         raise InputError("no exchange records found (the input is empty)", source=source)
+
+
+def _from_original(value: dict[str, Any]) -> None:
+    """Read the original tool's envelope shapes: null provenance, tags or redactions, a response_ref path."""
+    for key, empty in (("provenance", {}), ("tags", []), ("redactions_applied", [])):
+        if key in value and value[key] is None:
+            value[key] = empty
+    ref = value.get("response_ref")
+    if isinstance(ref, str):
+        value["response_ref"] = {"uri": ref}
 
 
 def _file_lines(path: Path) -> Iterator[bytes]:
@@ -61,17 +74,31 @@ def read_ndjson(path: Path, *, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Ex
 
 
 def pack_chunk_files(folder: Path) -> list[Path]:
-    """Chunk files of a snapshot pack in date and chunk order (names are fixed-width, so name order works)."""
-    return sorted((folder / "records").rglob("chunk-*.ndjson"))
+    """Chunk files of a snapshot pack in date and chunk order (chunk numbers compared as numbers)."""
+
+    def order(path: Path) -> tuple[str, int]:
+        number = path.name.removeprefix("chunk-").removesuffix(".ndjson")
+        return (path.parent.as_posix(), int(number) if number.isdigit() else -1)
+
+    # Hidden folders are a writer's staging (see projections/snapshot_pack.py), not part of the pack.
+    records = folder / "records"
+    found = (path for path in records.rglob("chunk-*.ndjson")
+             if not any(part.startswith(".") for part in path.relative_to(records).parts))
+    return sorted(found, key=order)
 
 
-def read_pack(folder: Path, *, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
+def read_pack(folder: Path, *, manifest: DatasetManifest | None = None,
+              max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
     """Records of a snapshot pack: manifest.json, index.jsonl, records/YYYY/YYYY-MM-DD/chunk-NNNN.ndjson.
 
-    The manifest's redaction additions are applied here; the lake's own policy runs again at append.
+    Packs of the original tool read as they are (its envelope's null provenance and path response_ref
+    included). `manifest` defaults to the pack's manifest.json; its redaction additions are applied here, and
+    the lake's own policy runs again at append. A record of another source system or entity type is refused.
     """
-    manifest = read_manifest(folder / "manifest.json")
-    redactor = manifest_redactor(manifest, source=str(folder / "manifest.json"))
+    where = folder / MANIFEST_NAME
+    if manifest is None:
+        manifest = read_manifest(where)
+    redactor = manifest_redactor(manifest, source=str(where))
     for chunk in pack_chunk_files(folder):
         records = read_ndjson(chunk, max_bytes=max_bytes)
         for record in records if redactor is None else redact_records(records, redactor):
@@ -134,3 +161,20 @@ def read_inputs(paths: Iterable[Path], *, progress: ProgressHook | None = None,
             yield record
     if progress is not None:
         progress(count)
+
+
+def count_lines(paths: Iterable[Path]) -> int | None:
+    """About how many records the inputs hold (their line count), for a progress bar; None for standard input."""
+    total = 0
+    for path in paths:
+        if str(path) == "-":
+            return None
+        for file in pack_chunk_files(path) if path.is_dir() else [path]:
+            try:
+                with open(file, "rb") as handle:
+                    while block := handle.read(1 << 20):
+                        total += block.count(b"\n")
+            except OSError:
+                return None
+    return total
+

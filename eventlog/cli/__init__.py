@@ -2,6 +2,7 @@
 
 from eventlog.cli import archive_commands as archive_commands
 from eventlog.cli import audit_commands as audit_commands
+from eventlog.cli import dataset_commands as dataset_commands
 from eventlog.cli import log_commands as log_commands
 from eventlog.cli import replay_commands as replay_commands
 from eventlog.cli import schedule_commands as schedule_commands

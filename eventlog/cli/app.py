@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import msgspec
 
 from eventlog import extensions
 from eventlog.app.lake import Lake, default_lake_path
-from eventlog.errors import EventLogError
+from eventlog.errors import ConflictError, EventLogError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,23 +77,72 @@ def emit(ctx: click.Context, result: Any, text: str | Callable[[], str]) -> None
 
 
 class Progress:
-    """A one-line counter on a terminal's stderr; silent when stderr is not a terminal or JSON is asked for."""
+    """A progress bar on a terminal's stderr (count, total, rate, time left); silent when stderr is not a terminal
+    or JSON is asked for.
 
-    def __init__(self, ctx: click.Context, label: str) -> None:
+    Call it with the running count. `total` is the expected count, or a function that computes it, called only
+    when the bar is shown (so a pipe never pays for counting). Use it as a context manager, or call `done`.
+    """
+
+    def __init__(self, ctx: click.Context, label: str, *, total: int | Callable[[], int | None] | None = None,
+                 unit: str = "events") -> None:
         self.enabled = sys.stderr.isatty() and not app(ctx).as_json
         self.label = label
-        self.shown = False
+        self.unit = unit
+        self._total = total
+        self._bar: Any = None
+        self._task: Any = None
+        self._started = time.monotonic()
+
+    def _start(self) -> None:
+        # Imported here: rich costs a few tens of milliseconds, which a piped or scripted run need not pay.
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as Bar
+
+        total = self._total() if callable(self._total) else self._total
+        self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                        TextColumn("{task.fields[rate]}"), TextColumn("left"), TimeRemainingColumn(),
+                        TextColumn("elapsed"), TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+        self._bar.start()
+        self._task = self._bar.add_task(self.label, total=total, rate="")
+        self._started = time.monotonic()
 
     def __call__(self, count: int) -> None:
-        if self.enabled:
-            sys.stderr.write(f"\r{self.label}: {count:,}")
-            sys.stderr.flush()
-            self.shown = True
+        if not self.enabled:
+            return
+        if self._bar is None:
+            self._start()
+        task = self._bar.tasks[0]
+        elapsed = time.monotonic() - self._started
+        rate = f"{count / elapsed:,.0f} {self.unit}/s" if elapsed > 0 else ""
+        if task.total is not None and count > task.total:
+            self._bar.update(self._task, total=count)
+        self._bar.update(self._task, completed=count, rate=rate)
+
+    def set_total(self, total: int) -> None:
+        """Change the expected count (when it becomes known after the work started)."""
+        self._total = total
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
 
     def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.done()
 
 
 def console() -> None:
@@ -107,20 +157,34 @@ def console() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the group and turn library errors into one sentence and an exit code."""
+    """Console entry point: run the group and turn library errors into one sentence and an exit code.
+
+    Under `--json` an error is a JSON object on stderr too: {"error": sentence, "exit_code": n, "kind": class}.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in args[:args.index("--")] if "--" in args else "--json" in args
     try:
         cli.main(args=argv, prog_name="eventlog", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(1)
+        _fail("aborted", 1, "Abort", as_json=as_json)
     except click.ClickException as exc:
+        if as_json:
+            _fail(exc.format_message(), exc.exit_code, type(exc).__name__, as_json=True)
         exc.show()
         sys.exit(exc.exit_code)
     except EventLogError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        extra = {"conflicts": exc.conflicts} if isinstance(exc, ConflictError) and exc.conflicts else {}
+        _fail(f"error: {exc}", exc.exit_code, type(exc).__name__, as_json=as_json, **extra)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        _fail("interrupted", 130, "KeyboardInterrupt", as_json=as_json)
     except BrokenPipeError:
         sys.exit(0)
+
+
+def _fail(message: str, code: int, kind: str, *, as_json: bool, **extra: Any) -> None:
+    if as_json:
+        text = message.removeprefix("error: ")
+        click.echo(msgspec.json.encode({"error": text, "exit_code": code, "kind": kind, **extra}).decode(), err=True)
+    else:
+        click.echo(message, err=True)
+    sys.exit(code)

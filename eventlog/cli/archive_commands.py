@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 import click
 import msgspec
 
+from eventlog.capture.manifest import read_manifest
 from eventlog.cli.app import Progress, app, cli, emit, json_option
 from eventlog.cold.archiver import (
     ArchivedSegment,
@@ -35,7 +36,7 @@ from eventlog.cold.keys import (
     write_identity_file,
     write_key_file,
 )
-from eventlog.cold.packs import LEGACY_PASSPHRASE_ENV, pack_dataset, unpack
+from eventlog.cold.packs import LEGACY_PASSPHRASE_ENV, manifest_keys, pack_dataset, unpack
 from eventlog.cold.reader import keys_from_env
 from eventlog.errors import InputError
 
@@ -159,19 +160,17 @@ def archive_command(ctx: click.Context, /, before: str | None, seq_range: str | 
     cutoff = parse_before(before)
     seqs = parse_seq_range(seq_range) if seq_range is not None else None
     kdf = parse_argon2(options.get("argon2"))
-    progress = Progress(ctx, "archiving")
     done: list[ArchivedSegment] = []
+    with app(ctx).open_lake() as lake, Progress(
+            ctx, "archiving", unit="segments",
+            total=lambda: sum(1 for _ in (lake.root / "log" / "seals").glob("*.json"))) as progress:
 
-    def step(segment: ArchivedSegment) -> None:
-        done.append(segment)
-        progress(len(done))
+        def step(segment: ArchivedSegment) -> None:
+            done.append(segment)
+            progress(len(done))
 
-    with app(ctx).open_lake() as lake:
-        try:
-            report = lake.archive(keys=keys, before=cutoff, seqs=seqs, evict=evict, kdf=kdf, progress=step,
-                                  compression=cast("Compression | None", compression))
-        finally:
-            progress.done()
+        report = lake.archive(keys=keys, before=cutoff, seqs=seqs, evict=evict, kdf=kdf, progress=step,
+                              compression=cast("Compression | None", compression))
     emit(ctx, report, lambda: _archive_text(report))
 
 
@@ -218,7 +217,8 @@ def restore(ctx: click.Context, /, archives: tuple[Path, ...], seq_range: str | 
               help="Dataset manifest; its name picks snapshots/<name>/ of the lake.")
 @click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="Zip file to write.")
 @click.option("--encrypt", is_flag=True,
-              help="Seal the zip; without key options the passphrase comes from SNAPSHOT_ENCRYPTION_KEY.")
+              help="Seal the zip; without key options the passphrase comes from the manifest's encryption_policy "
+                   "(default: SNAPSHOT_ENCRYPTION_KEY).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @key_options(sealing=True)
 @json_option
@@ -226,12 +226,8 @@ def restore(ctx: click.Context, /, archives: tuple[Path, ...], seq_range: str | 
 def pack(ctx: click.Context, /, manifest: Path, out: Path, encrypt: bool, force: bool, **options: Any) -> None:
     """Zip a dataset's snapshot pack (deterministic bytes), optionally encrypted."""
     keys = keys_from_options(options, confirm=True)
-    if encrypt and keys is None:
-        value = os.environ.get(LEGACY_PASSPHRASE_ENV)
-        if not value:
-            raise InputError(f"--encrypt needs a key: give --recipient, --key-file or a passphrase option, or set "
-                             f"{LEGACY_PASSPHRASE_ENV}")
-        keys = Keys(passphrase=value)
+    if keys is None and (encrypt or read_manifest(manifest).encryption_policy.enabled):
+        keys = manifest_keys(read_manifest(manifest))
     info = pack_dataset(app(ctx).lake_path, manifest, out, keys=keys, kdf=parse_argon2(options.get("argon2")),
                         overwrite=force)
     emit(ctx, info, f"packed {info.entries} file(s), {info.content_bytes:,} bytes, into {info.path}"

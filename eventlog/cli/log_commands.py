@@ -11,11 +11,10 @@ import msgspec
 
 from eventlog.app.credentials import PASSWORD_ENV
 from eventlog.app.lake import Lake
-from eventlog.capture.ingest import expand_inputs, read_inputs, redact_records
-from eventlog.capture.manifest import manifest_bytes, manifest_redactor, new_manifest, read_manifest
+from eventlog.capture.ingest import count_lines, expand_inputs, read_inputs, redact_records
+from eventlog.capture.manifest import manifest_redactor, new_manifest, read_manifest, write_new_manifest
 from eventlog.cli.app import Progress, app, cli, emit, json_option
-from eventlog.durable import write_atomic
-from eventlog.errors import InputError, IntegrityError, NotFoundError
+from eventlog.errors import IntegrityError, NotFoundError
 from eventlog.format.canonical import parse_json
 from eventlog.format.envelope import EXCHANGE_TYPES, decode_record
 from eventlog.log.config import CONFIG_NAME
@@ -32,7 +31,8 @@ from eventlog.redaction.redactor import Redactor
               help="Exchange type of the dataset.")
 @click.option("--description", help="What the dataset holds.")
 @click.option("--owner", help="Who answers for the dataset.")
-@click.option("--out", type=click.Path(path_type=Path), help="Manifest file to write.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=True),
+              help="Folder of datasets: the manifest goes to OUT/<name>/manifest.json (as the original tool did).")
 @click.option("--database-url", help="SQL mirror URL for a new lake (default: SQLite inside the lake); a password "
               "in it goes to the credentials file, not to lake.json.")
 @click.option("--credentials-file", type=click.Path(path_type=Path, dir_okay=False),
@@ -44,20 +44,21 @@ from eventlog.redaction.redactor import Redactor
 def init(ctx: click.Context, name: str | None, source: str | None, entity: str | None, exchange_type: str,
          description: str | None, owner: str | None, out: Path | None, database_url: str | None,
          credentials_file: Path | None, force: bool, exist_ok: bool) -> None:
-    """Create a lake, or (with --name --source --entity --out) a dataset manifest."""
+    """Create a lake, or (with --name --source --entity --out DIR) a dataset manifest in DIR/<name>/."""
     dataset_options = {"--name": name, "--source": source, "--entity": entity, "--out": out}
     if any(value is not None for value in dataset_options.values()):
         missing = [option for option, value in dataset_options.items() if value is None]
         if missing:
             raise click.UsageError(f"a dataset manifest needs {', '.join(missing)} as well")
+        if database_url is not None or credentials_file is not None or exist_ok:
+            raise click.UsageError("--database-url, --credentials-file and --exist-ok are for a new lake, not a "
+                                   "dataset manifest")
         assert out is not None and name is not None and source is not None and entity is not None
-        if out.exists() and not force:
-            raise InputError("already exists; pass --force to overwrite it", source=str(out))
         manifest = new_manifest(name=name, source_system=source, entity_type=entity, exchange_type=exchange_type,
                                 description=description, owner=owner, now=datetime.now(UTC))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out, manifest_bytes(manifest))
-        emit(ctx, {"manifest": str(out), "name": name}, f"wrote manifest {out}")
+        written = write_new_manifest(out, manifest, force=force)
+        emit(ctx, {"manifest": str(written), "dataset_name": name, "folder": str(written.parent)},
+             f"wrote manifest {written}")
         return
     path = app(ctx).lake_path
     with Lake.init(path, database_url=database_url, credentials_file=credentials_file, exist_ok=exist_ok) as lake:
@@ -94,13 +95,10 @@ def _ingest(ctx: click.Context, paths: tuple[str, ...], label: str, manifest_pat
     redactor = None
     if manifest_path is not None:
         redactor = manifest_redactor(read_manifest(manifest_path), source=str(manifest_path))
-    progress = Progress(ctx, label)
-    with app(ctx).open_lake() as lake:
+    with app(ctx).open_lake() as lake, Progress(ctx, label, total=lambda: count_lines(inputs),
+                                                unit="records") as progress:
         records = read_inputs(inputs, progress=progress, max_bytes=lake.config.max_record_bytes)
-        try:
-            result = lake.append(records if redactor is None else redact_records(records, redactor))
-        finally:
-            progress.done()
+        result = lake.append(records if redactor is None else redact_records(records, redactor))
     emit(ctx, {"inputs": [str(path) for path in inputs], **msgspec.to_builtins(result)},
          lambda: _append_summary(result, len(inputs)))
 
@@ -130,21 +128,15 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], manifest_path: Path | Non
     _ingest(ctx, paths, "ingesting", manifest_path)
 
 
-cli.add_command(ingest, name="import")
-
 
 @cli.command()
 @json_option
 @click.pass_context
 def verify(ctx: click.Context) -> None:
     """Recompute every line hash, the chain, digests, seals and the seal chain."""
-    progress = Progress(ctx, "verifying")
-    with app(ctx).open_lake() as lake:
+    with app(ctx).open_lake() as lake, Progress(ctx, "verifying", total=lambda: lake.log.last_seq) as progress:
         warn(lake)
-        try:
-            report = lake.verify(progress=progress)
-        finally:
-            progress.done()
+        report = lake.verify(progress=progress)
     if app(ctx).as_json:
         emit(ctx, report, "")
     elif report.ok:

@@ -13,7 +13,7 @@ from eventlog.errors import IntegrityError
 from eventlog.log.config import DEFAULT_SCHEMA, DIALECT_NAMES
 
 if TYPE_CHECKING:
-    from projections import ProjectionReport, ReprojectResult
+    from projections import PackResult, ProjectionReport, ReprojectResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,12 +33,9 @@ def database_options(func: F) -> F:
 @click.pass_context
 def mirror(ctx: click.Context, database_url: str | None, schema: str) -> None:
     """Copy the log's new events into the SQL tables ExchangeEvent and ExchangeContent."""
-    progress = Progress(ctx, "mirroring")
-    with app(ctx).open_lake() as lake:
-        try:
-            result = lake.mirror(database_url=database_url, schema=schema, progress=progress)
-        finally:
-            progress.done()
+    with app(ctx).open_lake() as lake, Progress(ctx, "mirroring") as progress:
+        result = lake.mirror(database_url=database_url, schema=schema, progress=progress,
+                             expect=progress.set_total)
     emit(ctx, result, f"mirrored {result.read:,} events ({result.written:,} new) in {result.batches} batch(es); "
                       f"watermark seq {result.watermark_before:,} -> {result.watermark:,}")
 
@@ -51,24 +48,32 @@ def mirror(ctx: click.Context, database_url: str | None, schema: str) -> None:
 @click.option("--verify", is_flag=True,
               help="Afterwards, recompute the table from the log in a scratch database and compare (exit 6 if "
                    "they differ).")
+@click.option("--packs", is_flag=True,
+              help="Bring the snapshot packs of the datasets registered under snapshots/ up to the log instead.")
+@click.option("--dataset", "datasets", multiple=True, metavar="NAME",
+              help="With --packs: only this dataset (repeatable).")
 @database_options
 @json_option
 @click.pass_context
 def reproject(ctx: click.Context, rebuild: bool, as_of: str | None, known_at: str | None, at_seq: int | None,
-              verify: bool, database_url: str | None, schema: str) -> None:
+              verify: bool, packs: bool, datasets: tuple[str, ...], database_url: str | None, schema: str) -> None:
     """Bring lake.RawExchangeRecord up to the log: incrementally, from scratch, or as of a point in time.
 
     Timestamps are ISO 8601 with a UTC offset (2024-05-01T12:00:00Z). After a point-in-time run, the next plain
-    run rebuilds the table.
+    run rebuilds the table. With --packs, the snapshot packs of the registered datasets instead.
     """
-    progress = Progress(ctx, "reprojecting")
-    with app(ctx).open_lake() as lake:
-        try:
-            result = lake.reproject(rebuild=rebuild, as_of=as_of, known_at=known_at, at_seq=at_seq,
-                                    database_url=database_url, schema=schema, progress=progress)
-            report = lake.verify_projection(database_url=database_url, schema=schema) if verify else None
-        finally:
-            progress.done()
+    if packs:
+        if as_of or known_at or at_seq is not None or verify:
+            raise click.UsageError("--packs takes --rebuild and --dataset only")
+        _reproject_packs(ctx, rebuild=rebuild, datasets=datasets)
+        return
+    if datasets:
+        raise click.UsageError("--dataset goes with --packs")
+    with app(ctx).open_lake() as lake, Progress(ctx, "reprojecting") as progress:
+        result = lake.reproject(rebuild=rebuild, as_of=as_of, known_at=known_at, at_seq=at_seq,
+                                database_url=database_url, schema=schema, progress=progress,
+                                expect=progress.set_total)
+        report = lake.verify_projection(database_url=database_url, schema=schema) if verify else None
     output: dict[str, Any] = msgspec.to_builtins(result)
     if report is not None:
         output["verify"] = msgspec.to_builtins(report)
@@ -79,6 +84,20 @@ def reproject(ctx: click.Context, rebuild: bool, as_of: str | None, known_at: st
                 click.echo(problem, err=True)
         more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
         raise IntegrityError(f"projection verify failed: {report.problems[0]}{more}")
+
+
+def _reproject_packs(ctx: click.Context, *, rebuild: bool, datasets: tuple[str, ...]) -> None:
+    with app(ctx).open_lake() as lake, Progress(ctx, "packs", total=lambda: lake.log.last_seq) as progress:
+        results = lake.reproject_packs(rebuild=rebuild, names=datasets or None, progress=progress)
+    emit(ctx, {"packs": [msgspec.to_builtins(result) for result in results]},
+         lambda: "\n".join(_pack_text(result) for result in results) or "no dataset registered under snapshots/")
+
+
+def _pack_text(result: PackResult) -> str:
+    how = "incremental" if result.reason is None else f"rebuilt ({result.reason})"
+    return (f"{result.dataset}: {how}; seq {result.position_before:,} -> {result.position:,}, {result.records:,} "
+            f"record(s), {result.records_added:,} added, {result.records_moved:,} moved, "
+            f"{result.dates_rewritten} date(s) rewritten")
 
 
 def _reproject_text(result: ReprojectResult, report: ProjectionReport | None) -> str:

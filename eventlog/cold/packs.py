@@ -32,11 +32,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from eventlog.capture.manifest import read_manifest
+from eventlog.capture.manifest import DatasetManifest, read_manifest
 from eventlog.cold.container import decrypt_file, encrypt_stream, is_archive, write_atomically
-from eventlog.cold.keys import Argon2Params, Keys, Passphrase
+from eventlog.cold.keys import (
+    Argon2Params,
+    Keys,
+    Passphrase,
+    passphrase_from_env,
+    passphrase_from_file,
+    prompt_passphrase,
+)
 from eventlog.durable import fsync_dir
-from eventlog.errors import ArchiveError, InputError, ManifestError, NotFoundError, UnsafeArchiveError
+from eventlog.errors import ArchiveError, InputError, NotFoundError, UnsafeArchiveError
 from eventlog.log.config import read_config
 
 PACK_KIND = "eventlog-snapshot-pack"
@@ -422,18 +429,31 @@ def pack_dataset(root: Path, manifest: Path, out: Path, *, keys: Keys | None = N
                  kdf: Argon2Params | None = None, overwrite: bool = False) -> PackInfo:
     """Zip the lake's snapshot pack of the dataset `manifest` names (snapshots/<name>/), sealed when `keys`.
 
-    Raises NotFoundError when the lake has no such folder, ManifestError for a bad manifest or a name that is
-    not one plain folder name, ArchiveError from packing (see packs.pack_folder).
+    Raises NotFoundError when the lake has no such folder, ManifestError for a bad manifest, ArchiveError from
+    packing (see packs.pack_folder).
     """
     read_config(root)
-    dataset = read_manifest(manifest).name
-    if "/" in dataset or entry_problem(dataset) is not None:
-        raise ManifestError(f"dataset name {dataset!r} cannot name a folder under snapshots/", source=str(manifest),
-                            path="$.name")
+    dataset = read_manifest(manifest).dataset_name
     folder = root / "snapshots" / dataset
     if not folder.is_dir():
         raise NotFoundError(f"dataset {dataset!r} has no snapshot pack in the lake at {root}: snapshots/{dataset}/ "
-                            "does not exist (build its projection first)")
+                            "does not exist (build its projection first: eventlog reproject --packs)")
     sealed = keys is not None and not keys.is_empty()
     return pack_folder(folder, out, encrypt_with=keys if sealed else None, kdf=kdf, overwrite=overwrite,
                        metadata={"kind": PACK_KIND, "dataset": dataset} if sealed else None)
+
+
+def manifest_keys(manifest: DatasetManifest, *, base: Path | None = None) -> Keys:
+    """The passphrase a manifest's encryption_policy names: its environment variable, its file, or the terminal.
+
+    A relative key_file_path is taken from the working directory, as the original tool did (or from `base`).
+    Raises InputError when the variable is unset, the file unreadable, or there is no terminal to ask.
+    """
+    policy = manifest.encryption_policy
+    if policy.key_source == "env":
+        return Keys(passphrase=passphrase_from_env(policy.key_env_var))
+    if policy.key_source == "file":
+        assert policy.key_file_path is not None  # read_manifest checks it
+        path = Path(policy.key_file_path)
+        return Keys(passphrase=passphrase_from_file(path if base is None or path.is_absolute() else base / path))
+    return Keys(passphrase=prompt_passphrase(confirm=True))

@@ -40,18 +40,22 @@ def mirror_key(replica_id: str) -> str:
 
 
 def mirror_log(log: EventLog, store: SqlEventStore, *, batch: int = MIRROR_BATCH,
-               progress: Callable[[int], None] | None = None) -> MirrorResult:
+               progress: Callable[[int], None] | None = None,
+               expect: Callable[[int], None] | None = None) -> MirrorResult:
     """Copy the events after the watermark from `log` into `store`'s tables; creates the schema if missing.
 
     One transaction per `batch` events holds both the rows and the advanced watermark. Raises DatabaseError when
     the database cannot be reached or refuses a statement (nothing of the failing batch is kept), IntegrityError
-    when an event id is already stored with another digest. Cost: the events after the watermark; memory: one batch.
+    when an event id is already stored with another digest. `progress` gets the running count of events read,
+    `expect` how many the run will read. Cost: the events after the watermark; memory: one batch.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
     store.create_schema()
     key = mirror_key(log.replica_id)
     start = store.get_watermark(key)
+    if expect is not None:
+        expect(max(0, log.last_seq - start))
     watermark, read, written, batches = start, 0, 0, 0
     events = _encoded(log, start)
     while chunk := _take(events, batch):

@@ -234,8 +234,8 @@ def test_restore_refuses_to_overwrite_a_different_segment(run: Run, tmp_path: Pa
 
 def test_pack_and_unpack(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run("init")
-    manifest = tmp_path / "pages.json"
-    run("init", "--name", "pages", "--source", "wiki", "--entity", "page", "--out", str(manifest))
+    manifest = tmp_path / "manifests" / "pages" / "manifest.json"
+    run("init", "--name", "pages", "--source", "wiki", "--entity", "page", "--out", str(tmp_path / "manifests"))
     code, _, err = run("pack", "--manifest", str(manifest), "--out", str(tmp_path / "p.zip"))
     assert code == 10 and one_sentence(err) and "snapshots/pages/ does not exist" in err
     day = run.lake / "snapshots" / "pages" / "records" / "2024" / "2024-05-01"

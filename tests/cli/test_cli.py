@@ -131,15 +131,15 @@ def test_seal_reindex_and_verify_failure_exit_code(run: Run, tmp_path: Path) -> 
 
 
 def test_init_writes_a_dataset_manifest(run: Run, tmp_path: Path) -> None:
-    out_file = tmp_path / "manifests" / "pages.json"
+    out = tmp_path / "manifests"
     code, _, _ = run("init", "--name", "pages", "--source", "wikipedia-en", "--entity", "page", "--type",
-                     "mediawiki", "--owner", "data-team", "--out", str(out_file))
+                     "mediawiki", "--owner", "data-team", "--out", str(out))
     assert code == 0
-    manifest = json.loads(out_file.read_text())
+    manifest = json.loads((out / "pages" / "manifest.json").read_text())
     assert manifest["source_system"] == "wikipedia-en" and manifest["exchange_type"] == "mediawiki"
-    code, _, err = run("init", "--name", "pages", "--source", "x", "--entity", "y", "--out", str(out_file))
+    code, _, err = run("init", "--name", "pages", "--source", "x", "--entity", "y", "--out", str(out))
     assert code == 3 and "--force" in err
-    code, _, err = run("init", "--name", "pages", "--out", str(out_file))
+    code, _, err = run("init", "--name", "pages", "--out", str(out))
     assert code == 2 and "--source" in err
 
 

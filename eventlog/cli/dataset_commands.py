@@ -1,0 +1,103 @@
+"""Commands of datasets, in the original tool's words: import and export of the pack beside a manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import click
+import msgspec
+
+from eventlog.capture.manifest import Strategy
+from eventlog.cli.app import Progress, app, cli, emit, json_option
+from eventlog.cli.log_commands import ingest
+
+if TYPE_CHECKING:
+    from eventlog.app.datasets import ExportResult, ImportResult
+
+STRATEGIES = ("prefer_newest", "prefer_sql", "prefer_json", "fail")
+
+MANIFEST = click.option("--manifest", "manifest_path", type=click.Path(path_type=Path, dir_okay=False),
+                        help="Dataset manifest; its pack is the folder it lies in (manifest.json, index.jsonl, "
+                             "records/).")
+DRY_RUN = click.option("--dry-run", is_flag=True, help="Print what would be done; write nothing.")
+
+
+@cli.command(name="import")
+@click.argument("paths", nargs=-1)
+@MANIFEST
+@DRY_RUN
+@click.option("--conflict", type=click.Choice(STRATEGIES),
+              help="Conflict strategy (default: the manifest's sync_policy.conflict_strategy); 'fail' stops "
+                   "before anything is written when the pack's version of a key differs from the lake's.")
+@json_option
+@click.pass_context
+def import_command(ctx: click.Context, paths: tuple[str, ...], manifest_path: Path | None, dry_run: bool,
+                   conflict: str | None) -> None:
+    """Read the pack beside --manifest into the log (then the SQL side and the lake's pack follow).
+
+    With PATHS instead, the same as `eventlog ingest PATHS` (--manifest then adds its redaction only).
+    """
+    if paths:
+        if dry_run or conflict:
+            raise click.UsageError("--dry-run and --conflict go with --manifest alone (no PATHS)")
+        ctx.invoke(ingest, paths=paths, manifest_path=manifest_path)
+        return
+    if manifest_path is None:
+        raise click.UsageError("give --manifest FILE (the pack is the folder it lies in), or PATHS to ingest")
+    with app(ctx).open_lake() as lake, Progress(ctx, "importing", unit="records") as progress:
+        result = lake.import_pack(manifest_path, dry_run=dry_run, conflict=cast("Strategy | None", conflict),
+                                  progress=progress)
+    emit(ctx, msgspec.to_builtins(result), lambda: _import_text(result))
+
+
+def _import_text(result: ImportResult) -> str:
+    done = result.append
+    verb = "would import" if result.dry_run else "imported"
+    lines = [f"{result.dataset}: {verb} {result.read:,} record(s) from {result.folder}: {done.observed:,} observed, "
+             f"{done.revisited:,} revisited, {done.already_present:,} already present"]
+    if done.hash_mismatch_count:
+        lines.append(f"  {done.hash_mismatch_count:,} record(s) whose stated content_sha256 differs from ours "
+                     f"(kept): {', '.join(done.hash_mismatches[:5])}{' ...' if done.hash_mismatch_count > 5 else ''}")
+    if done.redacted:
+        lines.append(f"  {done.redacted:,} record(s) redacted")
+    for item in result.conflicts:
+        lines.append(f"  conflict ({result.conflict_strategy}): {item.natural_key!r}: lake {item.lake[:12]} "
+                     f"({item.lake_observed_at_utc}), pack {item.pack[:12]} ({item.pack_observed_at_utc})")
+    if result.registered:
+        lines.append(f"  registered the dataset in the lake: snapshots/{result.dataset}/manifest.json")
+    if result.pack is not None:
+        lines.append(f"  lake pack snapshots/{result.dataset}/: {result.pack.records:,} record(s)")
+    if result.mirror is not None:
+        lines.append(f"  mirrored {result.mirror.written:,} new event(s) to the database")
+    if result.reproject is not None:
+        lines.append(f"  RawExchangeRecord: {result.reproject.rows_inserted:,} row(s) inserted, "
+                     f"{result.reproject.rows_updated:,} updated")
+    return "\n".join(lines)
+
+
+@cli.command(name="export")
+@MANIFEST
+@DRY_RUN
+@json_option
+@click.pass_context
+def export_command(ctx: click.Context, manifest_path: Path | None, dry_run: bool) -> None:
+    """Write the log's snapshot pack of the manifest's dataset into the folder the manifest lies in.
+
+    Records the folder's pack holds that the log lacks are imported first, so none is lost.
+    """
+    if manifest_path is None:
+        raise click.UsageError("give --manifest FILE (the pack is written into the folder it lies in)")
+    with app(ctx).open_lake() as lake, Progress(ctx, "exporting", total=lambda: lake.log.last_seq) as progress:
+        result = lake.export_pack(manifest_path, dry_run=dry_run, progress=progress)
+    emit(ctx, msgspec.to_builtins(result), lambda: _export_text(result))
+
+
+def _export_text(result: ExportResult) -> str:
+    verb = "would hold" if result.dry_run else "holds"
+    text = (f"{result.dataset}: the pack in {result.folder} {verb} {result.records:,} record(s) "
+            f"(before: {result.records_before:,})")
+    imported = result.imported.observed + result.imported.revisited
+    if imported:
+        text += f"; {imported:,} record(s) of the pack were new to the log and {'would be' if result.dry_run else 'were'} imported"
+    return text

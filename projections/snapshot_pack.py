@@ -1,0 +1,677 @@
+"""The snapshot pack projection: a dataset's unique contents as the original tool's browsable folder.
+
+A pack folder holds manifest.json (written by whoever registers the dataset, never by the projection),
+index.jsonl and records/YYYY/YYYY-MM-DD/chunk-NNNN.ndjson. The rules, which docs/projections.md states in full:
+
+- One line per unique content_sha256 of the dataset (its source_system and entity_type): the envelope of the
+  content's first observation, the one with the smallest (observed_at_utc, exchange_id), with its request and
+  response, as canonical JSON. It is filed under that observation's own date, and each date's lines are sorted
+  by (observed_at_utc, content_sha256), 1,000 to a chunk. index.jsonl has one line per content in the same
+  order, with the original tool's field names {"h", "k", "id", "t", "f"}.
+- Nothing in a pack depends on the order in which a replica received events, nor on seq, origin or
+  recorded_at_utc: replicas holding the same events write the same bytes.
+- Incremental application reads the events after the checkpoint and rewrites only the dates they touch (in the
+  common case, events newer than everything in the pack, it appends to the last chunk and to index.jsonl). A
+  rebuild writes the same bytes from scratch, by construction: both produce the one layout the rules define.
+- Crash safety: the checkpoint is marked dirty (written atomically) before any file of the pack changes and
+  clean with its new position after; a dirty checkpoint found on the next run makes it rebuild. Every chunk and
+  index file is replaced by rename, so a reader never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
+from pathlib import Path
+from typing import BinaryIO, Literal, NamedTuple
+
+import msgspec
+
+from eventlog.capture.manifest import DatasetManifest
+from eventlog.durable import fsync_dir, write_atomic, write_atomically
+from eventlog.errors import InputError, IntegrityError
+from eventlog.format.canonical import canonical_json
+from eventlog.log.segments import SegmentName
+from eventlog.log.writer import EventLog, segment_sources
+from projections.log_source import IndexReader
+
+__all__ = ["CHUNK_LINES", "PackCheckpoint", "PackResult", "chunk_name", "project_pack", "read_pack_checkpoint"]
+
+CHUNK_LINES = 1000
+CHECKPOINT_FORMAT = 1
+INDEX_NAME = "index.jsonl"
+RECORDS = "records"
+_STAGING = (".records.rebuild", ".records.old", f".{INDEX_NAME}.rebuild")
+
+Mode = Literal["incremental", "rebuild"]
+ProgressHook = Callable[[int], None]
+
+
+class PackCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a pack's projection stands: the log seq applied, for which replica's log, and whether it is clean."""
+
+    format: int = CHECKPOINT_FORMAT
+    dataset: str
+    scope: tuple[str, str]
+    replica: str
+    position: int
+    records: int
+    dirty: bool = False
+
+
+class PackResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What one projection of a pack did. `reason` says why it was rebuilt (None: incremental)."""
+
+    dataset: str
+    folder: str
+    mode: Mode
+    reason: str | None
+    position_before: int
+    position: int
+    events_read: int
+    records: int
+    records_added: int
+    records_moved: int
+    dates_rewritten: int
+
+
+class _Candidate(NamedTuple):
+    """An observation that may be a content's first: where its line is and what its pack line is filed under."""
+
+    observed: str
+    exchange_id: str
+    content: str
+    natural_key: str | None
+    segment: int
+    offset: int
+    length: int
+    observed_type: bool  # an observed event (it carries the payload), not a revisit
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Order of lines in the pack: observed time, then content hash."""
+        return (self.observed, self.content)
+
+    @property
+    def first(self) -> tuple[str, str]:
+        """Order of a content's observations: the smallest is the one its line shows."""
+        return (self.observed, self.exchange_id)
+
+
+class _ProbeBody(msgspec.Struct, frozen=True):
+    source_system: str = ""
+    entity_type: str = ""
+    content_sha256: str = ""
+    observed_at_utc: str = ""
+    exchange_id: str = ""
+    natural_key: str | None = None
+
+
+class _Probe(msgspec.Struct, frozen=True):
+    type: str
+    seq: int
+    body: _ProbeBody
+
+
+class _RawLine(msgspec.Struct, frozen=True):
+    type: str
+    body: msgspec.Raw
+
+
+class _Payload(msgspec.Struct, frozen=True):
+    request: msgspec.Raw = msgspec.Raw(b"null")
+    response: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _PayloadLine(msgspec.Struct, frozen=True):
+    body: _Payload
+
+
+class IndexLine(msgspec.Struct, frozen=True):
+    """One line of index.jsonl, in the original tool's field order."""
+
+    h: str
+    k: str
+    id: str
+    t: str
+    f: str
+
+
+class _LineKey(msgspec.Struct, frozen=True):
+    observed_at_utc: str
+    content_sha256: str
+
+
+_pack_order = attrgetter("observed", "content")  # _Candidate.key, as a C-level getter for sorting
+_decode_probe = msgspec.json.Decoder(_Probe).decode
+_decode_raw_line = msgspec.json.Decoder(_RawLine).decode
+_decode_payload = msgspec.json.Decoder(_PayloadLine).decode
+_decode_index = msgspec.json.Decoder(IndexLine).decode
+_decode_key = msgspec.json.Decoder(_LineKey).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def chunk_name(date: str, number: int) -> str:
+    """The path of a chunk inside a pack: records/YYYY/YYYY-MM-DD/chunk-NNNN.ndjson (at least four digits)."""
+    return f"{RECORDS}/{date[:4]}/{date}/chunk-{number:04d}.ndjson"
+
+
+def _chunk_number(path: Path) -> int:
+    return int(path.name.removeprefix("chunk-").removesuffix(".ndjson"))
+
+
+def read_pack_checkpoint(path: Path) -> PackCheckpoint | None:
+    """The checkpoint at `path`, or None when there is none or it cannot be read (which makes a rebuild)."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=PackCheckpoint)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+class _LineReader:
+    """Reads log lines by position, keeping segment files open; lines of evicted segments come from archives."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self.handles: dict[int, BinaryIO] = {}
+        self._list()
+
+    def _list(self) -> None:
+        self.sources: dict[int, tuple[SegmentName, Path | None]] = {
+            name.first_seq: (name, path) for name, path in segment_sources(self.log.segments_dir, self.log.cold)}
+
+    def read(self, segment: int, offset: int, length: int) -> bytes:
+        handle = self.handles.get(segment)
+        if handle is None:
+            handle = self._open(segment)
+            if handle is None:
+                name, _ = self.sources[segment]
+                assert self.log.cold is not None
+                return self.log.cold.read_line(name, offset, length)
+        return os.pread(handle.fileno(), length, offset)
+
+    def _open(self, segment: int) -> BinaryIO | None:
+        for attempt in range(2):
+            if segment not in self.sources:
+                self._list()
+            path = self.sources[segment][1]
+            if path is None:
+                return None
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - kept open across calls, closed in close()
+            except FileNotFoundError:  # sealed (renamed) or evicted since listing
+                if attempt:
+                    raise
+                self._list()
+                continue
+            self.handles[segment] = handle
+            return handle
+        return None
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
+        self.handles.clear()
+
+
+class _Projector:
+    def __init__(self, log: EventLog, manifest: DatasetManifest, folder: Path, progress: ProgressHook | None) -> None:
+        self.log = log
+        self.manifest = manifest
+        self.folder = folder
+        self.scope = (manifest.source_system, manifest.entity_type)
+        self.prefix = f"{manifest.source_system}|{manifest.entity_type}|"
+        self.progress = progress
+        self.reader = _LineReader(log)
+        self.payload_at: dict[str, tuple[int, int, int]] = {}
+        self.events_read = 0
+
+    # -- reading the log ------------------------------------------------------------------------------------------
+
+    def first_in_index(self, end: int) -> dict[str, _Candidate] | None:
+        """The first observation of each content of the dataset up to seq `end`, from the log index (which
+        holds every event's content, observed time, natural key and place); None when the index cannot answer
+        (it is behind the log, or a name holds U+001F), so that the caller reads the log instead."""
+        source, entity = self.scope
+        if self.log.index.last_seq() < end or "\x1f" in source + entity:
+            return None
+        best: dict[str, _Candidate] = {}
+        with IndexReader(self.log) as index:
+            for content, observed, event_id, natural, segment, offset, length, kind in index.first_observations(
+                    source, entity, up_to_seq=end):
+                best[content] = _Candidate(observed, event_id, content, natural, segment, offset, length,
+                                           kind == "observed")
+            # Records without a natural key have no dataset in the index: their lines tell.
+            for content, observed, event_id, segment, offset, length, kind in index.keyless_observations(
+                    up_to_seq=end):
+                held = best.get(content)
+                if held is not None and (held.observed, held.exchange_id) <= (observed, event_id):
+                    continue
+                body = _decode_probe(self.reader.read(segment, offset, length)).body
+                if body.source_system == source and body.entity_type == entity:
+                    best[content] = _Candidate(observed, event_id, content, None, segment, offset, length,
+                                               kind == "observed")
+        self.events_read += end
+        if self.progress is not None:
+            self.progress(end)
+        return best
+
+    def scan(self, after_seq: int, end: int) -> dict[str, _Candidate]:
+        """The first observation of each content among the dataset's events after `after_seq`, up to `end`."""
+        best: dict[str, _Candidate] = {}
+        source, entity = self.scope
+        progress, read = self.progress, 0
+        payload_at = self.payload_at
+        for segment, offset, raw in self.log.lines(after_seq=after_seq):
+            probe = _decode_probe(raw)
+            if probe.seq <= after_seq:
+                continue
+            if probe.seq > end:
+                break
+            read += 1
+            if progress is not None and not read % 10_000:
+                progress(read)
+            kind = probe.type
+            body = probe.body
+            if kind == "resolved" or body.source_system != source or body.entity_type != entity:
+                continue
+            content = body.content_sha256
+            observed = kind == "observed"
+            if observed and content not in payload_at:
+                payload_at[content] = (segment, offset, len(raw))
+            held = best.get(content)
+            if held is None or (body.observed_at_utc, body.exchange_id) < (held[0], held[1]):
+                best[content] = _Candidate(body.observed_at_utc, body.exchange_id, content, body.natural_key,
+                                           segment, offset, len(raw), observed)
+        if progress is not None:
+            progress(read)
+        self.events_read += read
+        return best
+
+    def prior(self, contents: Iterable[str], position: int) -> dict[str, _Candidate]:
+        """The first observation of each content among the events up to `position`, from the log index."""
+        found: dict[str, _Candidate] = {}
+        with IndexReader(self.log) as index:
+            for content, observed, event_id, segment, offset, length, kind in index.observations_up_to(
+                    contents, seq=position):
+                held = found.get(content)
+                if held is None or (observed, event_id) < held.first:
+                    found[content] = _Candidate(observed, event_id, content, None, segment, offset, length,
+                                                kind == "observed")
+        return found
+
+    def envelope(self, candidate: _Candidate) -> bytes:
+        """The canonical JSON of the envelope of an observation, with its content's request and response."""
+        raw = self.reader.read(candidate.segment, candidate.offset, candidate.length)
+        if candidate.observed_type:
+            # A line is canonical JSON of {body, digest, event_id, origin, prev, recorded_at_utc, seq, type}: the
+            # body is its first member, and the last top-level `,"digest":"` ends it (what follows it holds only
+            # hex digits, uuids, times and a number, so the text cannot occur there again).
+            end = raw.rfind(b',"digest":"')
+            if raw.startswith(b'{"body":') and end > 0:
+                return raw[8:end]
+        line = _decode_raw_line(raw)
+        if line.type == "observed":
+            return bytes(line.body)
+        where = self.payload_at.get(candidate.content)
+        if where is None:
+            entry = self.log.index.first_payload(candidate.content)
+            if entry is None:
+                raise IntegrityError(f"content {candidate.content} has no observed event in the log to take its "
+                                     "payload from")
+            where = (entry.segment, entry.offset, entry.length)
+        payload = _decode_payload(self.reader.read(*where)).body
+        body = msgspec.json.decode(line.body)
+        body["request"] = msgspec.json.decode(payload.request)
+        body["response"] = msgspec.json.decode(payload.response)
+        return canonical_json(body)
+
+    def index_line(self, candidate: _Candidate, chunk: str) -> bytes:
+        return _encode(IndexLine(h=candidate.content, k=self.prefix + (candidate.natural_key or ""),
+                                 id=candidate.exchange_id, t=candidate.observed, f=chunk)) + b"\n"
+
+    # -- writing dates --------------------------------------------------------------------------------------------
+
+    def write_date(self, records_dir: Path, date: str, lines: Iterable[tuple[tuple[str, str], bytes]], *,
+                   first_chunk: int = 1, head: bytes = b"", head_lines: int = 0,
+                   staged: bool = False) -> list[tuple[tuple[str, str], str]]:
+        """Write a date's lines (key, envelope) into chunks; return (key, chunk path) per line.
+
+        `head` is what the first chunk written already holds (`head_lines` lines), for an append to it. `staged`
+        writes into a staging folder that is renamed into place afterwards: files are written and fsynced in
+        place, and the caller fsyncs the folders once (see `_sync_tree`); otherwise each chunk replaces its
+        predecessor atomically.
+        """
+        folder = records_dir / date[:4] / date
+        folder.mkdir(parents=True, exist_ok=True)
+        placed: list[tuple[tuple[str, str], str]] = []
+        number, parts, count = first_chunk, [head], head_lines
+        write = _write_fsynced if staged else write_atomic
+        name = chunk_name(date, number)
+        for key, envelope in lines:
+            parts.append(envelope)
+            parts.append(b"\n")
+            count += 1
+            placed.append((key, name))
+            if count == CHUNK_LINES:
+                write(folder / f"chunk-{number:04d}.ndjson", b"".join(parts))
+                number, parts, count = number + 1, [], 0
+                name = chunk_name(date, number)
+        if count:
+            write(folder / f"chunk-{number:04d}.ndjson", b"".join(parts))
+        return placed
+
+    def date_lines(self, folder: Path) -> Iterator[tuple[tuple[str, str], bytes]]:
+        """The lines of one date folder of the pack, in order, with their keys."""
+        for path in sorted(folder.glob("chunk-*.ndjson"), key=_chunk_number):
+            with open(path, "rb") as handle:
+                for number, raw in enumerate(handle, start=1):
+                    text = raw.rstrip(b"\n")
+                    if not text:
+                        continue
+                    try:
+                        key = _decode_key(text)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        raise IntegrityError(f"{path}, line {number}: not a record of this pack's projection; "
+                                             "rebuild the pack") from None
+                    yield (key.observed_at_utc, key.content_sha256), text
+
+
+def _write_fsynced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sync_tree(root: Path) -> None:
+    """fsync every folder under `root` and `root` itself, deepest first (new entries made durable)."""
+    for folder in sorted((path for path in root.rglob("*") if path.is_dir()), key=lambda p: -len(p.parts)):
+        fsync_dir(folder)
+    fsync_dir(root)
+
+
+def _clean_staging(folder: Path) -> None:
+    for name in _STAGING:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def project_pack(log: EventLog, manifest: DatasetManifest, folder: Path, *, checkpoint: Path | None,
+                 replica: str, rebuild: bool = False, progress: ProgressHook | None = None) -> PackResult:
+    """Bring the pack in `folder` up to the log, incrementally from `checkpoint` or from scratch.
+
+    Without a checkpoint path, or with `rebuild`, the pack's records/ and index.jsonl are rebuilt from the whole
+    log; so is a pack whose checkpoint is missing, dirty, of another replica or dataset, or past the log's end.
+    A folder holding records/ but no checkpoint is refused (InputError) unless `rebuild`: its records may not be
+    in the log (import them first). Cost: incremental work follows the new events and the dates they touch.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    projector = _Projector(log, manifest, folder, progress)
+    try:
+        state = read_pack_checkpoint(checkpoint) if checkpoint is not None else None
+        reason = _rebuild_reason(state, manifest, replica, _log_end(log), rebuild=rebuild, checkpointed=checkpoint)
+        if (reason is not None and not rebuild and checkpoint is not None and not checkpoint.exists()
+                and ((folder / RECORDS).exists() or (folder / INDEX_NAME).exists())):
+            raise InputError(f"holds a pack this lake did not build (no checkpoint at {checkpoint}); import it "
+                             "first (eventlog import --manifest), then rebuild it (--rebuild)", source=str(folder))
+        if reason is not None or state is None:
+            return _rebuild(projector, checkpoint, replica, reason or "asked for")
+        return _incremental(projector, checkpoint, state)
+    finally:
+        projector.reader.close()
+
+
+def _rebuild_reason(state: PackCheckpoint | None, manifest: DatasetManifest, replica: str, last_seq: int, *,
+                    rebuild: bool, checkpointed: Path | None) -> str | None:
+    if rebuild:
+        return "asked for"
+    if checkpointed is None:
+        return "no checkpoint is kept for this folder"
+    if state is None:
+        return "there is no checkpoint"
+    if state.dirty:
+        return "the last run stopped before it finished"
+    if state.replica != replica:
+        return f"the checkpoint is of another replica's log ({state.replica})"
+    if state.scope != (manifest.source_system, manifest.entity_type) or state.dataset != manifest.dataset_name:
+        return "the manifest names another dataset than the checkpoint"
+    if state.position > last_seq:
+        return f"the checkpoint ({state.position}) is past the end of the log ({last_seq})"
+    return None
+
+
+def _write_checkpoint(path: Path | None, state: PackCheckpoint) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, msgspec.json.encode(state) + b"\n")
+
+
+def _rebuild(projector: _Projector, checkpoint: Path | None, replica: str, reason: str) -> PackResult:
+    folder, manifest = projector.folder, projector.manifest
+    position = _log_end(projector.log)
+    state = PackCheckpoint(dataset=manifest.dataset_name, scope=projector.scope, replica=replica, position=position,
+                           records=0, dirty=True)
+    _write_checkpoint(checkpoint, state)
+    _clean_staging(folder)
+    best = projector.first_in_index(position)
+    if best is None:
+        best = projector.scan(0, position)
+    ordered = sorted(best.values(), key=_pack_order)
+    staging = folder / ".records.rebuild"
+    index_stage = folder / f".{INDEX_NAME}.rebuild"
+    with open(index_stage, "wb") as index:
+        for date, group in _by_date(ordered):
+            placed = projector.write_date(staging, date, ((c.key, projector.envelope(c)) for c in group),
+                                          staged=True)
+            index.write(b"".join(projector.index_line(candidate, chunk)
+                                 for candidate, (_, chunk) in zip(group, placed, strict=True)))
+        index.flush()
+        os.fsync(index.fileno())
+    staging.mkdir(exist_ok=True)
+    _sync_tree(staging)
+    old = folder / ".records.old"
+    if (folder / RECORDS).exists():
+        (folder / RECORDS).rename(old)
+    staging.rename(folder / RECORDS)
+    os.replace(index_stage, folder / INDEX_NAME)
+    fsync_dir(folder)
+    if old.exists():
+        shutil.rmtree(old)
+    _write_checkpoint(checkpoint, msgspec.structs.replace(state, records=len(ordered), dirty=False))
+    return PackResult(dataset=manifest.dataset_name, folder=str(folder), mode="rebuild", reason=reason,
+                      position_before=0, position=position, events_read=projector.events_read,
+                      records=len(ordered), records_added=len(ordered), records_moved=0,
+                      dates_rewritten=len({c.observed[:10] for c in ordered}))
+
+
+def _log_end(log: EventLog) -> int:
+    """The last acknowledged seq, as far as this process knows; a run projects the events up to it."""
+    return max(log.last_seq, log.index.committed_last_seq())
+
+
+def _by_date(ordered: list[_Candidate]) -> Iterator[tuple[str, list[_Candidate]]]:
+    start = 0
+    while start < len(ordered):
+        date = ordered[start].observed[:10]
+        end = start
+        while end < len(ordered) and ordered[end].observed[:10] == date:
+            end += 1
+        yield date, ordered[start:end]
+        start = end
+
+
+def _date_tail(folder: Path) -> tuple[int, bytes, int, tuple[str, str]] | None:
+    """(last chunk number, its bytes, its line count, key of its last line) of a date folder, or None if empty."""
+    chunks = sorted(folder.glob("chunk-*.ndjson"), key=_chunk_number) if folder.is_dir() else []
+    if not chunks:
+        return None
+    data = chunks[-1].read_bytes()
+    lines = data.splitlines()
+    if not lines:
+        return None
+    key = _decode_key(lines[-1])
+    return _chunk_number(chunks[-1]), data, len(lines), (key.observed_at_utc, key.content_sha256)
+
+
+def _incremental(projector: _Projector, checkpoint: Path | None, state: PackCheckpoint) -> PackResult:
+    folder, manifest = projector.folder, projector.manifest
+    position = _log_end(projector.log)
+    fresh = projector.scan(state.position, position)
+    prior = projector.prior(fresh, state.position) if fresh else {}
+    inserts: list[_Candidate] = []
+    removals: dict[str, _Candidate] = {}
+    for content, candidate in fresh.items():
+        held = prior.get(content)
+        if held is None or candidate.first < held.first:
+            inserts.append(candidate)
+            if held is not None:
+                removals[content] = held
+    result = dict(dataset=manifest.dataset_name, folder=str(folder), mode="incremental", reason=None,
+                  position_before=state.position, position=position, events_read=projector.events_read)
+    if not inserts:
+        _write_checkpoint(checkpoint, msgspec.structs.replace(state, position=position))
+        return PackResult(**result, records=state.records, records_added=0, records_moved=0,  # type: ignore[arg-type]
+                          dates_rewritten=0)
+    _write_checkpoint(checkpoint, msgspec.structs.replace(state, dirty=True))
+    _clean_staging(folder)
+    inserts.sort(key=_pack_order)
+    removed_dates: dict[str, set[str]] = {}
+    for held in removals.values():
+        removed_dates.setdefault(held.observed[:10], set()).add(held.content)
+    records_dir = folder / RECORDS
+    index_path = folder / INDEX_NAME
+    last_index = _last_index_key(index_path)
+    appended: list[bytes] = []
+    rewritten: dict[str, list[bytes]] = {}
+    grouped = dict(_by_date(inserts))
+    for date in sorted(set(grouped) | set(removed_dates)):
+        group = grouped.get(date, [])
+        date_dir = records_dir / date[:4] / date
+        tail = _date_tail(date_dir)
+        if date not in removed_dates and (tail is None or group[0].key > tail[3]):
+            number, head, count = (tail[0], tail[1], tail[2]) if tail is not None else (1, b"", 0)
+            if count == CHUNK_LINES:
+                number, head, count = number + 1, b"", 0
+            placed = projector.write_date(records_dir, date, ((c.key, projector.envelope(c)) for c in group),
+                                          first_chunk=number, head=head, head_lines=count)
+            appended.extend(projector.index_line(c, chunk) for c, (_, chunk) in zip(group, placed, strict=True))
+            continue
+        rewritten[date] = _rewrite_date(projector, records_dir, date, group, removed_dates.get(date, set()))
+    if not rewritten and (last_index is None or inserts[0].key > last_index):
+        with open(index_path, "ab") as index:
+            index.write(b"".join(appended))
+            index.flush()
+            os.fsync(index.fileno())
+    else:
+        _rewrite_index(index_path, appended, rewritten, removals)
+    records = state.records + len(inserts) - len(removals)
+    _write_checkpoint(checkpoint, msgspec.structs.replace(state, position=position, records=records, dirty=False))
+    return PackResult(**result, records=records, records_added=len(inserts) - len(removals),  # type: ignore[arg-type]
+                      records_moved=len(removals), dates_rewritten=len(rewritten))
+
+
+def _rewrite_date(projector: _Projector, records_dir: Path, date: str, group: list[_Candidate],
+                  removed: set[str]) -> list[bytes]:
+    """Write a date's chunks anew into a staging folder and swap it in; returns the date's index lines."""
+    date_dir = records_dir / date[:4] / date
+    staging_root = records_dir / date[:4] / f".{date}.rewrite"
+    if staging_root.exists():
+        shutil.rmtree(staging_root)
+    kept = ((key, line) for key, line in projector.date_lines(date_dir) if key[1] not in removed)
+    added = ((c.key, projector.envelope(c)) for c in group)
+    merged = heapq.merge(kept, added, key=lambda item: item[0])
+    by_content = {c.content: c for c in group}
+    lines: list[bytes] = []
+    index_lines: list[bytes] = []
+
+    def tagged() -> Iterator[tuple[tuple[str, str], bytes]]:
+        for key, envelope in merged:
+            lines.append(envelope)
+            yield key, envelope
+
+    # Staged under records/YYYY/.<date>.rewrite/YYYY/<date>/, the layout write_date makes, then swapped in.
+    placed = projector.write_date(staging_root, date, tagged(), staged=True)
+    _sync_tree(staging_root)
+    for envelope, (key, chunk) in zip(lines, placed, strict=True):
+        candidate = by_content.get(key[1])
+        if candidate is None:
+            index_lines.append(_index_from_envelope(projector, envelope, chunk))
+        else:
+            index_lines.append(projector.index_line(candidate, chunk))
+    old = records_dir / date[:4] / f".{date}.old"
+    if date_dir.exists():
+        date_dir.rename(old)
+    if placed:
+        (staging_root / date[:4] / date).rename(date_dir)
+    fsync_dir(date_dir.parent)
+    shutil.rmtree(staging_root)
+    if old.exists():
+        shutil.rmtree(old)
+    if not any(date_dir.parent.iterdir()):  # the year's last date moved away
+        date_dir.parent.rmdir()
+    return index_lines
+
+
+class _EnvelopeNames(msgspec.Struct, frozen=True):
+    content_sha256: str
+    exchange_id: str
+    observed_at_utc: str
+    natural_key: str | None = None
+
+
+def _index_from_envelope(projector: _Projector, envelope: bytes, chunk: str) -> bytes:
+    names = msgspec.json.decode(envelope, type=_EnvelopeNames)
+    return _encode(IndexLine(h=names.content_sha256, k=projector.prefix + (names.natural_key or ""),
+                             id=names.exchange_id, t=names.observed_at_utc, f=chunk)) + b"\n"
+
+
+def _last_index_key(path: Path) -> tuple[str, str] | None:
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - 4096))
+            tail = handle.read().rstrip(b"\n").rpartition(b"\n")[2]
+    except FileNotFoundError:
+        return None
+    if not tail:
+        return None
+    line = _decode_index(tail)
+    return (line.t, line.h)
+
+
+def _rewrite_index(path: Path, appended: list[bytes], rewritten: dict[str, list[bytes]],
+                   removals: dict[str, _Candidate]) -> None:
+    """Write index.jsonl anew: old lines but those of rewritten dates and moved contents, merged with new ones."""
+    removed = set(removals)
+
+    def old_lines() -> Iterator[tuple[tuple[str, str], bytes]]:
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed below, after the merge has read it
+        except FileNotFoundError:
+            return
+        with handle:
+            for raw in handle:
+                if not raw.strip():
+                    continue
+                line = _decode_index(raw)
+                if line.h in removed or line.t[:10] in rewritten:
+                    continue
+                yield (line.t, line.h), raw if raw.endswith(b"\n") else raw + b"\n"
+
+    def keyed(lines: Iterable[bytes]) -> Iterator[tuple[tuple[str, str], bytes]]:
+        for raw in lines:
+            line = _decode_index(raw)
+            yield (line.t, line.h), raw
+
+    fresh = sorted(keyed([*appended, *(line for lines in rewritten.values() for line in lines)]))
+    with write_atomically(path, overwrite=True) as out:
+        for _, raw in heapq.merge(old_lines(), fresh, key=lambda item: item[0]):
+            out.write(raw)
+
