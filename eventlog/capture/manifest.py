@@ -34,6 +34,7 @@ __all__ = [
     "manifest_redaction",
     "manifest_redactor",
     "new_manifest",
+    "parse_manifest",
     "read_manifest",
     "validate_dataset_name",
     "validate_identifier",
@@ -180,6 +181,11 @@ def read_manifest(path: Path) -> DatasetManifest:
         raise ManifestError("no such manifest file", source=source) from None
     except OSError as exc:
         raise ManifestError(f"cannot read the manifest: {exc.strerror}", source=source) from None
+    return parse_manifest(raw, source=source)
+
+
+def parse_manifest(raw: bytes, *, source: str) -> DatasetManifest:
+    """Validate a manifest's bytes (see read_manifest); errors name `source` and the JSON path."""
     value = parse_json(raw, source=source)
     if not isinstance(value, dict):
         raise ManifestError("a manifest must be a JSON object", source=source, path="$")

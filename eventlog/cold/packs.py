@@ -11,7 +11,8 @@ the environment variable SNAPSHOT_ENCRYPTION_KEY). Before anything lands in the 
 absolute paths, drive letters, `..`, backslashes, links and device entries, duplicate names, the entry count,
 the bytes actually decompressed (headers are not trusted) and the overall expansion ratio. Files are extracted
 into a staging folder beside the target and moved in only when all of them were read, so a refused archive
-leaves no trace. Extracted files get default permissions; modes stored in the zip are ignored.
+leaves no trace. Extracted files get default permissions; modes stored in the zip are ignored. A snapshot pack
+(a zip whose root holds a valid dataset manifest) goes to `<out>/<dataset_name>/`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from eventlog.capture.manifest import DatasetManifest, read_manifest
+from eventlog.capture.manifest import MANIFEST_NAME, DatasetManifest, parse_manifest, read_manifest
 from eventlog.cold.container import decrypt_file, encrypt_stream, is_archive, write_atomically
 from eventlog.cold.keys import (
     Argon2Params,
@@ -57,6 +58,7 @@ DEFAULT_MAX_RATIO = 100
 # Deflate cannot exceed ~1032:1 on one entry; the ratio limit catches overlapping-entry bombs and is applied
 # only past this many output bytes so that tiny, highly compressible packs are never refused.
 _RATIO_FLOOR = 16 << 20
+_MANIFEST_LIMIT = 1 << 20
 _COPY_SIZE = 1 << 20
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -77,12 +79,14 @@ class PackInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class UnpackInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """Result of `unpack`: files written, their total bytes, and which kind of file was read."""
+    """Result of `unpack`: where the files went, how many and their bytes, which kind of file was read, and the
+    dataset when it was a snapshot pack."""
 
     out_dir: str
     entries: int
     content_bytes: int
     source: PackSource
+    dataset: str | None = None
 
 
 class _Entry(msgspec.Struct, frozen=True):
@@ -160,17 +164,41 @@ def unpack(archive: Path, out_dir: Path, *, keys: Keys | None = None, force: boo
             _decrypt_legacy(archive, zip_path, _legacy_passphrase(keys, label))
         tree = staging / "tree"
         tree.mkdir()
-        entries, total = _extract(zip_path, tree, out_dir, label=label, force=force, max_entries=max_entries,
+        target, dataset = _dataset_folder(zip_path, out_dir)
+        if target != out_dir:
+            if out_dir.exists() and not out_dir.is_dir():
+                raise ArchiveError(f"refusing to unpack {label}: the target {out_dir} exists and is not a folder")
+            if not out_dir.exists():
+                out_dir.mkdir()
+                created = created or out_dir
+        entries, total = _extract(zip_path, tree, target, label=label, force=force, max_entries=max_entries,
                                   max_bytes=max_bytes, max_ratio=max_ratio)
-        _install(tree, out_dir, entries, label=label, force=force)
+        _install(tree, target, entries, label=label, force=force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
     shutil.rmtree(staging, ignore_errors=True)
-    return UnpackInfo(out_dir=str(out_dir), entries=sum(1 for e in entries if not e.is_dir),
-                      content_bytes=total, source=source)
+    return UnpackInfo(out_dir=str(target), entries=sum(1 for e in entries if not e.is_dir),
+                      content_bytes=total, source=source, dataset=dataset)
+
+
+def _dataset_folder(zip_path: Path, out_dir: Path) -> tuple[Path, str | None]:
+    """Where a zip goes: OUT/<dataset_name>/ when its root holds a valid dataset manifest (a snapshot pack), as
+    the original tool's documentation has it, or OUT itself when OUT is already named so, or for any other zip."""
+    try:
+        with zipfile.ZipFile(zip_path) as zf, zf.open(MANIFEST_NAME) as handle:
+            raw = handle.read(_MANIFEST_LIMIT + 1)
+    except (KeyError, zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError, EOFError):
+        return out_dir, None
+    if len(raw) > _MANIFEST_LIMIT:
+        return out_dir, None
+    try:
+        name = parse_manifest(raw, source=MANIFEST_NAME).dataset_name
+    except InputError:
+        return out_dir, None
+    return (out_dir if out_dir.name == name else out_dir / name), name
 
 
 def entry_problem(name: str) -> str | None:

@@ -277,7 +277,8 @@ def test_pack_encrypt_takes_its_key_from_the_encryption_policy(run: Run, tmp_pat
     code, _, err = run("unpack", "--in", str(tmp_path / "p.zip"), "--out", str(tmp_path / "back"),
                        "--passphrase-file", str(key_file))
     assert code == 0, err
-    assert (tmp_path / "back" / "index.jsonl").read_bytes() == (manifest_path.parent / "index.jsonl").read_bytes()
+    assert ((tmp_path / "back" / DATASET / "index.jsonl").read_bytes()
+            == (manifest_path.parent / "index.jsonl").read_bytes())
 
 
 def test_errors_under_json_are_json_objects(run: Run, tmp_path: Path) -> None:
@@ -351,3 +352,27 @@ def test_a_progress_bar_on_a_terminal_and_none_when_piped(tmp_path: Path) -> Non
     assert b"ingesting" in shown and b"7/7" in shown and b"100%" in shown and b"records/s" in shown
     piped = subprocess.run([*command, "ingest", str(ORIGINAL)], capture_output=True, cwd=root)
     assert piped.returncode == 0 and piped.stderr == b""
+
+
+def test_pack_unpack_import_round_trip_puts_manifest_where_the_docs_say(run: Run, tmp_path: Path) -> None:
+    """The original tool's README: pack, unpack --out data/snapshots/, import --manifest
+    data/snapshots/<name>/manifest.json. Its unpack left manifest.json in data/snapshots/ itself."""
+    run("init")
+    run("import", "--manifest", str(copy_pack(ORIGINAL, tmp_path)))
+    lake_manifest = run.lake / "snapshots" / DATASET / "manifest.json"
+    assert run("pack", "--manifest", str(lake_manifest), "--out", str(tmp_path / "migration.zip"))[0] == 0
+    snapshots = tmp_path / "elsewhere" / "data" / "snapshots"
+    code, out, _ = run("--json", "unpack", "--in", str(tmp_path / "migration.zip"), "--out", f"{snapshots}/")
+    unpacked = json.loads(out)
+    assert code == 0 and (unpacked["dataset"], unpacked["out_dir"]) == (DATASET, str(snapshots / DATASET))
+    assert not (snapshots / "manifest.json").exists()
+    assert (snapshots / DATASET / "manifest.json").read_bytes() == lake_manifest.read_bytes()
+    other = Run(run.capsys, run.monkeypatch, tmp_path / "other-lake")
+    other("init")
+    code, out, _ = other("--json", "import", "--manifest", str(snapshots / DATASET / "manifest.json"))
+    assert code == 0 and json.loads(out)["append"]["observed"] == 7
+    # Unpacking into a folder already named for the dataset does not nest it again.
+    code, out, _ = run("--json", "unpack", "--in", str(tmp_path / "migration.zip"), "--out",
+                       str(tmp_path / "again" / DATASET))
+    assert code == 0 and json.loads(out)["out_dir"] == str(tmp_path / "again" / DATASET)
+    assert (tmp_path / "again" / DATASET / "index.jsonl").is_file()
