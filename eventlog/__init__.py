@@ -20,10 +20,13 @@ _WHERE = {
     "CanonicalError": "eventlog.errors",
     "ConflictError": "eventlog.errors",
     "DatabaseError": "eventlog.errors",
+    "DatasetManifest": "eventlog.capture.manifest",
     "EnvelopeError": "eventlog.errors",
     "Event": "eventlog.format.events",
     "EventLogError": "eventlog.errors",
     "ExchangeRecord": "eventlog.format.envelope",
+    "ExportResult": "eventlog.app.datasets",
+    "ImportResult": "eventlog.app.datasets",
     "InputError": "eventlog.errors",
     "IntegrityError": "eventlog.errors",
     "Keys": "eventlog.cold.keys",
@@ -46,6 +49,7 @@ _WHERE = {
     "content_sha256": "eventlog.format.envelope",
     "decode_record": "eventlog.format.envelope",
     "parse_json": "eventlog.format.canonical",
+    "read_manifest": "eventlog.capture.manifest",
 }
 
 __all__ = [
@@ -56,10 +60,13 @@ __all__ = [
     "CanonicalError",
     "ConflictError",
     "DatabaseError",
+    "DatasetManifest",
     "EnvelopeError",
     "Event",
     "EventLogError",
     "ExchangeRecord",
+    "ExportResult",
+    "ImportResult",
     "InputError",
     "IntegrityError",
     "Keys",
@@ -83,6 +90,7 @@ __all__ = [
     "content_sha256",
     "decode_record",
     "parse_json",
+    "read_manifest",
 ]
 
 
@@ -100,7 +108,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from eventlog.app.datasets import ExportResult, ImportResult
     from eventlog.app.lake import Lake
+    from eventlog.capture.manifest import DatasetManifest, read_manifest
     from eventlog.cold.archiver import ArchivedSegment, ArchiveReport, RestoreReport, SeqRange
     from eventlog.cold.keys import Keys
     from eventlog.errors import (
