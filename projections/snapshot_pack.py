@@ -31,20 +31,30 @@ from typing import BinaryIO, Literal, NamedTuple
 import msgspec
 
 from eventlog.capture.manifest import DatasetManifest
-from eventlog.durable import fsync_dir, write_atomic, write_atomically
+from eventlog.durable import fsync_dir, write_atomic
 from eventlog.errors import InputError, IntegrityError
 from eventlog.format.canonical import canonical_json
 from eventlog.log.segments import SegmentName
 from eventlog.log.writer import EventLog, segment_sources
 from projections.log_source import IndexReader
+from projections.pack_files import (
+    CHUNK_LINES,
+    INDEX_NAME,
+    RECORDS,
+    clean_staging,
+    date_lines,
+    date_tail,
+    index_line,
+    index_line_of_envelope,
+    last_index_key,
+    rewrite_index,
+    sync_tree,
+    write_date,
+)
 
-__all__ = ["CHUNK_LINES", "PackCheckpoint", "PackResult", "chunk_name", "project_pack", "read_pack_checkpoint"]
+__all__ = ["PackCheckpoint", "PackResult", "project_pack", "read_pack_checkpoint"]
 
-CHUNK_LINES = 1000
 CHECKPOINT_FORMAT = 1
-INDEX_NAME = "index.jsonl"
-RECORDS = "records"
-_STAGING = (".records.rebuild", ".records.old", f".{INDEX_NAME}.rebuild")
 
 Mode = Literal["incremental", "rebuild"]
 ProgressHook = Callable[[int], None]
@@ -130,37 +140,10 @@ class _PayloadLine(msgspec.Struct, frozen=True):
     body: _Payload
 
 
-class IndexLine(msgspec.Struct, frozen=True):
-    """One line of index.jsonl, in the original tool's field order."""
-
-    h: str
-    k: str
-    id: str
-    t: str
-    f: str
-
-
-class _LineKey(msgspec.Struct, frozen=True):
-    observed_at_utc: str
-    content_sha256: str
-
-
 _pack_order = attrgetter("observed", "content")  # _Candidate.key, as a C-level getter for sorting
 _decode_probe = msgspec.json.Decoder(_Probe).decode
 _decode_raw_line = msgspec.json.Decoder(_RawLine).decode
 _decode_payload = msgspec.json.Decoder(_PayloadLine).decode
-_decode_index = msgspec.json.Decoder(IndexLine).decode
-_decode_key = msgspec.json.Decoder(_LineKey).decode
-_encode = msgspec.json.Encoder().encode
-
-
-def chunk_name(date: str, number: int) -> str:
-    """The path of a chunk inside a pack: records/YYYY/YYYY-MM-DD/chunk-NNNN.ndjson (at least four digits)."""
-    return f"{RECORDS}/{date[:4]}/{date}/chunk-{number:04d}.ndjson"
-
-
-def _chunk_number(path: Path) -> int:
-    return int(path.name.removeprefix("chunk-").removesuffix(".ndjson"))
 
 
 def read_pack_checkpoint(path: Path) -> PackCheckpoint | None:
@@ -330,78 +313,8 @@ class _Projector:
         return canonical_json(body)
 
     def index_line(self, candidate: _Candidate, chunk: str) -> bytes:
-        return _encode(IndexLine(h=candidate.content, k=self.prefix + (candidate.natural_key or ""),
-                                 id=candidate.exchange_id, t=candidate.observed, f=chunk)) + b"\n"
-
-    # -- writing dates --------------------------------------------------------------------------------------------
-
-    def write_date(self, records_dir: Path, date: str, lines: Iterable[tuple[tuple[str, str], bytes]], *,
-                   first_chunk: int = 1, head: bytes = b"", head_lines: int = 0,
-                   staged: bool = False) -> list[tuple[tuple[str, str], str]]:
-        """Write a date's lines (key, envelope) into chunks; return (key, chunk path) per line.
-
-        `head` is what the first chunk written already holds (`head_lines` lines), for an append to it. `staged`
-        writes into a staging folder that is renamed into place afterwards: files are written and fsynced in
-        place, and the caller fsyncs the folders once (see `_sync_tree`); otherwise each chunk replaces its
-        predecessor atomically.
-        """
-        folder = records_dir / date[:4] / date
-        folder.mkdir(parents=True, exist_ok=True)
-        placed: list[tuple[tuple[str, str], str]] = []
-        number, parts, count = first_chunk, [head], head_lines
-        write = _write_fsynced if staged else write_atomic
-        name = chunk_name(date, number)
-        for key, envelope in lines:
-            parts.append(envelope)
-            parts.append(b"\n")
-            count += 1
-            placed.append((key, name))
-            if count == CHUNK_LINES:
-                write(folder / f"chunk-{number:04d}.ndjson", b"".join(parts))
-                number, parts, count = number + 1, [], 0
-                name = chunk_name(date, number)
-        if count:
-            write(folder / f"chunk-{number:04d}.ndjson", b"".join(parts))
-        return placed
-
-    def date_lines(self, folder: Path) -> Iterator[tuple[tuple[str, str], bytes]]:
-        """The lines of one date folder of the pack, in order, with their keys."""
-        for path in sorted(folder.glob("chunk-*.ndjson"), key=_chunk_number):
-            with open(path, "rb") as handle:
-                for number, raw in enumerate(handle, start=1):
-                    text = raw.rstrip(b"\n")
-                    if not text:
-                        continue
-                    try:
-                        key = _decode_key(text)
-                    except (msgspec.DecodeError, msgspec.ValidationError):
-                        raise IntegrityError(f"{path}, line {number}: not a record of this pack's projection; "
-                                             "rebuild the pack") from None
-                    yield (key.observed_at_utc, key.content_sha256), text
-
-
-def _write_fsynced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _sync_tree(root: Path) -> None:
-    """fsync every folder under `root` and `root` itself, deepest first (new entries made durable)."""
-    for folder in sorted((path for path in root.rglob("*") if path.is_dir()), key=lambda p: -len(p.parts)):
-        fsync_dir(folder)
-    fsync_dir(root)
-
-
-def _clean_staging(folder: Path) -> None:
-    for name in _STAGING:
-        path = folder / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
+        return index_line(content=candidate.content, prefix=self.prefix, natural_key=candidate.natural_key,
+                          exchange_id=candidate.exchange_id, observed=candidate.observed, chunk=chunk)
 
 def project_pack(log: EventLog, manifest: DatasetManifest, folder: Path, *, checkpoint: Path | None,
                  replica: str, rebuild: bool = False, progress: ProgressHook | None = None) -> PackResult:
@@ -459,7 +372,7 @@ def _rebuild(projector: _Projector, checkpoint: Path | None, replica: str, reaso
     state = PackCheckpoint(dataset=manifest.dataset_name, scope=projector.scope, replica=replica, position=position,
                            records=0, dirty=True)
     _write_checkpoint(checkpoint, state)
-    _clean_staging(folder)
+    clean_staging(folder)
     best = projector.first_in_index(position)
     if best is None:
         best = projector.scan(0, position)
@@ -468,14 +381,14 @@ def _rebuild(projector: _Projector, checkpoint: Path | None, replica: str, reaso
     index_stage = folder / f".{INDEX_NAME}.rebuild"
     with open(index_stage, "wb") as index:
         for date, group in _by_date(ordered):
-            placed = projector.write_date(staging, date, ((c.key, projector.envelope(c)) for c in group),
+            placed = write_date(staging, date, ((c.key, projector.envelope(c)) for c in group),
                                           staged=True)
             index.write(b"".join(projector.index_line(candidate, chunk)
                                  for candidate, (_, chunk) in zip(group, placed, strict=True)))
         index.flush()
         os.fsync(index.fileno())
     staging.mkdir(exist_ok=True)
-    _sync_tree(staging)
+    sync_tree(staging)
     old = folder / ".records.old"
     if (folder / RECORDS).exists():
         (folder / RECORDS).rename(old)
@@ -507,19 +420,6 @@ def _by_date(ordered: list[_Candidate]) -> Iterator[tuple[str, list[_Candidate]]
         start = end
 
 
-def _date_tail(folder: Path) -> tuple[int, bytes, int, tuple[str, str]] | None:
-    """(last chunk number, its bytes, its line count, key of its last line) of a date folder, or None if empty."""
-    chunks = sorted(folder.glob("chunk-*.ndjson"), key=_chunk_number) if folder.is_dir() else []
-    if not chunks:
-        return None
-    data = chunks[-1].read_bytes()
-    lines = data.splitlines()
-    if not lines:
-        return None
-    key = _decode_key(lines[-1])
-    return _chunk_number(chunks[-1]), data, len(lines), (key.observed_at_utc, key.content_sha256)
-
-
 def _incremental(projector: _Projector, checkpoint: Path | None, state: PackCheckpoint) -> PackResult:
     folder, manifest = projector.folder, projector.manifest
     position = _log_end(projector.log)
@@ -540,26 +440,26 @@ def _incremental(projector: _Projector, checkpoint: Path | None, state: PackChec
         return PackResult(**result, records=state.records, records_added=0, records_moved=0,  # type: ignore[arg-type]
                           dates_rewritten=0)
     _write_checkpoint(checkpoint, msgspec.structs.replace(state, dirty=True))
-    _clean_staging(folder)
+    clean_staging(folder)
     inserts.sort(key=_pack_order)
     removed_dates: dict[str, set[str]] = {}
     for held in removals.values():
         removed_dates.setdefault(held.observed[:10], set()).add(held.content)
     records_dir = folder / RECORDS
     index_path = folder / INDEX_NAME
-    last_index = _last_index_key(index_path)
+    last_index = last_index_key(index_path)
     appended: list[bytes] = []
     rewritten: dict[str, list[bytes]] = {}
     grouped = dict(_by_date(inserts))
     for date in sorted(set(grouped) | set(removed_dates)):
         group = grouped.get(date, [])
         date_dir = records_dir / date[:4] / date
-        tail = _date_tail(date_dir)
+        tail = date_tail(date_dir)
         if date not in removed_dates and (tail is None or group[0].key > tail[3]):
             number, head, count = (tail[0], tail[1], tail[2]) if tail is not None else (1, b"", 0)
             if count == CHUNK_LINES:
                 number, head, count = number + 1, b"", 0
-            placed = projector.write_date(records_dir, date, ((c.key, projector.envelope(c)) for c in group),
+            placed = write_date(records_dir, date, ((c.key, projector.envelope(c)) for c in group),
                                           first_chunk=number, head=head, head_lines=count)
             appended.extend(projector.index_line(c, chunk) for c, (_, chunk) in zip(group, placed, strict=True))
             continue
@@ -570,7 +470,7 @@ def _incremental(projector: _Projector, checkpoint: Path | None, state: PackChec
             index.flush()
             os.fsync(index.fileno())
     else:
-        _rewrite_index(index_path, appended, rewritten, removals)
+        rewrite_index(index_path, appended, rewritten, set(removals))
     records = state.records + len(inserts) - len(removals)
     _write_checkpoint(checkpoint, msgspec.structs.replace(state, position=position, records=records, dirty=False))
     return PackResult(**result, records=records, records_added=len(inserts) - len(removals),  # type: ignore[arg-type]
@@ -584,7 +484,7 @@ def _rewrite_date(projector: _Projector, records_dir: Path, date: str, group: li
     staging_root = records_dir / date[:4] / f".{date}.rewrite"
     if staging_root.exists():
         shutil.rmtree(staging_root)
-    kept = ((key, line) for key, line in projector.date_lines(date_dir) if key[1] not in removed)
+    kept = ((key, line) for key, line in date_lines(date_dir) if key[1] not in removed)
     added = ((c.key, projector.envelope(c)) for c in group)
     merged = heapq.merge(kept, added, key=lambda item: item[0])
     by_content = {c.content: c for c in group}
@@ -597,12 +497,12 @@ def _rewrite_date(projector: _Projector, records_dir: Path, date: str, group: li
             yield key, envelope
 
     # Staged under records/YYYY/.<date>.rewrite/YYYY/<date>/, the layout write_date makes, then swapped in.
-    placed = projector.write_date(staging_root, date, tagged(), staged=True)
-    _sync_tree(staging_root)
+    placed = write_date(staging_root, date, tagged(), staged=True)
+    sync_tree(staging_root)
     for envelope, (key, chunk) in zip(lines, placed, strict=True):
         candidate = by_content.get(key[1])
         if candidate is None:
-            index_lines.append(_index_from_envelope(projector, envelope, chunk))
+            index_lines.append(index_line_of_envelope(envelope, prefix=projector.prefix, chunk=chunk))
         else:
             index_lines.append(projector.index_line(candidate, chunk))
     old = records_dir / date[:4] / f".{date}.old"
@@ -618,60 +518,4 @@ def _rewrite_date(projector: _Projector, records_dir: Path, date: str, group: li
         date_dir.parent.rmdir()
     return index_lines
 
-
-class _EnvelopeNames(msgspec.Struct, frozen=True):
-    content_sha256: str
-    exchange_id: str
-    observed_at_utc: str
-    natural_key: str | None = None
-
-
-def _index_from_envelope(projector: _Projector, envelope: bytes, chunk: str) -> bytes:
-    names = msgspec.json.decode(envelope, type=_EnvelopeNames)
-    return _encode(IndexLine(h=names.content_sha256, k=projector.prefix + (names.natural_key or ""),
-                             id=names.exchange_id, t=names.observed_at_utc, f=chunk)) + b"\n"
-
-
-def _last_index_key(path: Path) -> tuple[str, str] | None:
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - 4096))
-            tail = handle.read().rstrip(b"\n").rpartition(b"\n")[2]
-    except FileNotFoundError:
-        return None
-    if not tail:
-        return None
-    line = _decode_index(tail)
-    return (line.t, line.h)
-
-
-def _rewrite_index(path: Path, appended: list[bytes], rewritten: dict[str, list[bytes]],
-                   removals: dict[str, _Candidate]) -> None:
-    """Write index.jsonl anew: old lines but those of rewritten dates and moved contents, merged with new ones."""
-    removed = set(removals)
-
-    def old_lines() -> Iterator[tuple[tuple[str, str], bytes]]:
-        try:
-            handle = open(path, "rb")  # noqa: SIM115 - closed below, after the merge has read it
-        except FileNotFoundError:
-            return
-        with handle:
-            for raw in handle:
-                if not raw.strip():
-                    continue
-                line = _decode_index(raw)
-                if line.h in removed or line.t[:10] in rewritten:
-                    continue
-                yield (line.t, line.h), raw if raw.endswith(b"\n") else raw + b"\n"
-
-    def keyed(lines: Iterable[bytes]) -> Iterator[tuple[tuple[str, str], bytes]]:
-        for raw in lines:
-            line = _decode_index(raw)
-            yield (line.t, line.h), raw
-
-    fresh = sorted(keyed([*appended, *(line for lines in rewritten.values() for line in lines)]))
-    with write_atomically(path, overwrite=True) as out:
-        for _, raw in heapq.merge(old_lines(), fresh, key=lambda item: item[0]):
-            out.write(raw)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, cast
 import click
 import msgspec
 
+from eventlog.capture.ingest import count_lines
 from eventlog.capture.manifest import Strategy
 from eventlog.cli.app import Progress, app, cli, emit, json_option
 from eventlog.cli.log_commands import ingest
@@ -45,7 +46,8 @@ def import_command(ctx: click.Context, paths: tuple[str, ...], manifest_path: Pa
         return
     if manifest_path is None:
         raise click.UsageError("give --manifest FILE (the pack is the folder it lies in), or PATHS to ingest")
-    with app(ctx).open_lake() as lake, Progress(ctx, "importing", unit="records") as progress:
+    with app(ctx).open_lake() as lake, Progress(ctx, "importing", unit="records",
+                                                total=lambda: count_lines([manifest_path.parent])) as progress:
         result = lake.import_pack(manifest_path, dry_run=dry_run, conflict=cast("Strategy | None", conflict),
                                   progress=progress)
     emit(ctx, msgspec.to_builtins(result), lambda: _import_text(result))

@@ -19,7 +19,8 @@ from eventlog.app.lake import Lake
 from eventlog.capture.manifest import DatasetManifest
 from eventlog.errors import InputError
 from projections import project_pack
-from projections.snapshot_pack import CHUNK_LINES, read_pack_checkpoint
+from projections.pack_files import CHUNK_LINES
+from projections.snapshot_pack import read_pack_checkpoint
 
 MANIFEST = DatasetManifest(dataset_name="pages", source_system="wiki", entity_type="page")
 START = datetime(2024, 3, 1, 22, 0, tzinfo=UTC)
