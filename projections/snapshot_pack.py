@@ -286,6 +286,19 @@ class _Projector:
                                                 kind == "observed")
         return found
 
+    def envelopes(self, candidates: Iterable[_Candidate]) -> Iterator[tuple[tuple[str, str], bytes]]:
+        """(pack order key, envelope) of each candidate; a hot segment's lines are read with one pread each."""
+        handles, read, envelope = self.reader.handles, os.pread, self.envelope
+        for candidate in candidates:
+            handle = handles.get(candidate.segment)
+            if candidate.observed_type and handle is not None:
+                raw = read(handle.fileno(), candidate.length, candidate.offset)
+                end = raw.rfind(b',"digest":"')
+                if end > 0 and raw.startswith(b'{"body":'):  # see `envelope`
+                    yield (candidate.observed, candidate.content), raw[8:end]
+                    continue
+            yield (candidate.observed, candidate.content), envelope(candidate)
+
     def envelope(self, candidate: _Candidate) -> bytes:
         """The canonical JSON of the envelope of an observation, with its content's request and response."""
         raw = self.reader.read(candidate.segment, candidate.offset, candidate.length)
@@ -381,8 +394,7 @@ def _rebuild(projector: _Projector, checkpoint: Path | None, replica: str, reaso
     index_stage = folder / f".{INDEX_NAME}.rebuild"
     with open(index_stage, "wb") as index:
         for date, group in _by_date(ordered):
-            placed = write_date(staging, date, ((c.key, projector.envelope(c)) for c in group),
-                                          staged=True)
+            placed = write_date(staging, date, projector.envelopes(group), staged=True)
             index.write(b"".join(projector.index_line(candidate, chunk)
                                  for candidate, (_, chunk) in zip(group, placed, strict=True)))
         index.flush()
@@ -459,7 +471,7 @@ def _incremental(projector: _Projector, checkpoint: Path | None, state: PackChec
             number, head, count = (tail[0], tail[1], tail[2]) if tail is not None else (1, b"", 0)
             if count == CHUNK_LINES:
                 number, head, count = number + 1, b"", 0
-            placed = write_date(records_dir, date, ((c.key, projector.envelope(c)) for c in group),
+            placed = write_date(records_dir, date, projector.envelopes(group),
                                           first_chunk=number, head=head, head_lines=count)
             appended.extend(projector.index_line(c, chunk) for c, (_, chunk) in zip(group, placed, strict=True))
             continue
@@ -485,7 +497,7 @@ def _rewrite_date(projector: _Projector, records_dir: Path, date: str, group: li
     if staging_root.exists():
         shutil.rmtree(staging_root)
     kept = ((key, line) for key, line in date_lines(date_dir) if key[1] not in removed)
-    added = ((c.key, projector.envelope(c)) for c in group)
+    added = projector.envelopes(group)
     merged = heapq.merge(kept, added, key=lambda item: item[0])
     by_content = {c.content: c for c in group}
     lines: list[bytes] = []

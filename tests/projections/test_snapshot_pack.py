@@ -19,7 +19,7 @@ from eventlog.app.lake import Lake
 from eventlog.capture.manifest import DatasetManifest
 from eventlog.errors import InputError
 from projections import project_pack
-from projections.pack_files import CHUNK_LINES
+from projections.pack_files import CHUNK_LINES, IndexLine, index_line
 from projections.snapshot_pack import read_pack_checkpoint
 
 MANIFEST = DatasetManifest(dataset_name="pages", source_system="wiki", entity_type="page")
@@ -171,3 +171,15 @@ def test_a_pack_the_lake_did_not_build_is_not_overwritten(tmp_path: Path) -> Non
     with pytest.raises(InputError, match="holds a pack this lake did not build"):
         project_pack(lake.log, MANIFEST, folder, checkpoint=tmp_path / "c.json", replica=lake.config.replica_id)
     assert (folder / "index.jsonl").read_bytes() == b"{}\n"
+
+
+def test_index_lines_are_msgspec_encodings_of_the_original_field_order() -> None:
+    for natural in ("Ada", None, 'quote " and \\ and 東京 and \u2028'):
+        line = index_line(content="ab" * 32, prefix="wiki|page|", natural_key=natural,
+                          exchange_id="00000000-0000-4000-8000-000000000001", observed="2024-01-01T00:00:00.000000Z",
+                          chunk="records/2024/2024-01-01/chunk-0001.ndjson")
+        expected = msgspec.json.encode(IndexLine(h="ab" * 32, k="wiki|page|" + (natural or ""),
+                                                 id="00000000-0000-4000-8000-000000000001",
+                                                 t="2024-01-01T00:00:00.000000Z",
+                                                 f="records/2024/2024-01-01/chunk-0001.ndjson")) + b"\n"
+        assert line == expected
