@@ -316,7 +316,7 @@ def test_pack_dataset_round_trip_and_missing_dataset(tmp_path: Path) -> None:
     unpack(tmp_path / "pages.evlarc", tmp_path / "out", keys=Keys(passphrase="pw"))
     assert (tmp_path / "out" / "records" / "2024" / "2024-05-01" / "chunk-0001.ndjson").read_text() == '{"a": 1}\n'
     manifest.write_text(json.dumps({"name": "../x", "source_system": "wiki", "entity_type": "page"}))
-    with pytest.raises(InputError, match="cannot name a folder"):
+    with pytest.raises(InputError, match=r"at \$\.name: dataset name .*must be one plain folder name"):
         pack_dataset(root, manifest, tmp_path / "x.zip")
 
 
