@@ -183,3 +183,56 @@ def test_index_lines_are_msgspec_encodings_of_the_original_field_order() -> None
                                                  t="2024-01-01T00:00:00.000000Z",
                                                  f="records/2024/2024-01-01/chunk-0001.ndjson")) + b"\n"
         assert line == expected
+
+
+PROJECTOR = """
+import sys
+from pathlib import Path
+from eventlog.app.lake import Lake
+from projections import project_pack
+from tests.projections.test_snapshot_pack import MANIFEST
+lake = Lake.open(sys.argv[1])
+print("started", flush=True)
+while True:  # until killed: incremental runs, and now and then a rebuild
+    for rebuild in (False, False, True):
+        project_pack(lake.log, MANIFEST, Path(sys.argv[2]), checkpoint=Path(sys.argv[3]),
+                     replica=lake.config.replica_id, rebuild=rebuild)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_a_rerun_equals_a_rebuild(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import seeded
+
+    seed, rng = seeded("pack-sigkill")
+    root = Path(__file__).resolve().parents[2]
+    lake = Lake.init(tmp_path / "lake")
+    folder, checkpoint = tmp_path / "pack", tmp_path / "checkpoint.json"
+    number = stopped_midway = 0
+    for trial in range(12):
+        # New observations each trial: new contents, and earlier observations of old ones (lines that move).
+        batch = []
+        for _ in range(rng.randint(200, 1500)):
+            number += 1
+            key = f"K{rng.randrange(400)}"
+            batch.append(record(key, rng.randrange(3), START + timedelta(minutes=rng.randrange(-3000, 3000)),
+                                exchange=number))
+        lake.append(batch)
+        child = subprocess.Popen([sys.executable, "-c", PROJECTOR, str(lake.root), str(folder), str(checkpoint)],
+                                 cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert child.stdout is not None and child.stdout.readline() == b"started\n"
+        time.sleep(rng.uniform(0.0, 0.6))
+        child.send_signal(signal.SIGKILL)
+        _, err = child.communicate()
+        assert child.returncode == -signal.SIGKILL, (seed, trial, err)
+        state = read_pack_checkpoint(checkpoint)
+        stopped_midway += state is None or state.dirty
+        project_pack(lake.log, MANIFEST, folder, checkpoint=checkpoint, replica=lake.config.replica_id)
+        assert tree(folder) == rebuilt(lake, tmp_path / f"rebuilt-{trial}"), (seed, trial)
+    assert stopped_midway >= 3, (seed, stopped_midway)  # the kills did land inside runs
+    lake.close()
