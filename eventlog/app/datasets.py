@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from eventlog.capture.ingest import pack_chunk_files, read_pack
-from eventlog.capture.manifest import MANIFEST_NAME, DatasetManifest, Strategy, manifest_bytes, read_manifest
+from eventlog.capture.manifest import (
+    MANIFEST_NAME,
+    DatasetManifest,
+    Strategy,
+    manifest_bytes,
+    manifest_redaction,
+    read_manifest,
+)
 from eventlog.durable import write_atomic
 from eventlog.errors import ConflictError, InputError
 from eventlog.format.envelope import ExchangeRecord, format_utc
@@ -29,6 +36,7 @@ from eventlog.format.identity import exchange_key
 from eventlog.log.plan import plan_append
 from eventlog.log.prepare import prepare
 from eventlog.log.writer import AppendResult
+from eventlog.redaction.redactor import RedactionPolicy, Redactor
 
 if TYPE_CHECKING:
     from eventlog.app.lake import Lake
@@ -157,18 +165,21 @@ def _counted(records: Iterable[ExchangeRecord], counter: list[int],
 
 
 def _pack_records(lake: Lake, folder: Path, manifest: DatasetManifest) -> Iterator[ExchangeRecord]:
+    """The pack's records as they are: the manifest's redaction applies at append, merged into the lake's."""
     if not (folder / "records").is_dir():
         raise InputError("holds no records/ folder: there is no pack beside the manifest", source=str(folder))
-    return read_pack(folder, manifest=manifest, max_bytes=lake.config.max_record_bytes)
+    return read_pack(folder, manifest=manifest, redact=False, max_bytes=lake.config.max_record_bytes)
 
 
-def find_conflicts(lake: Lake, records: Iterable[ExchangeRecord]) -> list[Conflict]:
+def find_conflicts(lake: Lake, records: Iterable[ExchangeRecord], *,
+                   redaction: RedactionPolicy | None = None) -> list[Conflict]:
     """Natural keys whose newest version in `records` differs from the lake's current one, which it lacks.
 
-    Versions are ordered as the projection orders them: newest observed_at_utc, then larger content hash.
+    Versions are ordered as the projection orders them: newest observed_at_utc, then larger content hash; content
+    hashes are those of the records redacted by the lake's policy with `redaction` added.
     """
     newest: dict[tuple[str, str, str], tuple[str, str]] = {}
-    redactor = lake.log.redactor
+    redactor = lake.redactor_with(redaction) or lake.log.redactor
     for record in records:
         if record.natural_key is None:
             continue
@@ -201,7 +212,7 @@ def import_dataset(lake: Lake, manifest_path: Path, *, dry_run: bool = False, co
                    progress: ProgressHook | None = None) -> ImportResult:
     """Read the pack beside `manifest_path` into the log; then the SQL side and the lake's pack follow.
 
-    The manifest's redaction additions apply. With `dry_run` nothing is written and the result's counts are what
+    The manifest's redaction additions apply, merged into the lake's policy for the append. With `dry_run` nothing is written and the result's counts are what
     the real run would do. Conflicts (keys whose newest version in the pack differs from the lake's current
     one) are listed with the strategy's winner and recorded as `resolved` events after the records; under
     `fail` a ConflictError is raised before anything is written. The manifest is
@@ -213,7 +224,9 @@ def import_dataset(lake: Lake, manifest_path: Path, *, dry_run: bool = False, co
     manifest = read_manifest(manifest_path)
     folder = manifest_path.parent
     strategy: Strategy = conflict or manifest.sync_policy.conflict_strategy
-    conflicts = [item.decided(strategy) for item in find_conflicts(lake, _pack_records(lake, folder, manifest))]
+    redaction = manifest_redaction(manifest, source=str(manifest_path))
+    conflicts = [item.decided(strategy)
+                 for item in find_conflicts(lake, _pack_records(lake, folder, manifest), redaction=redaction)]
     base = dict(dataset=manifest.dataset_name, manifest=str(manifest_path), folder=str(folder),
                 conflict_strategy=strategy, conflicts=tuple(conflicts))
     if strategy == "fail" and conflicts:
@@ -224,9 +237,9 @@ def import_dataset(lake: Lake, manifest_path: Path, *, dry_run: bool = False, co
     counter = [0]
     records = _counted(_pack_records(lake, folder, manifest), counter, progress)
     if dry_run:
-        plan = plan_append(lake.log, records)
+        plan = plan_append(lake.log, records, redactor=lake.redactor_with(redaction))
         return ImportResult(**base, dry_run=True, read=counter[0], append=plan)  # type: ignore[arg-type]
-    appended = lake.append(records)
+    appended = lake.append(records, redaction=redaction)
     if conflicts:
         # Each decision travels as a `resolved` event, so reprojection reproduces it and audit shows it; a decided
         # conflict is not found again (the lake now holds the pack's version).
@@ -280,14 +293,18 @@ def export_dataset(lake: Lake, manifest_path: Path, *, dry_run: bool = False,
     existing = (folder / "records").is_dir()
     base = dict(dataset=manifest.dataset_name, manifest=str(manifest_path), folder=str(folder),
                 records_before=before)
+    redaction = manifest_redaction(manifest, source=str(manifest_path))
     if dry_run:
         contents: set[str] = set()
         plan = AppendResult()
         if existing:
-            plan = plan_append(lake.log, _remember(_pack_records(lake, folder, manifest), lake, contents))
+            redactor = lake.redactor_with(redaction) or lake.log.redactor
+            plan = plan_append(lake.log, _remember(_pack_records(lake, folder, manifest), lake, redactor, contents),
+                               redactor=redactor)
         contents.update(_dataset_contents(lake, manifest))
         return ExportResult(**base, dry_run=True, imported=plan, records=len(contents))  # type: ignore[arg-type]
-    imported = lake.append(_pack_records(lake, folder, manifest)) if existing else AppendResult()
+    imported = (lake.append(_pack_records(lake, folder, manifest), redaction=redaction) if existing
+                else AppendResult())
     _register(lake.root, manifest_path, manifest)
     from projections import project_pack
 
@@ -297,9 +314,10 @@ def export_dataset(lake: Lake, manifest_path: Path, *, dry_run: bool = False,
                         pack=pack)
 
 
-def _remember(records: Iterable[ExchangeRecord], lake: Lake, contents: set[str]) -> Iterator[ExchangeRecord]:
+def _remember(records: Iterable[ExchangeRecord], lake: Lake, redactor: Redactor,
+              contents: set[str]) -> Iterator[ExchangeRecord]:
     for record in records:
-        contents.add(prepare(record, lake.log.redactor, max_bytes=lake.config.max_record_bytes).content_sha256)
+        contents.add(prepare(record, redactor, max_bytes=lake.config.max_record_bytes).content_sha256)
         yield record
 
 

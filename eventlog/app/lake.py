@@ -177,9 +177,14 @@ class Lake:
         return credential_warnings(config_url=self.config.database_url, config_path=self.root / CONFIG_NAME,
                                    credentials_path=self.credentials_path)
 
-    def append(self, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
-        """Append records as one durable batch (see EventLog.append)."""
-        return self.log.append(records)
+    def append(self, records: Iterable[ExchangeRecord | dict[str, Any]], *,
+               redaction: RedactionPolicy | None = None) -> AppendResult:
+        """Append records as one durable batch (see EventLog.append); `redaction` adds to the lake's policy."""
+        return self.log.append(records, redactor=self.redactor_with(redaction))
+
+    def redactor_with(self, redaction: RedactionPolicy | None) -> Redactor | None:
+        """The redactor of the lake's policy merged with `redaction` (None: the log's own)."""
+        return None if redaction is None else Redactor(self.redaction.merged(redaction))
 
     def events(self, after_seq: int = 0) -> Iterator[Event]:
         """Every event after `after_seq`, in log order."""

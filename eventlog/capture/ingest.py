@@ -87,18 +87,19 @@ def pack_chunk_files(folder: Path) -> list[Path]:
     return sorted(found, key=order)
 
 
-def read_pack(folder: Path, *, manifest: DatasetManifest | None = None,
+def read_pack(folder: Path, *, manifest: DatasetManifest | None = None, redact: bool = True,
               max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
     """Records of a snapshot pack: manifest.json, index.jsonl, records/YYYY/YYYY-MM-DD/chunk-NNNN.ndjson.
 
     Packs of the original tool read as they are (its envelope's null provenance and path response_ref
-    included). `manifest` defaults to the pack's manifest.json; its redaction additions are applied here, and
-    the lake's own policy runs again at append. A record of another source system or entity type is refused.
+    included). `manifest` defaults to the pack's manifest.json; its redaction additions are applied here (the
+    lake's own policy runs again at append) unless `redact` is false, for a caller that appends with the merged
+    policy (Lake.append(..., redaction=...)). A record of another source system or entity type is refused.
     """
     where = folder / MANIFEST_NAME
     if manifest is None:
         manifest = read_manifest(where)
-    redactor = manifest_redactor(manifest, source=str(where))
+    redactor = manifest_redactor(manifest, source=str(where)) if redact else None
     for chunk in pack_chunk_files(folder):
         records = read_ndjson(chunk, max_bytes=max_bytes)
         for record in records if redactor is None else redact_records(records, redactor):

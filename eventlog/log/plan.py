@@ -9,17 +9,20 @@ from eventlog.errors import IntegrityError
 from eventlog.format.envelope import ExchangeRecord, decode_record
 from eventlog.log.prepare import Prepared, prepare
 from eventlog.log.writer import CHUNK, MAX_LISTED_MISMATCHES, AppendResult, EventLog
+from eventlog.redaction.redactor import Redactor
 
 __all__ = ["plan_append"]
 
 
-def plan_append(log: EventLog, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
-    """What `log.append(records)` would do now, without writing anything and without taking the lock.
+def plan_append(log: EventLog, records: Iterable[ExchangeRecord | dict[str, Any]], *,
+                redactor: Redactor | None = None) -> AppendResult:
+    """What `log.append(records, redactor=redactor)` would do now, without writing anything or taking the lock.
 
     Records are validated, redacted and hashed as by append, and classified the same way (observed, revisited,
     already present, hash mismatches); seqs and seals are left out. Raises what append raises. Memory holds
     the id and content hash of every record of the call, as append's index does.
     """
+    redactor = redactor or log.redactor
     observed = revisited = present = redacted = mismatch_count = 0
     mismatches: list[str] = []
     seen: dict[str, str] = {}
@@ -31,7 +34,7 @@ def plan_append(log: EventLog, records: Iterable[ExchangeRecord | dict[str, Any]
         for item in iterator:
             number += 1
             record = item if isinstance(item, ExchangeRecord) else decode_record(item, source=f"record {number}")
-            batch.append(prepare(record, log.redactor, max_bytes=log.max_record_bytes, number=number))
+            batch.append(prepare(record, redactor, max_bytes=log.max_record_bytes, number=number))
             if len(batch) >= CHUNK:
                 break
         if not batch:

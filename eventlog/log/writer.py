@@ -183,15 +183,17 @@ class EventLog:
 
     # -- writing -------------------------------------------------------------------------------------------------
 
-    def append(self, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
+    def append(self, records: Iterable[ExchangeRecord | dict[str, Any]], *,
+               redactor: Redactor | None = None) -> AppendResult:
         """Append records as one durable batch; returns after the fsync.
 
+        `redactor` replaces the log's own for this call (a dataset's additions merged into the lake's policy).
         Raises InputError (nothing written) for any invalid record, IntegrityError when an exchange id already in
         the log carries different content, LockBusyError when another writer holds the lock past the timeout.
         """
         with self.lock.held():
             self._refresh()
-            result = self._append_locked(records)
+            result = self._append_locked(records, redactor or self.redactor)
             if self._should_seal():
                 result = msgspec.structs.replace(result, sealed=(*result.sealed, self._seal_locked()))
         return result
@@ -274,7 +276,7 @@ class EventLog:
                                      self.seals_dir / format_seal_name(first, last)))
         return self._seal_locked()
 
-    def _append_locked(self, records: Iterable[ExchangeRecord | dict[str, Any]]) -> AppendResult:
+    def _append_locked(self, records: Iterable[ExchangeRecord | dict[str, Any]], redactor: Redactor) -> AppendResult:
         tail = self._tail
         first_seq = tail.next_seq
         observed = revisited = present = redacted = mismatch_count = 0
@@ -294,7 +296,7 @@ class EventLog:
                 for item in iterator:
                     number += 1
                     record = item if isinstance(item, ExchangeRecord) else decode_record(item, source=f"record {number}")
-                    p = prepare(record, self.redactor, max_bytes=self.max_record_bytes, number=number)
+                    p = prepare(record, redactor, max_bytes=self.max_record_bytes, number=number)
                     batch.append(p)
                     size += len(p.request_json) + len(p.response_json)
                     if len(batch) >= CHUNK or size >= CHUNK_BYTES:

@@ -125,6 +125,7 @@ def test_an_original_pack_imports_completely_by_import_and_by_ingest(run: Run, t
     assert result["read"] == 7 and result["append"]["observed"] == 7
     # Its stated hashes: one edited by hand, two whose content the manifest's redaction changed; all kept.
     assert sorted(result["append"]["hash_mismatches"]) == [EDITED, TENANT, PATTERN]
+    assert result["append"]["redacted"] == 2  # the manifest's header and pattern, merged into the lake's policy
     data = log_bytes(run.lake)
     assert b"tenant-rebel-7731" not in data and b"INTERNAL-004211" not in data
     assert {event.event_id for event in Lake.open(run.lake).events()} == {
