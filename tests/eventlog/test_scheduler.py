@@ -355,6 +355,22 @@ def test_once_runs_each_job_once_with_mirror_and_reproject(schedulers: Scheduler
     assert re.search(r"job=mirror .* outcome=ok batches=1 read=3 watermark=3 watermark_before=0 written=3", log)
 
 
+def test_the_packs_job_brings_registered_datasets_packs_up_to_the_log(schedulers: Schedulers) -> None:
+    with Lake.open(schedulers.lake) as lake:
+        lake.append([page_record("Foo", number) for number in range(3)])
+    folder = schedulers.lake / "snapshots" / "pages"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"dataset_name": "pages", "source_system": "wikipedia-en",
+                                                      "entity_type": "page"}))
+    process = schedulers.start(schedulers.config('[jobs.packs]\nevery = "5m"\n'), "--once", "--json")
+    assert process.wait(timeout=15) == 0, schedulers.stderr(process)
+    assert process.stdout is not None
+    runs = json.loads(process.stdout.read())["runs"]
+    assert [(run["job"], run["outcome"], run["counts"]) for run in runs] == [
+        ("packs", "ok", {"datasets": 1, "rebuilt": 1, "records": 3, "records_added": 3})]
+    assert len((folder / "index.jsonl").read_text().splitlines()) == 3
+
+
 def test_a_failing_job_is_logged_and_sets_the_exit_code_of_once(schedulers: Schedulers) -> None:
     with Lake.open(schedulers.lake) as lake:
         lake.append([page_record("Foo", 1)])

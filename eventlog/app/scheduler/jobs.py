@@ -1,7 +1,7 @@
 """The scheduler's jobs: the registry of job names, and one run of a job under its overlap lock.
 
 A job is a callable taking the opened Lake and returning a summary (a msgspec Struct, a mapping, a scalar or
-None); built in are mirror, reproject, seal and verify (which fails the run, exit code 6, when verify finds a
+None); built in are mirror, reproject, packs (the snapshot packs of the registered datasets), seal and verify (which fails the run, exit code 6, when verify finds a
 problem). EVENTLOG_SCHEDULER_EXTRA_JOBS adds jobs as comma-separated `name=module:function` entries: only the
 operator's environment names code, never the database.
 
@@ -48,6 +48,13 @@ def _reproject(lake: Lake) -> object:
     return lake.reproject()
 
 
+def _packs(lake: Lake) -> object:
+    results = lake.reproject_packs()
+    return {"datasets": len(results), "records": sum(r.records for r in results),
+            "records_added": sum(r.records_added for r in results),
+            "rebuilt": sum(r.mode == "rebuild" for r in results)}
+
+
 def _seal(lake: Lake) -> object:
     return {"sealed": lake.seal()}
 
@@ -60,7 +67,8 @@ def _verify(lake: Lake) -> object:
     return {"events": report.events, "segments": report.segments, "seals": report.seals, "evicted": report.evicted}
 
 
-BUILTIN_JOBS: dict[str, JobFunc] = {"mirror": _mirror, "reproject": _reproject, "seal": _seal, "verify": _verify}
+BUILTIN_JOBS: dict[str, JobFunc] = {"mirror": _mirror, "reproject": _reproject, "packs": _packs, "seal": _seal,
+                                    "verify": _verify}
 
 
 def job_registry(environ: Mapping[str, str] | None = None) -> dict[str, JobFunc]:
