@@ -459,7 +459,7 @@ def test_a_valid_configuration(tmp_path: Path) -> None:
 
 def test_the_example_configuration_is_valid() -> None:
     config = load_config(ROOT / "ops" / "scheduler.example.toml")
-    assert [spec.name for spec in config.jobs] == ["mirror", "reproject", "seal", "verify"]
+    assert [spec.name for spec in config.jobs] == ["mirror", "reproject", "packs", "seal", "verify"]
     unit = (ROOT / "ops" / "eventlog-scheduler.service").read_text()
     assert "schedule --config" in unit and "KillSignal=SIGTERM" in unit
 
