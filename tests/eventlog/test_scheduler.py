@@ -405,7 +405,7 @@ def test_an_unreachable_database_fails_the_mirror_run_and_stops_the_scheduler(sc
 
 
 @pytest.mark.parametrize(("text", "where", "reason"), [
-    ('[jobs.bogus]\nevery = "1m"\n', "jobs.bogus", "unknown job 'bogus'; known jobs: mirror, reproject, packs, seal, verify"),
+    ('[jobs.bogus]\nevery = "1m"\n', "jobs.bogus", "unknown job 'bogus'; known jobs: mirror, packs, reproject, seal, verify"),
     ('[jobs.seal]\nevery = "5 minutes"\n', "jobs.seal.every", "is not a duration"),
     ('[jobs.seal]\nevery = "0s"\n', "jobs.seal.every", "is not a positive duration"),
     ('[jobs.seal]\ncron = "*/10 * * *"\n', "jobs.seal.cron", "has 4 fields"),
