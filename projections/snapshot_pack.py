@@ -13,9 +13,12 @@ index.jsonl and records/YYYY/YYYY-MM-DD/chunk-NNNN.ndjson. The rules, which docs
 - Incremental application reads the events after the checkpoint and rewrites only the dates they touch (in the
   common case, events newer than everything in the pack, it appends to the last chunk and to index.jsonl). A
   rebuild writes the same bytes from scratch, by construction: both produce the one layout the rules define.
+- A rebuild takes each content's first observation from the log index (one pass over its table; records
+  without a natural key are told apart by their lines), then reads each chosen line by position.
 - Crash safety: the checkpoint is marked dirty (written atomically) before any file of the pack changes and
-  clean with its new position after; a dirty checkpoint found on the next run makes it rebuild. Every chunk and
-  index file is replaced by rename, so a reader never sees a partial file.
+  clean with its new position after; a dirty checkpoint found on the next run makes it rebuild. Chunks and
+  rewritten index files replace their predecessors by rename (a rebuild swaps whole staging folders in), so a
+  reader never sees a partial chunk; index.jsonl is appended to in the common case.
 """
 
 from __future__ import annotations
