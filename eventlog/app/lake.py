@@ -48,7 +48,7 @@ from eventlog.log.config import (
 from eventlog.log.index import IndexEntry
 from eventlog.log.verify import VerifyReport, verify_log
 from eventlog.log.writer import AppendResult, EventLog
-from eventlog.redaction.redactor import RedactionPolicy
+from eventlog.redaction.redactor import RedactionPolicy, Redactor
 
 if TYPE_CHECKING:
     from eventlog.app.datasets import ExportResult, ImportResult

@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from eventlog.capture.manifest import MANIFEST_NAME, DatasetManifest, manifest_redactor, read_manifest
 from eventlog.errors import InputError
 from eventlog.format.canonical import parse_json
-from eventlog.format.envelope import MAX_RECORD_BYTES, ExchangeRecord, decode_record
+from eventlog.format.envelope import MAX_RECORD_BYTES, ExchangeRecord, content_sha256, decode_record
 from eventlog.redaction.redactor import Redactor
 
 ProgressHook = Callable[[int], None]
@@ -111,9 +113,17 @@ def read_pack(folder: Path, *, manifest: DatasetManifest | None = None, redact: 
 
 
 def redact_records(records: Iterable[ExchangeRecord], redactor: Redactor) -> Iterator[ExchangeRecord]:
-    """Apply an additional redaction policy (a dataset manifest's) to records, noting the paths it redacted."""
+    """Apply an additional redaction policy (a dataset manifest's) to records, noting the paths it redacted.
+
+    A stated content_sha256 that is the hash of the record before this redaction is dropped (the log computes its
+    own): the record agreed with itself, so it is not reported as a mismatch; any other stated hash is kept.
+    """
     for record in records:
-        yield redactor.redact_record(record)
+        redacted = redactor.redact_record(record)
+        stated = record.content_sha256
+        if redacted is not record and stated is not None and stated == content_sha256(record):
+            redacted = msgspec.structs.replace(redacted, content_sha256=None)
+        yield redacted
 
 
 def expand_inputs(paths: Iterable[str]) -> list[Path]:

@@ -61,6 +61,7 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
     fields_json = encode_fields(record)
     clear = redactor.encoded_clear
     paths: tuple[str, ...] = ()
+    unredacted = (record, request_json, response_json)
     if clear is None or fields_json is None or not clear(request_json, response_json, fields_json):
         request, response, paths = redactor.redact(record.request, record.response,
                                                    encoded=(request_json, response_json), searched=clear is not None)
@@ -80,7 +81,8 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
     if records is not None:
         try:
             prepared: Prepared = records.prepare_record(record, request_json, response_json, redactions, bool(paths))
-            return prepared
+            return _stated_hash_of_unredacted(prepared, unredacted) if prepared.hash_mismatch and paths \
+                else prepared
         except UnicodeEncodeError:  # a lone surrogate in a name: the Python path names it
             pass
     observed = format_utc(record.observed_at_utc)
@@ -92,10 +94,19 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
     exchange_id = exchange_id or derive_exchange_id(content_hash, observed)
     head, tail = envelope_parts(record, names, extras, content_sha256=content_hash, exchange_id=exchange_id,
                                 observed_at_utc=observed)
-    return Prepared(exchange_id, content_hash, observed,
-                    exchange_key(record.source_system, record.entity_type, record.natural_key),
-                    head, tail, request_json, response_json,
-                    record.content_sha256 is not None and record.content_sha256 != content_hash, bool(paths))
+    prepared = Prepared(exchange_id, content_hash, observed,
+                        exchange_key(record.source_system, record.entity_type, record.natural_key),
+                        head, tail, request_json, response_json,
+                        record.content_sha256 is not None and record.content_sha256 != content_hash, bool(paths))
+    return _stated_hash_of_unredacted(prepared, unredacted) if prepared.hash_mismatch and paths else prepared
+
+
+def _stated_hash_of_unredacted(prepared: Prepared, unredacted: tuple[ExchangeRecord, bytes, bytes]) -> Prepared:
+    """No mismatch when the stated hash is that of the content before redaction: the record agrees with itself,
+    and only redaction (which must run before hashing) changed what the log holds."""
+    original, request_json, response_json = unredacted
+    before = hashlib.sha256(content_bytes(original, request_json, response_json)).hexdigest()
+    return prepared._replace(hash_mismatch=False) if before == original.content_sha256 else prepared
 
 
 def _normalize_id(given: str) -> str:

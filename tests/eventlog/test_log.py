@@ -114,6 +114,18 @@ def test_one_call_over_several_chunks_remembers_earlier_chunks(lake: Lake, monke
     assert log_bytes(lake) == before
 
 
+def test_a_stated_hash_of_the_content_before_redaction_is_no_mismatch(lake: Lake) -> None:
+    from eventlog.format.envelope import content_sha256, decode_record
+
+    record = page_record("Ada", 1)
+    record["request"]["headers"] = {"Authorization": "Bearer abcdef0123456789"}
+    record["exchange_id"] = "00000000-0000-4000-8000-000000000001"
+    agreeing = dict(record, content_sha256=content_sha256(decode_record(record)))
+    disagreeing = dict(record, exchange_id="00000000-0000-4000-8000-000000000002", content_sha256="0" * 64)
+    result = lake.append([agreeing, disagreeing])
+    assert (result.redacted, result.hash_mismatches) == (2, ("00000000-0000-4000-8000-000000000002",))
+
+
 def test_hash_mismatches_are_counted_and_the_first_listed(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(log_module, "MAX_LISTED_MISMATCHES", 2)
     records = [dict(page_record("Ada", revision), content_sha256="0" * 64) for revision in range(5)]
