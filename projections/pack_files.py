@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,6 +28,8 @@ INDEX_NAME = "index.jsonl"
 RECORDS = "records"
 # Staging names in a pack folder; a date's own staging is records/YYYY/.<date>.rewrite and .<date>.old.
 STAGING = (".records.rebuild", ".records.old", f".{INDEX_NAME}.rebuild")
+# The temp files of eventlog.durable's atomic writes (`.<name>.tmp`, `.<name>.<12 hex>.tmp`) that a killed run left.
+_LEFTOVER = re.compile(r"\.[^/]+?(?:\.[0-9a-f]{12})?\.tmp")
 
 
 class IndexLine(msgspec.Struct, frozen=True):
@@ -119,12 +122,16 @@ def sync_tree(root: Path) -> None:
 
 
 def clean_staging(folder: Path) -> None:
+    """Remove what an interrupted run left in `folder`: its staging folders and the temp files of atomic writes."""
     for name in STAGING:
         path = folder / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+    for entry in os.scandir(folder):
+        if entry.is_file(follow_symlinks=False) and _LEFTOVER.fullmatch(entry.name):
+            os.unlink(entry.path)
 
 
 def date_tail(folder: Path) -> tuple[int, bytes, int, tuple[str, str]] | None:

@@ -342,6 +342,7 @@ def project_pack(log: EventLog, manifest: DatasetManifest, folder: Path, *, chec
     in the log (import them first). Cost: incremental work follows the new events and the dates they touch.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    clean_staging(folder)  # what a killed run left, before anything is compared or written
     projector = _Projector(log, manifest, folder, progress)
     try:
         state = read_pack_checkpoint(checkpoint) if checkpoint is not None else None
@@ -388,7 +389,6 @@ def _rebuild(projector: _Projector, checkpoint: Path | None, replica: str, reaso
     state = PackCheckpoint(dataset=manifest.dataset_name, scope=projector.scope, replica=replica, position=position,
                            records=0, dirty=True)
     _write_checkpoint(checkpoint, state)
-    clean_staging(folder)
     best = projector.first_in_index(position)
     if best is None:
         best = projector.scan(0, position)
@@ -455,7 +455,6 @@ def _incremental(projector: _Projector, checkpoint: Path | None, state: PackChec
         return PackResult(**result, records=state.records, records_added=0, records_moved=0,  # type: ignore[arg-type]
                           dates_rewritten=0)
     _write_checkpoint(checkpoint, msgspec.structs.replace(state, dirty=True))
-    clean_staging(folder)
     inserts.sort(key=_pack_order)
     removed_dates: dict[str, set[str]] = {}
     for held in removals.values():
