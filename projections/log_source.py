@@ -16,11 +16,19 @@ from typing import NamedTuple
 from eventlog.errors import IntegrityError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.events import ABSENT, OBSERVATION_TYPES, Event, decode_line, decode_raw_line
-from eventlog.format.identity import record_key_of_encoded
+from eventlog.format.identity import exchange_key, record_key_of_encoded
 from eventlog.log.index import COLUMNS as INDEX_COLUMNS
 from eventlog.log.index import IndexEntry, lookup_key, select_by_keys
 from eventlog.log.writer import EventLog
-from projections.rules import Rank, rank
+from projections.pointintime import PointInTime
+from projections.rules import (
+    Rank,
+    Settlement,
+    rank,
+    resolution_candidates,
+    resolution_scope_matches,
+    resolution_winner,
+)
 
 __all__ = ["IndexReader", "Observation", "observation", "read_log"]
 
@@ -115,6 +123,7 @@ class IndexReader:
     def __init__(self, log: EventLog) -> None:
         self.log = log
         self._db = sqlite3.connect(f"{log.index.path.resolve().as_uri()}?mode=ro", uri=True)
+        self._resolutions: list[Event] | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -182,6 +191,39 @@ class IndexReader:
                                 "AND seq < ? AND type != 'resolved' ORDER BY seq",
                                 (lookup_key(content), content, before_seq)).fetchall()
         return [self.log.read_at(IndexEntry(*row)) for row in rows]
+
+    def settlements(self, source_system: str, entity_type: str, natural_key: str | None, *, upto: int,
+                    point: PointInTime | None) -> list[Settlement]:
+        """The resolutions of one key up to seq `upto` (admitted by `point`), as the rule reads them.
+
+        The log's resolutions are read once per reader (one scan of the index for them): they are few.
+        """
+        if self._resolutions is None:
+            self._resolutions = [self.log.read_at(entry) for entry in self.log.index.by_type("resolved")]
+        found: list[Settlement] = []
+        for event in self._resolutions:
+            if event.seq > upto or (point is not None and not point.admits(event)):
+                continue
+            body = event.body
+            winner = resolution_winner(body)
+            if winner is not None and resolution_scope_matches(body, source_system, entity_type, natural_key):
+                found.append(Settlement(event.event_id, winner, resolution_candidates(body)))
+        return found
+
+    def key_observations(self, source_system: str, entity_type: str, natural_key: str | None, *, upto: int,
+                         point: PointInTime | None) -> list[Observation]:
+        """Every observation of one key up to seq `upto` (admitted by `point`)."""
+        key = exchange_key(source_system, entity_type, natural_key)
+        if key is None:
+            return []
+        found: list[Observation] = []
+        for entry in self.log.index.by_key(key):
+            if entry.seq > upto or entry.type == "resolved":
+                continue
+            event = self.log.read_at(entry)
+            if point is None or point.admits(event):
+                found.append(observation(event))
+        return found
 
     def payload(self, content: str) -> bytes:
         """The canonical JSON of {"request", "response"} of a content, from its first observed event."""

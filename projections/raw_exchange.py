@@ -5,12 +5,14 @@ A row per (source_system, entity_type, natural_key), or per content for records 
 
 - The current version is the observation with the largest (observed_at_utc, content_sha256, exchange_id): the
   newest observed time wins, ties go to the larger content hash, so an older observation recorded late never
-  takes over. A `resolved` event makes its winner current, with the winner's newest observation applied before
-  it; later observations must be newer than that to take over.
-- Counts and times are order-independent: observation_count (observed + revisited events), version_count
-  (distinct contents), first/last_observed_at_utc, created_at_utc / updated_at_utc (the earliest / latest
-  recorded_at_utc among the events applied to the row). event_seq is the log seq of the last event applied.
-  No wall clock enters a row, so a rebuild reproduces every row exactly.
+  takes over. A `resolved` event settles a conflict between its candidates (`projections.rules.settle`): only a
+  version newer than every candidate takes over from its winner.
+- Every column but event_seq is a function of the set of events applied, not of their order or of which replica
+  recorded them: observation_count (observed + revisited events), version_count (distinct contents),
+  first/last_observed_at_utc, created_at_utc / updated_at_utc (the earliest / latest observed_at_utc of the
+  key's observations; recorded times are replica-local). event_seq is the log seq of the last event applied.
+  No wall clock enters a row, so a rebuild reproduces every row exactly, and replicas holding the same events
+  have the same state digest.
 
 Events are applied in chunks: the chunk's rows are loaded (without payloads), folded, and written back with the
 checkpoint and the state digest in the same transaction. A rebuild is the same fold from seq 0 into an emptied
@@ -46,7 +48,7 @@ from projections.checkpoints import (
 )
 from projections.log_source import IndexReader, Observation, observation, read_log
 from projections.pointintime import PointInTime
-from projections.rules import rank, resolution_scope_matches, resolution_winner
+from projections.rules import Settlement, rank, resolution_scope_matches, resolution_winner, settle
 from projections.tables import ProjectionTables, attach
 
 __all__ = ["CHUNK", "PROJECTION", "ReprojectResult", "hold_projection_lock", "reproject"]
@@ -205,6 +207,7 @@ class _Fold:
     def apply(self, events: Sequence[Observation | Event]) -> None:
         """Fold `events` (in log order) into the table."""
         point = self.point
+        upto = max(item.seq for item in events) if events else 0
         items: list[Observation | Event] = []
         observations: list[Observation] = []
         payloads: dict[str, bytes] = {}
@@ -239,10 +242,34 @@ class _Fold:
         flags = iter(self.versions.new(observations))
         for entry in items:
             if isinstance(entry, Event):
-                self._resolve(rows, entry, targets[entry.seq], changed, stale)
+                self._resolve(rows, entry, targets[entry.seq], changed)
             else:
                 self._observe(rows, entry, next(flags), changed, stale)
+        # Keys with resolutions: the current version is settled over the key's whole history up to here, so that
+        # it does not depend on the order in which this replica learned the events (projections.rules).
+        for key in sorted(changed):
+            row = changed[key]
+            if row.natural_key is None:
+                continue
+            settlements = self.reader.settlements(row.source_system, row.entity_type, row.natural_key, upto=upto,
+                                                  point=point)
+            if settlements:
+                self._settle(row, settlements, upto, stale, payloads)
         self._write(changed, stored, stale, payloads)
+
+    def _settle(self, row: Row, settlements: list[Settlement], upto: int, stale: set[str],
+                payloads: dict[str, bytes]) -> None:
+        best: dict[str, Observation] = {}
+        for item in self.reader.key_observations(row.source_system, row.entity_type, row.natural_key, upto=upto,
+                                                 point=self.point):
+            known = best.get(item.content)
+            if known is None or item.rank > known.rank:
+                best[item.content] = item
+            if item.payload is not None:
+                payloads.setdefault(item.content, item.payload)
+        winner = settle({content: item.rank for content, item in best.items()}, settlements)
+        if winner is not None:
+            _make_current(row, best[winner], stale)
 
     def _observe(self, rows: dict[str, Row], item: Observation, new: bool, changed: dict[str, Row],
                  stale: set[str]) -> None:
@@ -252,7 +279,7 @@ class _Fold:
                 record_key=item.key, exchange_id=item.exchange_id, exchange_type=item.exchange_type,
                 source_system=item.source, entity_type=item.entity, natural_key=item.natural,
                 observed_at_utc=item.observed, content_sha256=item.content, schema_version=item.schema_version,
-                created_at_utc=item.recorded, updated_at_utc=item.recorded, first_observed_at_utc=item.observed,
+                created_at_utc=item.observed, updated_at_utc=item.observed, first_observed_at_utc=item.observed,
                 last_observed_at_utc=item.observed, observation_count=1, version_count=1, event_seq=item.seq)
             stale.add(item.key)
             return
@@ -260,28 +287,26 @@ class _Fold:
         row.version_count += new
         row.first_observed_at_utc = min(row.first_observed_at_utc, item.observed)
         row.last_observed_at_utc = max(row.last_observed_at_utc, item.observed)
-        row.created_at_utc = min(row.created_at_utc, item.recorded)
-        row.updated_at_utc = max(row.updated_at_utc, item.recorded)
+        row.created_at_utc = min(row.created_at_utc, item.observed)
+        row.updated_at_utc = max(row.updated_at_utc, item.observed)
         row.event_seq = item.seq
         if item.rank > rank(row.observed_at_utc, row.content_sha256, row.exchange_id):
             _make_current(row, item, stale)
         changed[item.key] = row
 
-    def _resolve(self, rows: dict[str, Row], event: Event, target: Observation | None, changed: dict[str, Row],
-                 stale: set[str]) -> None:
+    def _resolve(self, rows: dict[str, Row], event: Event, target: Observation | None,
+                 changed: dict[str, Row]) -> None:
+        """Note a resolution's key for settling; the rule itself runs once the chunk is applied."""
         row = rows.get(target.key) if target is not None else None
         if target is None or row is None:
             self.totals.ignored += 1
             return
-        _make_current(row, target, stale)
-        row.created_at_utc = min(row.created_at_utc, event.recorded_at_utc)
-        row.updated_at_utc = max(row.updated_at_utc, event.recorded_at_utc)
         row.event_seq = event.seq
         changed[target.key] = row
         self.totals.resolved += 1
 
     def _winner(self, event: Event) -> Observation | None:
-        """The observation a resolution makes current: its winner's newest one applied before it, if any."""
+        """The best observation before it of the content a resolution chose, if it is of the resolution's key."""
         body = event.body
         winner = resolution_winner(body)
         if winner is None:

@@ -1,18 +1,24 @@
-"""The one rule of which version of a key is current, shared by the projection and the audit.
+"""The one rule of which version of a key is current, shared by the projection, the audit and sync.
 
 Observations of one key (source_system, entity_type, natural_key) compete by rank: the newest observed_at_utc
 wins, ties broken by the larger content hash, then by the larger exchange id (UTC texts are fixed-width, so text
-order is time order). A `resolved` event makes its winner current with the winner's best-ranked observation made
-before it; an observation made later still has to outrank that to take over. A resolution whose winner this
-replica has not observed (for the key in its scope) changes nothing. docs/projections.md states the rule in prose.
+order is time order). A `resolved` event settles a conflict between its `candidates` in favour of its `winner`: it
+competes with the rank of its best-ranked candidate and beats an observation of equal rank, so only a version
+newer than every candidate (a new candidate) takes over from it. Among resolutions of equal rank the one with more
+candidates applies, then the one with the smaller event id. A resolution whose winner this replica has not observed
+changes nothing.
+
+The rule is a function of the set of events, not of their order: replicas that hold the same events agree on the
+current version whatever order their logs hold them in. docs/projections.md states it in prose.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
-__all__ = ["Rank", "VersionRace", "rank", "resolution_scope_matches", "resolution_winner"]
+__all__ = ["Rank", "Settlement", "VersionRace", "rank", "resolution_candidates", "resolution_scope_matches",
+           "resolution_winner", "settle"]
 
 Rank = tuple[str, str, str]
 
@@ -28,6 +34,16 @@ def resolution_winner(body: Mapping[str, Any]) -> str | None:
     return winner if isinstance(winner, str) else None
 
 
+def resolution_candidates(body: Mapping[str, Any]) -> frozenset[str]:
+    """The content hashes a `resolved` event chose between (always including its winner)."""
+    found = body.get("candidates")
+    candidates = {item for item in found if isinstance(item, str)} if isinstance(found, list) else set()
+    winner = resolution_winner(body)
+    if winner is not None:
+        candidates.add(winner)
+    return frozenset(candidates)
+
+
 def resolution_scope_matches(body: Mapping[str, Any], source_system: str, entity_type: str,
                              natural_key: str | None) -> bool:
     """Whether a `resolved` event's body speaks of this key (by its fields, or by its `scope` "source/entity")."""
@@ -38,17 +54,52 @@ def resolution_scope_matches(body: Mapping[str, Any], source_system: str, entity
     return body.get("scope") == f"{source_system}/{entity_type}"
 
 
+class Settlement(NamedTuple):
+    """A resolution as the rule reads it."""
+
+    event_id: str
+    winner: str
+    candidates: frozenset[str]
+
+
+def settle(best: Mapping[str, Rank], resolutions: Iterable[Settlement]) -> str | None:
+    """The current content of a key: `best` maps each observed content to its best rank, `resolutions` are the
+    key's resolutions. None when nothing was observed."""
+    current: str | None = None
+    top: tuple[Rank, int, int] | None = None
+    top_id = ""
+    for content, ranked in best.items():
+        item = (ranked, 0, 0)
+        if top is None or item > top:
+            current, top = content, item
+    for resolution in resolutions:
+        if resolution.winner not in best:
+            continue
+        fence = max(best[content] for content in resolution.candidates if content in best)
+        item = (fence, 1, len(resolution.candidates))
+        assert top is not None
+        if item > top or (item == top and resolution.event_id < top_id):
+            current, top, top_id = resolution.winner, item, resolution.event_id
+    return current
+
+
 class VersionRace:
-    """The current version of one key, folded from its observations and resolutions in log order."""
+    """The current version of one key, from its observations and resolutions (in any order)."""
 
     def __init__(self) -> None:
-        self.best: Rank | None = None
         self._newest: dict[str, Rank] = {}
+        self._resolutions: list[Settlement] = []
+
+    @property
+    def best(self) -> Rank | None:
+        """Rank of the current version's best observation, or None before any observation."""
+        current = self.current
+        return None if current is None else self._newest[current]
 
     @property
     def current(self) -> str | None:
         """Content hash of the current version, or None before any observation."""
-        return self.best[1] if self.best is not None else None
+        return settle(self._newest, self._resolutions)
 
     def observe(self, observed_at_utc: str, content_sha256: str, exchange_id: str) -> None:
         """Apply one observation."""
@@ -56,13 +107,10 @@ class VersionRace:
         newest = self._newest.get(content_sha256)
         if newest is None or candidate > newest:
             self._newest[content_sha256] = candidate
-        if self.best is None or candidate > self.best:
-            self.best = candidate
 
-    def resolve(self, winner: str | None) -> bool:
-        """Apply a resolution choosing `winner`; returns whether it applied (the winner was observed before it)."""
-        chosen = self._newest.get(winner) if winner is not None else None
-        if chosen is None:
+    def resolve(self, winner: str | None, *, candidates: Iterable[str] = (), event_id: str = "") -> bool:
+        """Apply a resolution choosing `winner` among `candidates`; returns whether its winner was observed."""
+        if winner is None:
             return False
-        self.best = chosen
-        return True
+        self._resolutions.append(Settlement(event_id, winner, frozenset({winner, *candidates})))
+        return winner in self._newest

@@ -26,7 +26,7 @@ from eventlog.format.events import PAYLOAD_KEYS, Event
 from eventlog.log.seals import read_seal
 from eventlog.log.segments import format_seal_name, format_segment_name
 from eventlog.log.writer import segment_sources
-from projections.rules import VersionRace, resolution_scope_matches, resolution_winner
+from projections.rules import VersionRace, resolution_candidates, resolution_scope_matches, resolution_winner
 
 DiffPart = Literal["response", "request", "all"]
 DIFF_PARTS: tuple[str, ...] = ("response", "request", "all")
@@ -129,7 +129,7 @@ def _fold(observed: list[Event], resolved: list[Event]) -> tuple[list[HistoryRow
         before = race.current
         if event.type == "resolved":
             winner = resolution_winner(body)
-            race.resolve(winner)
+            race.resolve(winner, candidates=resolution_candidates(body), event_id=event.event_id)
             resolutions.append(Resolution(
                 seq=event.seq, event_id=event.event_id, recorded_at_utc=event.recorded_at_utc, origin=event.origin,
                 winner=winner, strategy=body.get("strategy") if isinstance(body.get("strategy"), str) else None,

@@ -32,6 +32,7 @@ from eventlog.sql.store import SqlEventStore
 from projections import PROJECTION, PointInTime, read_checkpoint, reproject
 from projections.checkpoints import add_digest, format_digest, row_digest
 from projections.raw_exchange import DIGEST_COLUMNS, Row, _digest_of
+from projections.rules import Settlement, resolution_candidates, resolution_scope_matches, settle
 from projections.tables import HISTORY_VIEW, attach
 from tests.conftest import drop_test_schema, seeded, server_url
 from tests.eventlog.test_mirror import kill_midway
@@ -61,48 +62,49 @@ def _key(body: dict[str, Any]) -> str:
 
 
 def reference_rows(events: list[Event], point: PointInTime | None = None) -> dict[str, dict[str, Any]]:
-    """The rows the projection must hold, folded naively from the full event list."""
+    """The rows the projection must hold, folded naively from the full event list (projections.rules.settle)."""
     payloads = {event.body["content_sha256"]: canonical_json(
         {"request": event.body["request"], "response": event.body["response"]}).decode()
         for event in events if event.type == "observed"}
     applied = [event for event in events if point is None or point.admits(event)]
     rows: dict[str, dict[str, Any]] = {}
-    contents: dict[str, set[str]] = {}
+    best: dict[str, dict[str, Event]] = {}
     for number, event in enumerate(applied):
         if event.type == "resolved":
             winner = event.body["winner"]
-            candidates = [seen for seen in applied[:number]
-                          if seen.type != "resolved" and seen.body["content_sha256"] == winner]
-            if not candidates:
-                continue
-            best = max(candidates, key=_rank)
-            row = rows[_key(best.body)]
-            current, times = best, [event.recorded_at_utc]
-        else:
-            body = event.body
-            key = _key(body)
-            row = rows.setdefault(key, {
-                "record_key": key, "source_system": body["source_system"], "entity_type": body["entity_type"],
-                "natural_key": body["natural_key"], "created_at_utc": event.recorded_at_utc,
-                "updated_at_utc": event.recorded_at_utc, "first_observed_at_utc": body["observed_at_utc"],
-                "last_observed_at_utc": body["observed_at_utc"], "observation_count": 0,
-                "rank": ("", "", "")})
-            contents.setdefault(key, set()).add(body["content_sha256"])
-            row["observation_count"] += 1
-            row["version_count"] = len(contents[key])
-            row["first_observed_at_utc"] = min(row["first_observed_at_utc"], body["observed_at_utc"])
-            row["last_observed_at_utc"] = max(row["last_observed_at_utc"], body["observed_at_utc"])
-            current, times = (event if _rank(event) > row["rank"] else None), [event.recorded_at_utc]
-        row["created_at_utc"] = min(row["created_at_utc"], *times)
-        row["updated_at_utc"] = max(row["updated_at_utc"], *times)
+            earlier = [seen for seen in applied[:number]
+                       if seen.type != "resolved" and seen.body["content_sha256"] == winner]
+            if earlier:
+                rows[_key(earlier[0].body)]["event_seq"] = event.seq
+            continue
+        body = event.body
+        key = _key(body)
+        row = rows.setdefault(key, {
+            "record_key": key, "source_system": body["source_system"], "entity_type": body["entity_type"],
+            "natural_key": body["natural_key"], "first_observed_at_utc": body["observed_at_utc"],
+            "last_observed_at_utc": body["observed_at_utc"], "observation_count": 0})
+        versions = best.setdefault(key, {})
+        known = versions.get(body["content_sha256"])
+        if known is None or _rank(event) > _rank(known):
+            versions[body["content_sha256"]] = event
+        row["observation_count"] += 1
+        row["version_count"] = len(versions)
+        row["first_observed_at_utc"] = row["created_at_utc"] = min(row["first_observed_at_utc"],
+                                                                   body["observed_at_utc"])
+        row["last_observed_at_utc"] = row["updated_at_utc"] = max(row["last_observed_at_utc"],
+                                                                  body["observed_at_utc"])
         row["event_seq"] = event.seq
-        if current is not None:
-            body = current.body
-            row.update(rank=_rank(current), exchange_id=body["exchange_id"], exchange_type=body["exchange_type"],
-                       observed_at_utc=body["observed_at_utc"], content_sha256=body["content_sha256"],
-                       schema_version=body["schema_version"], payload_json=payloads[body["content_sha256"]])
-    for row in rows.values():
-        del row["rank"]
+    for key, row in rows.items():
+        versions = best[key]
+        settlements = [Settlement(event.event_id, event.body["winner"], resolution_candidates(event.body))
+                       for event in applied if event.type == "resolved" and resolution_scope_matches(
+                           event.body, row["source_system"], row["entity_type"], row["natural_key"])]
+        current = versions[settle({content: _rank(event) for content, event in versions.items()}, settlements)
+                           or ""]
+        body = current.body
+        row.update(exchange_id=body["exchange_id"], exchange_type=body["exchange_type"],
+                   observed_at_utc=body["observed_at_utc"], content_sha256=body["content_sha256"],
+                   schema_version=body["schema_version"], payload_json=payloads[body["content_sha256"]])
     return rows
 
 
@@ -278,8 +280,8 @@ def test_current_version_counts_and_times(lake: Lake, clock: Clock, sql_url: str
     assert (row["observation_count"], row["version_count"], row["event_seq"]) == (4, 3, 4)
     assert (row["observed_at_utc"], row["first_observed_at_utc"], row["last_observed_at_utc"]) == (
         format_utc(at(5)), format_utc(at(0)), format_utc(at(5)))
-    assert (row["created_at_utc"], row["updated_at_utc"]) == (format_utc(RECORDED),
-                                                              format_utc(RECORDED + timedelta(minutes=5)))
+    # Recorded times are replica-local: created/updated are the key's first and last observed times.
+    assert (row["created_at_utc"], row["updated_at_utc"]) == (format_utc(at(0)), format_utc(at(5)))
     clock.now = RECORDED + timedelta(minutes=9)
     lake.append([page_record("Ada", 2, observed=at(6))])  # the current content seen again, later
     result = lake.reproject(database_url=sql_url, schema=sql_schema)
@@ -310,7 +312,7 @@ def test_point_in_time_as_of_and_known_at(lake: Lake, clock: Clock, sql_url: str
     assert current()["content_sha256"] == hashes[3]
     row = current(as_of=format_utc(t2))
     assert (row["content_sha256"], row["observation_count"], row["version_count"]) == (hashes[2], 2, 2)
-    assert (row["created_at_utc"], row["updated_at_utc"]) == (format_utc(r2), format_utc(r3))
+    assert (row["created_at_utc"], row["updated_at_utc"]) == (format_utc(t1), format_utc(t2))
     assert current(as_of=t1 + timedelta(hours=1))["content_sha256"] == hashes[1]
     row = current(known_at=r1.isoformat())
     assert (row["content_sha256"], row["observation_count"]) == (hashes[3], 1)
@@ -328,7 +330,7 @@ def test_point_in_time_as_of_and_known_at(lake: Lake, clock: Clock, sql_url: str
     assert current(known_at=format_utc(r3))["content_sha256"] == hashes[3]
     row = current(known_at=format_utc(r4))
     assert (row["content_sha256"], row["observed_at_utc"], row["updated_at_utc"]) == (
-        hashes[1], format_utc(t1), format_utc(r4))
+        hashes[1], format_utc(t1), format_utc(t3))
     with pytest.raises(InputError, match="no UTC offset"):
         lake.reproject(as_of="2024-05-02T00:00:00", **options)
     plain = lake.reproject(**options)
