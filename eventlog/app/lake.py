@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from eventlog.capture.manifest import Strategy
     from eventlog.sql.mirror import MirrorResult
     from eventlog.sql.store import SqlEventStore
+    from eventlog.sync import Direction, Strategy, SyncResult
     from projections import PackResult, ProjectionReport, ReprojectResult
 
 DEFAULT_LAKE = "lake"
@@ -290,6 +291,21 @@ class Lake:
         from eventlog.app.datasets import export_dataset
 
         return export_dataset(self, manifest, dry_run=dry_run, progress=progress)
+
+    def sync(self, *, direction: Direction = "bidirectional", conflict: Strategy = "prefer_newest",
+             dry_run: bool = False, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
+             progress: Callable[[int], None] | None = None) -> SyncResult:
+        """Merge the log with the database's event tables, decide conflicts and reproject (see eventlog.sync).
+
+        Returns the plan (`dry_run`: nothing is written) or what was done. Raises ConflictError under `fail`
+        when there are conflicts, IntegrityError when one event id names two different events; in both cases
+        nothing is written.
+        """
+        from eventlog.sync import sync
+
+        with self.sql_store(database_url=database_url, schema=schema) as store:
+            return sync(self.log, store, direction=direction, conflict=conflict, dry_run=dry_run,
+                        now=format_utc(self.log.clock()), progress=progress)
 
     def verify_projection(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
                           progress: Callable[[int], None] | None = None) -> ProjectionReport:

@@ -1,0 +1,148 @@
+"""Sync between lakes and one database: union by event id, shared captures, conflicts and their strategies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eventlog import Lake
+from eventlog.errors import ConflictError, IntegrityError
+from eventlog.format.envelope import content_sha256
+from tests.sync.helpers import (
+    database_digest,
+    event_ids,
+    folder_digest,
+    lake_digest,
+    lake_event_ids,
+    page,
+    row_counts,
+)
+
+
+@pytest.fixture
+def lakes(tmp_path: Path) -> Iterator[list[Lake]]:
+    opened = [Lake.init(tmp_path / name) for name in ("a", "b", "c")]
+    yield opened
+    for lake in opened:
+        lake.close()
+
+
+def test_union_both_ways_and_a_second_sync_changes_nothing(lakes: list[Lake], sql_url: str, sql_schema: str,
+                                                           tmp_path: Path) -> None:
+    a, b, _ = lakes
+    options = {"database_url": sql_url, "schema": sql_schema}
+    a.append([page("Ada", 1, 1), page("Bea", 1, 1)])
+    b.append([page("Cy", 1, 2), page("Dee", 1, 2)])
+    first = a.sync(**options)
+    assert (first.to_sql, first.to_json, first.full_reconciliation) == (2, 0, True)
+    second = b.sync(**options)
+    assert (second.to_sql, second.to_json) == (2, 2)
+    third = a.sync(**options)
+    assert (third.to_sql, third.to_json) == (0, 2)
+    assert not b.sync(**options).changed and not a.sync(**options).changed
+    assert sorted(lake_event_ids(a)) == sorted(lake_event_ids(b)) == sorted(event_ids(sql_url, sql_schema))
+    assert lake_digest(a, tmp_path) == lake_digest(b, tmp_path) == database_digest(sql_url, sql_schema)
+
+
+def test_a_capture_ingested_by_two_lakes_is_one_observation(lakes: list[Lake], sql_url: str, sql_schema: str,
+                                                            tmp_path: Path) -> None:
+    a, b, _ = lakes
+    options = {"database_url": sql_url, "schema": sql_schema}
+    shared = [page("Ada", 1, 1), page("Bea", 2, 3)]
+    a.append(shared)
+    b.append([*shared, page("Cy", 1, 1)])
+    a.sync(**options)
+    result = b.sync(**options)
+    assert (result.to_sql, result.shared) == (1, 2)
+    a.sync(**options)
+    assert len(event_ids(sql_url, sql_schema)) == 3 == len(lake_event_ids(a)) == len(lake_event_ids(b))
+    assert lake_digest(a, tmp_path) == lake_digest(b, tmp_path) == database_digest(sql_url, sql_schema)
+
+
+def test_one_exchange_id_with_two_contents_is_an_integrity_error_and_nothing_is_written(
+        lakes: list[Lake], sql_url: str, sql_schema: str) -> None:
+    a, b, _ = lakes
+    options = {"database_url": sql_url, "schema": sql_schema}
+    a.append([page("Ada", 1, 1)])
+    a.sync(**options)
+    altered = dict(page("Ada", 2, 1), exchange_id=next(iter(lake_event_ids(a))))
+    b.append([altered, page("Bea", 1, 1)])
+    before, log_before = row_counts(sql_url, sql_schema), lake_event_ids(b)
+    with pytest.raises(IntegrityError, match=r"this lake.s log holds .* the database holds"):
+        b.sync(**options)
+    assert row_counts(sql_url, sql_schema) == before and lake_event_ids(b) == log_before
+
+
+def _diverge(a: Lake, b: Lake, options: dict[str, str]) -> tuple[str, str]:
+    """Both lakes agree on Ada rev 1, then each observes a different new version; returns (a's, b's) hashes."""
+    a.append([page("Ada", 1, 1)])
+    a.sync(**options)
+    b.sync(**options)
+    a.append([page("Ada", 2, 5)])  # newer
+    b.append([page("Ada", 3, 4)])
+    b.sync(**options)  # the database now has b's version
+    return content_sha256(page("Ada", 2, 5)), content_sha256(page("Ada", 3, 4))
+
+
+@pytest.mark.parametrize(("strategy", "expected"), [("prefer_newest", 0), ("prefer_json", 0), ("prefer_sql", 1)])
+def test_strategies_decide_once_and_the_decision_travels(lakes: list[Lake], sql_url: str, sql_schema: str,
+                                                         tmp_path: Path, strategy: str, expected: int) -> None:
+    a, b, _ = lakes
+    options = {"database_url": sql_url, "schema": sql_schema}
+    versions = _diverge(a, b, options)
+    result = a.sync(conflict=strategy, **options)  # type: ignore[arg-type]
+    (conflict,) = result.conflicts
+    assert conflict.natural_key == "Ada" and conflict.winner == versions[expected]
+    assert {item.content_sha256 for item in conflict.candidates} == set(versions)
+    assert result.resolutions == 1 and result.projection is not None
+    b.sync(**options)
+    # Settled: never reported again, whatever the strategy of later runs, and the winner stays.
+    for later in ("prefer_sql", "prefer_json", "prefer_newest", "fail"):
+        for lake in (a, b):
+            again = lake.sync(conflict=later, **options)  # type: ignore[arg-type]
+            assert again.conflicts == () and not again.changed
+    digests = {lake_digest(a, tmp_path), lake_digest(b, tmp_path), database_digest(sql_url, sql_schema)}
+    assert len(digests) == 1
+    from tests.sync.helpers import current_content
+    assert current_content(sql_url, sql_schema, "Ada") == versions[expected]
+
+
+def test_fail_stops_before_any_write(lakes: list[Lake], sql_url: str, sql_schema: str) -> None:
+    a, b, _ = lakes
+    options = {"database_url": sql_url, "schema": sql_schema}
+    _diverge(a, b, options)
+    a.append([page("Bea", 1, 1)])
+    before, folder = row_counts(sql_url, sql_schema), folder_digest(a.root / "log" / "segments")
+    with pytest.raises(ConflictError) as caught:
+        a.sync(conflict="fail", **options)
+    assert caught.value.exit_code == 9 and len(caught.value.conflicts) == 1
+    assert row_counts(sql_url, sql_schema) == before
+    assert folder_digest(a.root / "log" / "segments") == folder
+    assert a.sync(conflict="prefer_json", **options).resolutions == 1
+
+
+def test_dry_run_writes_nothing_and_its_plan_is_what_the_run_does(lakes: list[Lake], sql_url: str,
+                                                                   sql_schema: str) -> None:
+    a, b, _ = lakes
+    options = {"database_url": sql_url, "schema": sql_schema}
+    _diverge(a, b, options)
+    a.append([page("Bea", 1, 1), page("Cy", 2, 2)])
+    counts, folder = row_counts(sql_url, sql_schema), folder_digest(a.root)
+    plan = a.sync(dry_run=True, **options)
+    assert row_counts(sql_url, sql_schema) == counts and folder_digest(a.root) == folder
+    done = a.sync(**options)
+    assert plan.dry_run and not done.dry_run
+    assert (plan.to_sql, plan.to_json, plan.resolutions, plan.keys_touched, plan.conflicts) == (
+        done.to_sql, done.to_json, done.resolutions, done.keys_touched, done.conflicts)
+    assert (plan.to_sql, plan.to_json, len(plan.conflicts)) == (4, 2, 1)
+
+
+def test_dry_run_on_a_database_without_tables_creates_none(lakes: list[Lake], tmp_path: Path) -> None:
+    a = lakes[0]
+    a.append([page("Ada", 1, 1)])
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    plan = a.sync(dry_run=True, database_url=url)
+    assert (plan.to_sql, plan.to_json) == (1, 0)
+    assert not (tmp_path / "fresh.db").exists() or row_counts(url, "lake")["ExchangeEvent"] == 0
