@@ -7,6 +7,7 @@ from eventlog.cli import log_commands as log_commands
 from eventlog.cli import replay_commands as replay_commands
 from eventlog.cli import schedule_commands as schedule_commands
 from eventlog.cli import sql_commands as sql_commands
+from eventlog.cli import sync_commands as sync_commands
 from eventlog.cli.app import cli, console, main
 
 __all__ = ["cli", "console", "main"]

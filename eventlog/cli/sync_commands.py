@@ -1,0 +1,96 @@
+"""`eventlog sync`: merge the log with the database's event tables, decide conflicts, reproject."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+import msgspec
+
+from eventlog.cli.app import Progress, app, cli, emit, json_option
+from eventlog.cli.sql_commands import database_options
+from eventlog.errors import ConflictError
+
+if TYPE_CHECKING:
+    from eventlog.sync import Conflict, SyncResult
+
+DIRECTIONS = ("bidirectional", "json_to_sql", "sql_to_json")
+STRATEGIES = ("prefer_newest", "prefer_sql", "prefer_json", "fail")
+_SHORT = 12
+
+
+@cli.command()
+@click.option("--direction", type=click.Choice(DIRECTIONS), default="bidirectional", show_default=True,
+              help="Copy events both ways, only from the log (json) to the database (sql), or only back.")
+@click.option("--conflict", type=click.Choice(STRATEGIES), default="prefer_newest", show_default=True,
+              help="How to decide a key whose current version differs between the two sides: the newest "
+                   "observation, the database's side, this lake's side, or stop (exit 9) and write nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (events each way, conflicts, keys touched); write "
+                                              "nothing.")
+@database_options
+@json_option
+@click.pass_context
+def sync(ctx: click.Context, direction: str, conflict: str, dry_run: bool, database_url: str | None,
+         schema: str) -> None:
+    """Merge the log with the database's event tables (union by event id), decide conflicts, and reproject
+    RawExchangeRecord.
+
+    Several lakes may sync with one database; each run brings this lake and the database to the same events.
+    A second run right after a run changes nothing.
+    """
+    progress = Progress(ctx, "syncing")
+    with app(ctx).open_lake() as lake:
+        try:
+            result = lake.sync(direction=direction, conflict=conflict, dry_run=dry_run,  # type: ignore[arg-type]
+                               database_url=database_url, schema=schema, progress=progress)
+        except ConflictError as error:
+            progress.done()
+            _report_conflicts(ctx, error)
+            raise
+        finally:
+            progress.done()
+    emit(ctx, result, lambda: _text(result))
+
+
+def _report_conflicts(ctx: click.Context, error: ConflictError) -> None:
+    """Under --json the error is one JSON object on stdout with the conflicts; else one line per conflict."""
+    if app(ctx).as_json:
+        click.echo(msgspec.json.encode({"error": str(error), "exit_code": error.exit_code,
+                                        "conflicts": error.conflicts}).decode())
+        sys.exit(error.exit_code)
+    for item in error.conflicts:
+        click.echo(_conflict_line(item), err=True)
+
+
+def _conflict_line(item: dict[str, Any]) -> str:
+    candidates = ", ".join(
+        f"{candidate['content_sha256'][:_SHORT]} (observed {candidate['observed_at_utc']}"
+        f"{', current on ' + '+'.join(candidate['current_on']) if candidate['current_on'] else ''})"
+        for candidate in item["candidates"])
+    return f"conflict {item['source_system']}/{item['entity_type']}/{item['natural_key']}: {candidates}"
+
+
+def _text(result: SyncResult) -> str:
+    verb = "would copy" if result.dry_run else "copied"
+    lines = [f"{verb} {result.to_sql:,} event(s) to the database and {result.to_json:,} to the log "
+             f"({result.direction}{', full reconciliation' if result.full_reconciliation else ''}); "
+             f"{result.shared:,} shared observation(s) kept once; {result.keys_touched:,} key(s) touched"]
+    for item in result.conflicts:
+        lines.append(_decided(item, result.dry_run))
+    if result.projection is not None:
+        projection = result.projection
+        lines.append(f"{projection.projection}: {projection.mode}, {projection.rows_inserted:,} row(s) inserted, "
+                     f"{projection.rows_updated:,} updated; state digest {projection.state_digest}")
+    elif result.projection_skipped:
+        lines.append(f"not reprojected: {result.projection_skipped}")
+    if not result.changed and not result.dry_run:
+        lines.append("nothing to do: the log and the database hold the same events")
+    return "\n".join(lines)
+
+
+def _decided(item: Conflict, dry_run: bool) -> str:
+    line = _conflict_line(msgspec.to_builtins(item))
+    if item.winner is None:
+        return line
+    return f"{line} -> {'would keep' if dry_run else 'kept'} {item.winner[:_SHORT]} ({item.strategy})"
