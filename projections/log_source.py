@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from eventlog.errors import IntegrityError
 from eventlog.format.canonical import canonical_json
@@ -30,7 +30,7 @@ from projections.rules import (
     resolution_winner,
 )
 
-__all__ = ["IndexReader", "Observation", "observation", "read_log"]
+__all__ = ["EventSource", "IndexReader", "Observation", "observation", "read_log"]
 
 
 class Observation(NamedTuple):
@@ -111,6 +111,33 @@ def _observation(seq: int, recorded: str, observed: str, content: str, exchange_
 def _names(text: str) -> bytes:
     """Canonical JSON of a source system or entity type: a few values, repeated on every event."""
     return canonical_json(text)
+
+
+class EventSource(Protocol):
+    """The look-ups a projection's fold makes besides reading events in order: a log's index (`IndexReader`), or
+    a database's event tables (`projections.sql_source.TablesReader`). Positions (`seq`) are the source's own."""
+
+    def first_seqs(self, hashes: Iterable[str], *, observed_by: str | None) -> dict[str, int]:
+        """The first position at which each content was observed (observed_at_utc <= `observed_by` when given)."""
+        ...
+
+    def observations_of(self, content: str, *, before_seq: int) -> list[Event]:
+        """The observed and revisited events of one content before a position, in order."""
+        ...
+
+    def payload(self, content: str) -> bytes:
+        """The canonical JSON of {"request", "response"} of a content."""
+        ...
+
+    def settlements(self, source_system: str, entity_type: str, natural_key: str | None, *, upto: int,
+                    point: PointInTime | None) -> list[Settlement]:
+        """The resolutions of one key up to a position."""
+        ...
+
+    def key_observations(self, source_system: str, entity_type: str, natural_key: str | None, *, upto: int,
+                         point: PointInTime | None) -> list[Observation]:
+        """Every observation of one key up to a position."""
+        ...
 
 
 class IndexReader:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import msgspec
 import sqlalchemy as sa
 
+from eventlog.errors import InputError
 from eventlog.format.events import Event
 from eventlog.log.writer import EventLog
 from eventlog.sql.dialects import bulk_insert, in_values, select_in, upsert
@@ -46,14 +47,16 @@ from projections.checkpoints import (
     values_digest,
     write_checkpoint,
 )
-from projections.log_source import IndexReader, Observation, observation, read_log
+from projections.log_source import EventSource, IndexReader, Observation, observation, read_log
 from projections.pointintime import PointInTime
 from projections.rules import Settlement, rank, resolution_scope_matches, resolution_winner, settle
 from projections.tables import ProjectionTables, attach
 
-__all__ = ["CHUNK", "PROJECTION", "ReprojectResult", "hold_projection_lock", "reproject"]
+__all__ = ["CHUNK", "PROJECTION", "TABLES_REPLICA", "ReprojectResult", "hold_projection_lock", "reproject"]
 
 PROJECTION = "RawExchangeRecord"
+# The checkpoint's replica when the table is the projection of the database's event tables (kept by sync).
+TABLES_REPLICA = "@tables"
 LOCK_NAME = "projection:RawExchangeRecord"
 CHUNK = 2000
 
@@ -143,7 +146,7 @@ class _Versions:
     applied so far: a content it has certainly not met is new without asking the index.
     """
 
-    def __init__(self, reader: IndexReader, point: PointInTime | None, seen: SeenDigests | None) -> None:
+    def __init__(self, reader: EventSource, point: PointInTime | None, seen: SeenDigests | None) -> None:
         self._reader = reader
         self._as_of = point.as_of if point is not None else None
         self._applied: set[str] | None = set() if point is not None and point.known_at is not None else None
@@ -193,7 +196,7 @@ class _Fold:
     table: then only the rows of keys it has met before can be in the table, and only those are looked up.
     """
 
-    def __init__(self, conn: sa.Connection, statements: _Statements, reader: IndexReader,
+    def __init__(self, conn: sa.Connection, statements: _Statements, reader: EventSource,
                  point: PointInTime | None, digest: int, totals: _Totals, *, rebuild_of: int | None = None) -> None:
         self.conn = conn
         self.statements = statements
@@ -451,6 +454,11 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
                     before = checkpoint.position if checkpoint is not None else 0
                     if expect is not None:
                         expect(log_end if reason is not None else max(0, log_end - before))
+                if (checkpoint is not None and checkpoint.replica == TABLES_REPLICA and point is None
+                        and not rebuild):
+                    raise InputError("RawExchangeRecord in this database is the projection of its event tables, "
+                                     "kept by `eventlog sync`; run `eventlog sync` to bring it up to date (or "
+                                     "`eventlog reproject --rebuild` to replace it with this lake's log alone)")
                 if reason is not None:
                     conn.execute(statements.tables.record.delete())
                     fold = _Fold(conn, statements, reader, point, 0, totals, rebuild_of=log_end)

@@ -82,8 +82,6 @@ def _text(result: SyncResult) -> str:
         projection = result.projection
         lines.append(f"{projection.projection}: {projection.mode}, {projection.rows_inserted:,} row(s) inserted, "
                      f"{projection.rows_updated:,} updated; state digest {projection.state_digest}")
-    elif result.projection_skipped:
-        lines.append(f"not reprojected: {result.projection_skipped}")
     if not result.changed and not result.dry_run:
         lines.append("nothing to do: the log and the database hold the same events")
     return "\n".join(lines)

@@ -11,8 +11,8 @@ Order of writes, so that a crash anywhere leaves a state a rerun finishes: one d
 pushed events, the new resolutions and the push watermark; then the log takes the pulled events and the
 resolutions; then the pull watermark. Every step skips what is present, so a rerun neither duplicates nor loses.
 Syncs of one database run one at a time (a row lock in AppendLock on a server, a file lock beside a SQLite file),
-and after a bidirectional sync, when the log holds exactly the database's events, the sync reprojects the
-database's RawExchangeRecord from it: the projection of the union, never one lake's partial view.
+and each ends by bringing the database's RawExchangeRecord up to its event tables (`projections.sql_source`),
+incrementally whichever lake synced last: the projection of the union, never one lake's partial view.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from eventlog.sync.identity import clash, same_event
 from eventlog.sync.result import DIRECTIONS, STRATEGIES, Conflict, Direction, Strategy, SyncResult
 from eventlog.sync.sides import LogSide, SqlSide, chunks
 from projections.log_source import IndexReader
-from projections.raw_exchange import ReprojectResult, reproject
+from projections.raw_exchange import ReprojectResult
+from projections.sql_source import reproject_tables
 from projections.tables import attach
 
 __all__ = ["BATCH", "SYNC_LOCK", "sync", "watermark_keys"]
@@ -94,23 +95,18 @@ def sync(log: EventLog, store: SqlEventStore, *, direction: Direction = "bidirec
     with _sync_lock(store):
         plan = _plan(log, store, direction, conflict, now=now, batch=batch, exists=True)
         _apply(log, store, plan, direction, batch=batch, progress=progress)
-        if direction != "bidirectional":
-            return _result(plan, direction, conflict, dry_run=False,
-                           skipped="a one-way sync leaves the log and the tables with different events; the "
-                                   "next bidirectional sync reprojects")
-        projection = reproject(log, store, now=now)
+        projection = reproject_tables(store, now=now)
     return _result(plan, direction, conflict, dry_run=False, projection=projection)
 
 
 def _result(plan: _Plan, direction: Direction, strategy: Strategy, *, dry_run: bool,
-            projection: ReprojectResult | None = None, skipped: str | None = None) -> SyncResult:
+            projection: ReprojectResult | None = None) -> SyncResult:
     return SyncResult(direction=direction, strategy=strategy, dry_run=dry_run, full_reconciliation=plan.full,
-                      to_sql=plan.to_sql + (len(plan.resolutions) if direction != "sql_to_json" else 0),
-                      to_json=plan.to_json + (len(plan.resolutions) if direction != "json_to_sql" else 0),
+                      to_sql=plan.to_sql + len(plan.resolutions) if direction != "sql_to_json" else 0,
+                      to_json=plan.to_json + len(plan.resolutions) if direction != "json_to_sql" else 0,
                       shared=len(plan.shared), conflicts=tuple(plan.conflicts), resolutions=len(plan.resolutions),
                       keys_touched=len(plan.keys), log_position=plan.push_end, database_position=plan.pull_end,
-                      projection=projection,
-                      projection_skipped=skipped)
+                      projection=projection)
 
 
 def _schema_exists(store: SqlEventStore) -> bool:

@@ -42,8 +42,8 @@ class SyncResult(msgspec.Struct, frozen=True, kw_only=True):
 
     `to_sql` / `to_json` count events copied each way (resolutions included), `shared` the observations both
     sides hold under different origins (kept once on each side, not copied). `keys_touched` is the number of
-    record keys whose RawExchangeRecord row the new events may change. `projection` is the reprojection the run
-    made (None in a dry run or when `projection_skipped` says why).
+    record keys whose RawExchangeRecord row the new events may change. `projection` is the reprojection of the
+    database's RawExchangeRecord from its event tables that the run made (None in a dry run).
     """
 
     direction: Direction
@@ -59,7 +59,6 @@ class SyncResult(msgspec.Struct, frozen=True, kw_only=True):
     log_position: int
     database_position: int
     projection: ReprojectResult | None = None
-    projection_skipped: str | None = None
 
     @property
     def changed(self) -> bool:

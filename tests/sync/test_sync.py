@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from eventlog import Lake
-from eventlog.errors import ConflictError, IntegrityError
+from eventlog.errors import ConflictError, InputError, IntegrityError
 from eventlog.format.envelope import content_sha256
 from tests.sync.helpers import (
+    current_content,
     database_digest,
     event_ids,
     folder_digest,
@@ -105,7 +106,6 @@ def test_strategies_decide_once_and_the_decision_travels(lakes: list[Lake], sql_
             assert again.conflicts == () and not again.changed
     digests = {lake_digest(a, tmp_path), lake_digest(b, tmp_path), database_digest(sql_url, sql_schema)}
     assert len(digests) == 1
-    from tests.sync.helpers import current_content
     assert current_content(sql_url, sql_schema, "Ada") == versions[expected]
 
 
@@ -146,3 +146,26 @@ def test_dry_run_on_a_database_without_tables_creates_none(lakes: list[Lake], tm
     plan = a.sync(dry_run=True, database_url=url)
     assert (plan.to_sql, plan.to_json) == (1, 0)
     assert not (tmp_path / "fresh.db").exists() or row_counts(url, "lake")["ExchangeEvent"] == 0
+
+
+def test_the_database_projection_follows_its_tables_incrementally_whichever_lake_syncs(
+        lakes: list[Lake], sql_url: str, sql_schema: str, tmp_path: Path) -> None:
+    a, b, _ = lakes
+    options = {"database_url": sql_url, "schema": sql_schema}
+    a.append([page("Ada", 1, 1)])
+    first = a.sync(**options)
+    assert first.projection is not None and first.projection.mode == "rebuild"
+    b.append([page("Bea", 1, 1), page("Ada", 2, 2)])
+    one_way = b.sync(direction="json_to_sql", **options)
+    # b's log lacks a's events, but the table is the projection of the tables: both lakes' events, incrementally.
+    assert one_way.projection is not None and one_way.projection.mode == "incremental"
+    # Both lakes changed Ada since they (never) agreed: a conflict, decided for the newer version.
+    assert (one_way.to_sql, one_way.to_json, one_way.resolutions) == (3, 0, 1)
+    assert current_content(sql_url, sql_schema, "Ada") == content_sha256(page("Ada", 2, 2))
+    a.sync(**options)
+    assert lake_digest(a, tmp_path) == database_digest(sql_url, sql_schema)
+    with pytest.raises(InputError, match="eventlog sync"):
+        b.reproject(**options)
+    assert b.reproject(rebuild=True, **options).mode == "rebuild"  # asked for: b's log alone
+    assert a.sync(**options).projection.mode == "rebuild"  # type: ignore[union-attr]
+    assert database_digest(sql_url, sql_schema) == lake_digest(a, tmp_path)
