@@ -43,6 +43,7 @@ _WHERE = {
     "RestoreReport": "eventlog.cold.archiver",
     "SegmentPolicy": "eventlog.log.config",
     "SeqRange": "eventlog.cold.archiver",
+    "SyncResult": "eventlog.sync.result",
     "UnsafeArchiveError": "eventlog.errors",
     "VerifyReport": "eventlog.log.verify",
     "canonical_json": "eventlog.format.canonical",
@@ -83,6 +84,7 @@ __all__ = [
     "RestoreReport",
     "SegmentPolicy",
     "SeqRange",
+    "SyncResult",
     "UnsafeArchiveError",
     "VerifyReport",
     "__version__",
@@ -135,3 +137,4 @@ if TYPE_CHECKING:
     from eventlog.log.verify import Problem, VerifyReport
     from eventlog.log.writer import AppendResult
     from eventlog.redaction.redactor import RedactionPolicy, Redactor
+    from eventlog.sync.result import SyncResult

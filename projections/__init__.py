@@ -23,6 +23,7 @@ _WHERE = {
     "project_pack": "projections.snapshot_pack",
     "read_checkpoint": "projections.checkpoints",
     "reproject": "projections.raw_exchange",
+    "reproject_tables": "projections.sql_source",
     "verify_projection": "projections.verify",
 }
 
@@ -39,6 +40,7 @@ __all__ = [
     "project_pack",
     "read_checkpoint",
     "reproject",
+    "reproject_tables",
     "verify_projection",
 ]
 
@@ -61,4 +63,5 @@ if TYPE_CHECKING:
     from projections.pointintime import PointInTime, parse_moment
     from projections.raw_exchange import PROJECTION, ReprojectResult, reproject
     from projections.snapshot_pack import PackCheckpoint, PackResult, project_pack
+    from projections.sql_source import reproject_tables
     from projections.verify import ProjectionReport, RowDifference, verify_projection
