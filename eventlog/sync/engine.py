@@ -67,7 +67,7 @@ class _Plan:
         self.shared: set[str] = set()  # ids of observations both sides hold under different origins
         self.push_after = self.push_end = self.pull_after = self.pull_end = 0
         self.full = False
-        self.keys: set[Name] = set()
+        self.keys_touched = 0
         self.conflicts: list[Conflict] = []
         self.resolutions: list[Event] = []
 
@@ -105,7 +105,7 @@ def _result(plan: _Plan, direction: Direction, strategy: Strategy, *, dry_run: b
                       to_sql=plan.to_sql + len(plan.resolutions) if direction != "sql_to_json" else 0,
                       to_json=plan.to_json + len(plan.resolutions) if direction != "json_to_sql" else 0,
                       shared=len(plan.shared), conflicts=tuple(plan.conflicts), resolutions=len(plan.resolutions),
-                      keys_touched=len(plan.keys), log_position=plan.push_end, database_position=plan.pull_end,
+                      keys_touched=plan.keys_touched, log_position=plan.push_end, database_position=plan.pull_end,
                       projection=projection)
 
 
@@ -150,42 +150,33 @@ def _plan(log: EventLog, store: SqlEventStore, direction: Direction, strategy: S
     if plan.pull_after > plan.pull_end:
         plan.pull_after, plan.full = 0, True
 
-    # Push side: which log events the tables lack; per key, the ids of those events.
+    # Memory stays one batch of events plus a 64-bit hash per key touched: the pull side is read first for the
+    # keys it changes, the push side then keeps event ids only for keys both sides changed, and only when there
+    # are such keys is the pull side read again for their events.
+    pulled_keys: set[int] = set()
+    for event in _new_events(theirs, ours, plan.pull_after, plan.pull_end, batch, plan, pulling=True):
+        plan.to_json += 1
+        name = event_name(event)
+        if name is not None:
+            pulled_keys.add(hash(name))
+    touched = set(pulled_keys)
     pushed: dict[Name, set[str]] = {}
-    for chunk in chunks(ours.events(plan.push_after, plan.push_end), batch):
-        present = theirs.digests([event.event_id for event in chunk])
-        for event in chunk:
-            stored = present.get(event.event_id)
-            if stored is None:
-                plan.to_sql += 1
-                name = event_name(event)
-                if name is not None:
-                    pushed.setdefault(name, set()).add(event.event_id)
-                    plan.keys.add(name)
-            elif stored != event.digest:
-                other = theirs.get(event.event_id)
-                if not same_event(event, other):
-                    raise clash(event.event_id, event, other)
-                plan.shared.add(event.event_id)
-
-    # Pull side: which database events the log lacks; per key both sides changed, the database's new events.
+    for event in _new_events(ours, theirs, plan.push_after, plan.push_end, batch, plan, pulling=False):
+        plan.to_sql += 1
+        name = event_name(event)
+        if name is not None:
+            key = hash(name)
+            touched.add(key)
+            if key in pulled_keys:
+                pushed.setdefault(name, set()).add(event.event_id)
+    plan.keys_touched = len(touched)
+    del touched, pulled_keys
     pulled: dict[Name, list[Event]] = {}
-    for chunk in chunks(theirs.events(plan.pull_after, plan.pull_end), batch):
-        known = ours.digests([event.event_id for event in chunk])
-        for event in chunk:
-            digest = known.get(event.event_id)
-            if digest is None:
-                plan.to_json += 1
-                name = event_name(event)
-                if name is not None:
-                    plan.keys.add(name)
-                    if name in pushed:
-                        pulled.setdefault(name, []).append(event)
-            elif digest != event.digest:
-                mine = ours.get(event.event_id)
-                if not same_event(mine, event):
-                    raise clash(event.event_id, mine, event)
-                plan.shared.add(event.event_id)
+    if pushed:
+        for event in _new_events(theirs, ours, plan.pull_after, plan.pull_end, batch, None, pulling=True):
+            name = event_name(event)
+            if name is not None and name in pushed:
+                pulled.setdefault(name, []).append(event)
 
     if pulled:
         _find_conflicts(log, plan, pushed, pulled, strategy, now=now)
@@ -197,6 +188,25 @@ def _plan(log: EventLog, store: SqlEventStore, direction: Direction, strategy: S
         raise ConflictError(f"{len(plan.conflicts)} conflict(s) under the fail strategy, nothing written: "
                             f"{listed}{more}", conflicts=[_conflict_dict(item) for item in plan.conflicts])
     return plan
+
+
+def _new_events(source: LogSide | SqlSide, target: LogSide | SqlSide, after: int, end: int, batch: int,
+                plan: _Plan | None, *, pulling: bool) -> Iterator[Event]:
+    """`source`'s events in (after, end] that `target` lacks. A copy under the same id that is the same event
+    (a shared observation or decision) is noted in `plan.shared`; another event under that id raises the
+    integrity error naming both sides."""
+    for chunk in chunks(source.events(after, end), batch):
+        present = target.digests([event.event_id for event in chunk])
+        for event in chunk:
+            digest = present.get(event.event_id)
+            if digest is None:
+                yield event
+            elif digest != event.digest and plan is not None:
+                other = target.get(event.event_id)
+                lake_side, sql_side = (other, event) if pulling else (event, other)
+                if not same_event(lake_side, sql_side):
+                    raise clash(event.event_id, lake_side, sql_side)
+                plan.shared.add(event.event_id)
 
 
 def _find_conflicts(log: EventLog, plan: _Plan, pushed: dict[Name, set[str]], pulled: dict[Name, list[Event]],
