@@ -38,7 +38,7 @@ from projections.raw_exchange import (
 from projections.rules import Settlement, resolution_candidates, resolution_scope_matches, resolution_winner
 from projections.tables import attach
 
-__all__ = ["TABLES_REPLICA", "TablesReader", "read_tables", "reproject_tables"]
+__all__ = ["TABLES_REPLICA", "TablesReader", "kept_by_tables", "read_tables", "reproject_tables"]
 
 
 
@@ -155,6 +155,16 @@ class TablesReader:
 
 def _event(row: Any) -> Event:
     return msgspec.structs.replace(decode_event(row), seq=int(row["event_seq"]))
+
+
+def kept_by_tables(store: SqlEventStore) -> bool:
+    """Whether the database's RawExchangeRecord is the projection of its event tables (sync keeps it so)."""
+    tables = attach(store)
+    with store.translated(), store.engine.connect() as conn:
+        if not sa.inspect(conn).has_table(tables.checkpoint.name, schema=tables.schema):
+            return False
+        checkpoint = read_checkpoint(conn, tables, PROJECTION)
+    return checkpoint is not None and checkpoint.replica == TABLES_REPLICA and checkpoint.point is None
 
 
 def reproject_tables(store: SqlEventStore, *, now: str, rebuild: bool = False, batch: int = CHUNK,

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from eventlog.capture.manifest import Strategy
     from eventlog.sql.mirror import MirrorResult
     from eventlog.sql.store import SqlEventStore
-    from eventlog.sync import Direction, Strategy, SyncResult
+    from eventlog.sync import Direction, SyncResult
     from projections import PackResult, ProjectionReport, ReprojectResult
 
 DEFAULT_LAKE = "lake"
@@ -260,11 +260,16 @@ class Lake:
         """Bring RawExchangeRecord up to the log, or rewrite it as of a point in time (see projections.reproject).
 
         Timestamps need a UTC offset (InputError otherwise). The plain call after a point-in-time one rebuilds.
+        A table that `sync` keeps as the projection of the database's event tables is brought up to those tables
+        instead (never replaced by this lake's log alone, unless `rebuild`).
         """
         from projections import PointInTime, reproject  # imported here: projections import eventlog's modules
+        from projections.sql_source import kept_by_tables, reproject_tables
 
         point = PointInTime.of(as_of=as_of, known_at=known_at, at_seq=at_seq)
         with self.sql_store(database_url=database_url, schema=schema) as store:
+            if point is None and not rebuild and kept_by_tables(store):
+                return reproject_tables(store, now=format_utc(self.log.clock()), progress=progress)
             return reproject(self.log, store, now=format_utc(self.log.clock()), rebuild=rebuild, point=point,
                              progress=progress, expect=expect)
 
