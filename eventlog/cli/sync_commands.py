@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,24 +22,36 @@ _SHORT = 12
 
 
 @cli.command()
-@click.option("--direction", type=click.Choice(DIRECTIONS), default="bidirectional", show_default=True,
-              help="Copy events both ways, only from the log (json) to the database (sql), or only back.")
-@click.option("--conflict", type=click.Choice(STRATEGIES), default="prefer_newest", show_default=True,
+@click.option("--manifest", "manifest_path", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A dataset manifest whose sync_policy gives the defaults of --direction and --conflict.")
+@click.option("--direction", type=click.Choice(DIRECTIONS), default=None,
+              help="Copy events both ways, only from the log (json) to the database (sql), or only back. "
+                   "[default: the manifest's sync_policy.direction_default, else bidirectional]")
+@click.option("--conflict", type=click.Choice(STRATEGIES), default=None,
               help="How to decide a key whose current version differs between the two sides: the newest "
-                   "observation, the database's side, this lake's side, or stop (exit 9) and write nothing.")
+                   "observation, the database's side, this lake's side, or stop (exit 9) and write nothing. "
+                   "[default: the manifest's sync_policy.conflict_strategy, else prefer_newest]")
 @click.option("--dry-run", is_flag=True, help="Print the plan (events each way, conflicts, keys touched); write "
                                               "nothing.")
 @database_options
 @json_option
 @click.pass_context
-def sync(ctx: click.Context, direction: str, conflict: str, dry_run: bool, database_url: str | None,
-         schema: str) -> None:
+def sync(ctx: click.Context, manifest_path: Path | None, direction: str | None, conflict: str | None, dry_run: bool,
+         database_url: str | None, schema: str) -> None:
     """Merge the log with the database's event tables (union by event id), decide conflicts, and reproject
     RawExchangeRecord.
 
     Several lakes may sync with one database; each run brings this lake and the database to the same events.
     A second run right after a run changes nothing.
     """
+    if manifest_path is not None:
+        from eventlog.capture.manifest import read_manifest
+
+        policy = read_manifest(manifest_path).sync_policy
+        direction = direction or policy.direction_default
+        conflict = conflict or policy.conflict_strategy
+    direction = direction or "bidirectional"
+    conflict = conflict or "prefer_newest"
     progress = Progress(ctx, "syncing")
     with app(ctx).open_lake() as lake:
         try:

@@ -59,3 +59,19 @@ def test_sync_help_names_the_original_words(run: Run) -> None:
     for word in ("--direction", "bidirectional", "json_to_sql", "sql_to_json", "--conflict", "prefer_newest",
                  "prefer_sql", "prefer_json", "fail", "--dry-run", "--json"):
         assert word in out
+
+
+def test_sync_takes_its_defaults_from_a_manifest_sync_policy(run: Run, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({
+        "dataset_name": "pages", "source_system": "wikipedia-en", "entity_type": "page", "exchange_type": "mediawiki",
+        "sync_policy": {"direction_default": "json_to_sql", "conflict_strategy": "fail"}}))
+    with Lake.open(run.lake) as lake:
+        lake.append([page("Ada", 1, 1)])
+    code, out, _ = run("sync", "--manifest", str(manifest), "--database-url", url, "--json")
+    result = json.loads(out)
+    assert code == 0 and (result["direction"], result["strategy"]) == ("json_to_sql", "fail")
+    code, out, _ = run("sync", "--manifest", str(manifest), "--direction", "sql_to_json", "--database-url", url,
+                       "--json")
+    assert code == 0 and json.loads(out)["direction"] == "sql_to_json"
