@@ -3,7 +3,9 @@
 A checkpoint says which state a projection table holds: the projection, the replica whose log it was built from
 (log seqs are per replica), the point-in-time filter if any, the last log seq applied (`position`) and the state
 digest. All of that but the position and digest is the row's `projection` text, the canonical JSON of
-`{"as_of"?, "at_seq"?, "known_at"?, "projection", "replica"}`, so one projection has exactly one row at a time.
+`{"as_of"?, "at_seq"?, "known_at"?, "projection", "replica", "rows"?}`, so one projection has exactly one row at a
+time. `rows` is the number of rows the table held when the checkpoint was written: a plain reproject compares it
+with the table's count, so a table emptied or cut behind the lake's back is noticed (and rebuilt) without reading it.
 
 The state digest is order-independent and cheap to keep: the sum, modulo 2**256, of the SHA-256 of each row's
 canonical JSON (`row_digest`). Changing a row subtracts its old digest and adds the new one.
@@ -48,6 +50,7 @@ class _Name(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     as_of: str | None = None
     known_at: str | None = None
     at_seq: int | None = None
+    rows: int | None = None
 
 
 _decode_name = msgspec.json.Decoder(_Name).decode
@@ -61,13 +64,14 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
     position: int
     state_digest: str = EMPTY_DIGEST
     point: PointInTime | None = None
+    rows: int | None = None  # rows of the table at this checkpoint; None in checkpoints written before it was kept
 
     def name(self) -> str:
         """The text stored in ProjectionCheckpoint.projection. Raises InputError past the column's 200 characters."""
         point = self.point or PointInTime()
         text = canonical_json(msgspec.to_builtins(_Name(
             projection=self.projection, replica=self.replica, as_of=point.as_of, known_at=point.known_at,
-            at_seq=point.at_seq))).decode()
+            at_seq=point.at_seq, rows=self.rows))).decode()
         if len(text) > NAME_LENGTH:
             raise InputError(f"the checkpoint name of {self.projection} for replica {self.replica!r} is longer than "
                              f"{NAME_LENGTH} characters; use a shorter replica id")
@@ -95,7 +99,7 @@ def read_checkpoint(conn: sa.Connection, tables: ProjectionTables, projection: s
         point = PointInTime(as_of=name.as_of, known_at=name.known_at, at_seq=name.at_seq)
         candidate = Checkpoint(projection=projection, replica=name.replica, position=int(row.position),
                                state_digest=row.state_digest or EMPTY_DIGEST,
-                               point=None if point == PointInTime() else point)
+                               point=None if point == PointInTime() else point, rows=name.rows)
         # Only one row per projection is ever committed; should two be found, the higher position is the newer.
         if found is None or candidate.position > found.position:
             found = candidate

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import msgspec
 import sqlalchemy as sa
 
-from eventlog.errors import InputError
+from eventlog.errors import InputError, IntegrityError
 from eventlog.format.events import Event
 from eventlog.log.writer import EventLog
 from eventlog.sql.dialects import bulk_insert, in_values, select_in, upsert
@@ -418,8 +418,32 @@ def _rebuild_reason(checkpoint: Checkpoint | None, *, rebuild: bool, point: Poin
     if checkpoint.replica != replica:
         return f"the table was built from the log of replica {checkpoint.replica}, not this lake's {replica}"
     if checkpoint.position > log_end:
-        return f"the checkpoint is at seq {checkpoint.position}, past the end of this log (seq {log_end})"
+        raise IntegrityError(f"RawExchangeRecord was projected up to seq {checkpoint.position}, past the end of this "
+                             f"log (seq {log_end}): acknowledged events are missing from the log (see `eventlog "
+                             "verify`; `reproject --rebuild` projects what the log holds now)")
     return None
+
+
+def _check_position(log: EventLog, checkpoint: Checkpoint) -> None:
+    """Stop unless the log still holds the event the checkpoint ends at (readers after it check the chain)."""
+    if checkpoint.position == 0:
+        return
+    try:
+        log.event_at(checkpoint.position)
+    except IntegrityError as exc:
+        raise IntegrityError(f"RawExchangeRecord was projected up to seq {checkpoint.position}, but {exc} (see "
+                             "`eventlog verify`; `reproject --rebuild` projects what the log holds now)") from None
+
+
+def _table_changed(conn: sa.Connection, tables: ProjectionTables, checkpoint: Checkpoint) -> str | None:
+    """Why the table is not what its checkpoint says (a count of its rows), or None."""
+    if checkpoint.rows is None:
+        return None
+    count = conn.execute(sa.select(sa.func.count()).select_from(tables.record)).scalar_one()
+    if count == checkpoint.rows:
+        return None
+    return (f"RawExchangeRecord holds {count} rows, but its checkpoint says {checkpoint.rows}: it was emptied or "
+            "changed outside the lake, so it was rebuilt from the log")
 
 
 def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = False,
@@ -437,6 +461,8 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
+    if log.damage is not None:
+        raise log.damage
     tables = attach(store)
     store.create_schema()
     statements = _Statements(tables, store.dialect_name)
@@ -450,6 +476,9 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
                 checkpoint = read_checkpoint(conn, statements.tables, PROJECTION)
                 log_end = max(log.last_seq, log.index.last_seq())
                 reason = _rebuild_reason(checkpoint, rebuild=rebuild, point=point, replica=replica, log_end=log_end)
+                if reason is None and checkpoint is not None:
+                    _check_position(log, checkpoint)
+                    reason = _table_changed(conn, statements.tables, checkpoint)
                 if before is None:
                     before = checkpoint.position if checkpoint is not None else 0
                     if expect is not None:
@@ -462,7 +491,7 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
                 if reason is not None:
                     conn.execute(statements.tables.record.delete())
                     fold = _Fold(conn, statements, reader, point, 0, totals, rebuild_of=log_end)
-                    position = 0
+                    position, inserted = 0, totals.inserted
                     for chunk in _chunks(read_log(log), batch, point):
                         fold.apply(chunk)
                         position = chunk[-1].seq
@@ -472,7 +501,8 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
                     if point is not None and point.at_seq is not None:
                         position = max(position, min(point.at_seq, log_end))
                     done = Checkpoint(projection=PROJECTION, replica=replica, position=position,
-                                      state_digest=format_digest(fold.digest), point=point)
+                                      state_digest=format_digest(fold.digest), point=point,
+                                      rows=totals.inserted - inserted)
                     write_checkpoint(conn, statements.tables, done, now=now)
                     return _result(totals, "point-in-time" if point is not None else "rebuild", reason, point,
                                    before, done)
@@ -494,9 +524,11 @@ def _incremental(log: EventLog, store: SqlEventStore, statements: _Statements, r
             if read_checkpoint(conn, statements.tables, PROJECTION) != current:
                 return None
             fold = _Fold(conn, statements, reader, None, parse_digest(current.state_digest), totals)
+            inserted = totals.inserted
             fold.apply(chunk)
+            rows = None if current.rows is None else current.rows + totals.inserted - inserted
             current = msgspec.structs.replace(current, position=chunk[-1].seq,
-                                              state_digest=format_digest(fold.digest))
+                                              state_digest=format_digest(fold.digest), rows=rows)
             write_checkpoint(conn, statements.tables, current, now=now)
         totals.read += len(chunk)
         if progress is not None:

@@ -33,7 +33,7 @@ from eventlog.cold.container import (
     read_header,
 )
 from eventlog.cold.keys import Keys, Passphrase, load_identities, load_key_file
-from eventlog.errors import ArchiveError
+from eventlog.errors import ArchiveError, IntegrityError
 from eventlog.log.seals import Seal, read_seal, seal_hash
 from eventlog.log.segments import SegmentName, format_seal_name, format_segment_name, parse_seal_name
 
@@ -188,7 +188,10 @@ class ColdStore:
         seal_path = self.seals_dir / format_seal_name(name.first_seq, name.last_seq)
         if not seal_path.exists():
             return []
-        seal, seal_raw = read_seal(seal_path)
+        try:
+            seal, seal_raw = read_seal(seal_path)
+        except (IntegrityError, OSError):
+            return []  # verify names the seal itself
         try:
             with open_archive(archive, label) as src:
                 header = read_header(src, name=label)

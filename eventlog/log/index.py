@@ -75,6 +75,16 @@ def select_by_keys(db: sqlite3.Connection, query: str, texts: Iterable[str],
         yield from db.execute(query.format(keys=",".join("?" * len(chunk))), (*chunk, *params))
 
 
+def remove_index_files(path: Path) -> None:
+    """Delete an index database with its WAL and shared-memory files (before a rebuild from the segments)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        target = path.with_name(path.name + suffix)
+        if target.is_dir() and not target.is_symlink():
+            target.rmdir()  # an empty folder where the file belongs; a full one raises and is named
+        else:
+            target.unlink(missing_ok=True)
+
+
 def _has_events_table(db: sqlite3.Connection) -> bool:
     return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone() is not None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 
 from eventlog import extensions
+from eventlog.errors import IntegrityError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.events import GENESIS, decode_line, line_hash
 from eventlog.log.segments import SegmentName, iter_lines
@@ -105,9 +106,20 @@ class Seal(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def read_seal(path: Path) -> tuple[Seal, bytes]:
-    """Read a seal file; returns the seal and its raw bytes (whose hash the next seal holds)."""
-    raw = path.read_bytes()
-    return msgspec.json.decode(raw, type=Seal), raw
+    """Read a seal file; returns the seal and its raw bytes (whose hash the next seal holds).
+
+    Raises IntegrityError naming the file when it is not a seal (damaged, truncated, a folder), OSError when it
+    cannot be read.
+    """
+    label = f"log/seals/{path.name}"
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise IntegrityError(f"{label} is a folder where a seal file belongs") from None
+    try:
+        return msgspec.json.decode(raw, type=Seal), raw
+    except msgspec.DecodeError as exc:
+        raise IntegrityError(f"{label} is not a readable seal ({exc})") from None
 
 
 def seal_hash(raw: bytes) -> str:

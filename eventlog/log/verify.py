@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import msgspec
 
-from eventlog.errors import EventLogError
+from eventlog.errors import EventLogError, IntegrityError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.events import GENESIS, decode_line, event_digest, line_hash
+from eventlog.log.head import HEAD_NAME, read_head
 from eventlog.log.seals import MerkleTree, Seal, read_seal, seal_hash
 from eventlog.log.segments import (
     SegmentName,
@@ -27,6 +30,9 @@ from eventlog.log.segments import (
 )
 from eventlog.log.writer import ColdSegments, segment_sources
 
+# The top-level fields of a canonical line after its body: digest, event_id, ..., seq (keys in canonical order).
+_LINE_IDS = re.compile(rb',"digest":"([0-9a-f]{64})","event_id":"([^"]*)","origin":"[^"]*","prev":"[0-9a-f]{64}",'
+                       rb'"recorded_at_utc":"[^"]*","seq":(\d{1,20}),"type":"[a-z]+"}$')
 CONTENT_KEYS = ("entity_type", "exchange_type", "natural_key", "request", "response", "source_system")
 
 
@@ -60,6 +66,9 @@ def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
                max_problems: int = 100, cold: ColdSegments | None = None) -> VerifyReport:
     """Check a log folder end to end; never raises for bad data, reports it.
 
+    Segments, seals, the index (log/index.sqlite, entry by entry) and the head (log/head.json, the last acknowledged
+    event) are checked against each other: a log that ends before its head has lost acknowledged events.
+
     With `cold`, an evicted segment is checked through its archive: without a key, the archive must match what
     its location records and its header must name the segment's seal, and the chain resumes from the seal; with
     a key, its lines are decrypted and checked like a hot segment's.
@@ -73,7 +82,7 @@ def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
             continue
         try:
             seal, raw = read_seal(Path(entry.path))
-        except ValueError as exc:
+        except (IntegrityError, OSError) as exc:
             problems.append(Problem(file=f"log/seals/{entry.name}", line=None, message=f"unreadable seal: {exc}"))
             continue
         if seal.checksum != seal.expected_checksum() or seal.to_bytes() != raw:
@@ -94,6 +103,15 @@ def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
     expected_seq, last_hash, events = 1, GENESIS, 0
     seen_ids: set[bytes] = set()
     segment_list = segment_sources(segments_dir, cold)
+    index_problems: list[Problem] = []  # reported after the log's own: a damaged line explains its entry too
+    index = _IndexCheck(log_root / "index.sqlite", index_problems)
+    try:
+        head = read_head(log_root / HEAD_NAME)
+    except (IntegrityError, OSError) as exc:
+        head = None
+        problems.append(Problem(file=f"log/{HEAD_NAME}", line=None,
+                                message=str(exc).removeprefix(f"log/{HEAD_NAME} ")))
+    head_hash: str | None = None
     evicted = 0
     for name, path in segment_list:
         label = f"log/segments/{format_segment_name(name.first_seq, name.last_seq)}"
@@ -111,25 +129,34 @@ def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
                         problems.append(Problem(file=label, line=None,
                                                 message="first line's prev does not match its seal"))
                     expected_seq, last_hash = sealed[0].last_seq + 1, sealed[0].last_line_hash
+                index.skip_through(name.last_seq or 0)
                 continue
         else:
-            handle = open(path, "rb")  # noqa: SIM115 (_owned_lines closes it)
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 (_owned_lines closes it)
+            except OSError as exc:
+                problems.append(Problem(file=label, line=None, message=f"cannot be read ({exc.strerror})"))
+                continue
         digest = hashlib.sha256()
         tree = MerkleTree()
         size = 0
         first_prev = None
-        for number, (_, line) in enumerate(_owned_lines(handle), start=1):
+        for number, (offset, line) in enumerate(_owned_lines(handle), start=1):
             digest.update(line + b"\n")
             size += len(line) + 1
             message = check_line(line, expected_seq=expected_seq, prev=last_hash, seen_ids=seen_ids)
-            if message is not None:
+            if message is None:
+                index.check(line, segment=name.first_seq, offset=offset, label=label, number=number)
+            else:
                 problems.append(Problem(file=label, line=number, message=message))
                 if len(problems) >= max_problems:
-                    return _report(problems, segment_list, seals, events, evicted)
+                    return _report(problems + index_problems, segment_list, seals, events, evicted)
             if first_prev is None:
                 first_prev = last_hash
             last_hash = line_hash(line)
             tree.add(bytes.fromhex(last_hash))
+            if head is not None and head.seq == expected_seq:
+                head_hash = last_hash
             expected_seq += 1
             events += 1
             if progress is not None and events % 10_000 == 0:
@@ -158,12 +185,98 @@ def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
         )
         problems.extend(Problem(file=label, line=None, message=message) for ok, message in checks if not ok)
 
+    index.finish(expected_seq - 1)
+    if head is not None:
+        if head.seq > expected_seq - 1:
+            problems.append(Problem(file=f"log/{HEAD_NAME}", line=None, message=(
+                f"records seq {head.seq} as acknowledged, but the log ends at seq {expected_seq - 1}: "
+                f"acknowledged events {expected_seq}-{head.seq} are missing")))
+        elif head.seq > 0 and head_hash is not None and head_hash != head.line_hash:
+            problems.append(Problem(file=f"log/{HEAD_NAME}", line=None, message=(
+                f"the line of seq {head.seq} is not the one acknowledged (its hash differs)")))
     present = {(name.first_seq, name.last_seq) for name, _ in segment_list}
     for key, (_, _, seal_name) in sorted(seals.items()):
         if key not in present:
             problems.append(Problem(file=f"log/seals/{seal_name}", line=None,
                                     message="the segment this seal describes is missing from log/segments"))
-    return _report(problems, segment_list, seals, events, evicted)
+    return _report(problems + index_problems, segment_list, seals, events, evicted)
+
+
+class _IndexCheck:
+    """log/index.sqlite read beside the lines: every line's entry must name its seq, id, digest and place."""
+
+    def __init__(self, path: Path, problems: list[Problem]) -> None:
+        self.problems = problems
+        self.label = "log/index.sqlite"
+        self.rows: Iterator[tuple[Any, ...]] | None = None
+        self.pending: tuple[Any, ...] | None = None
+        self.reported = 0
+        if not path.is_file():
+            self._report(None, "is missing (it is rebuilt from the segments on the next open or by `eventlog "
+                         "reindex`)")
+            return
+        try:
+            self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            self.rows = iter(self.db.execute(
+                "SELECT seq, event_id, digest, segment, offset, length FROM events ORDER BY seq"))
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def _report(self, line: int | None, message: str) -> None:
+        if self.reported < 10:  # one damaged index is named by a few entries, not by every event
+            self.problems.append(Problem(file=self.label, line=line, message=message))
+        self.reported += 1
+
+    def _fail(self, exc: sqlite3.Error) -> None:
+        self._report(None, f"cannot be read ({exc}); rebuild it with `eventlog reindex`")
+        self.rows = None
+
+    def _next(self) -> tuple[Any, ...] | None:
+        if self.pending is not None:
+            row, self.pending = self.pending, None
+            return row
+        if self.rows is None:
+            return None
+        try:
+            return next(self.rows, None)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return None
+
+    def check(self, line: bytes, *, segment: int, offset: int, label: str, number: int) -> None:
+        if self.rows is None:
+            return
+        match = _LINE_IDS.search(line, max(0, len(line) - 400))
+        if match is None:
+            return  # the line itself is reported
+        seq = int(match[3])
+        row = self._next()
+        while row is not None and row[0] < seq:
+            self._report(None, f"has an entry for seq {row[0]}, which the log does not hold")
+            row = self._next()
+        if row is None or row[0] > seq:
+            self.pending = row
+            self._report(None, f"has no entry for seq {seq} ({label}, line {number}); "
+                               "rebuild it with `eventlog reindex`")
+            return
+        wanted = (match[2].decode(), match[1].decode(), segment, offset, len(line))
+        if tuple(row[1:]) != wanted:
+            self._report(None, f"entry of seq {seq} does not match {label}, line {number}; "
+                               "rebuild it with `eventlog reindex`")
+
+    def skip_through(self, seq: int) -> None:
+        """Pass over the entries up to `seq`: their lines are in an archive that cannot be read here."""
+        row = self._next()
+        while row is not None and row[0] <= seq:
+            row = self._next()
+        self.pending = row
+
+    def finish(self, last_seq: int) -> None:
+        row = self._next()
+        if row is not None:
+            self._report(None, f"has entries past the log's last seq {last_seq} (from seq {row[0]})")
+        if self.rows is not None:
+            self.db.close()
 
 
 def _open_evicted(cold: ColdSegments | None, name: SegmentName, label: str,

@@ -7,7 +7,10 @@ of a failing batch enters the log. A call lands in one segment; sealing is check
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,7 +43,8 @@ from eventlog.format.events import (
 )
 from eventlog.format.identity import exchange_key
 from eventlog.log.config import CONFIG_NAME, LakeConfig, SegmentPolicy
-from eventlog.log.index import IndexEntry, LogIndex, index_rows
+from eventlog.log.head import HEAD_NAME, Head, HeadFile, read_head
+from eventlog.log.index import IndexEntry, LogIndex, index_rows, remove_index_files
 from eventlog.log.locking import WriterLock
 from eventlog.log.prepare import Prepared, prepare
 from eventlog.log.seals import Seal, SealAccumulator, compute_seal, read_seal, seal_hash
@@ -64,6 +68,12 @@ CHUNK_BYTES = 8 * 1024 * 1024
 THREADED_WRITE_BYTES = 64 * 1024
 # An append lists at most this many ids of records whose stated content hash differs from ours, and counts all.
 MAX_LISTED_MISMATCHES = 1000
+# Errors that say the lake cannot be written here at all (a read-only folder or disk): readers read it as it is.
+_READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+# The end of a canonical event line: its prev, recorded time, seq and type (keys in canonical order).
+_LINE_END = re.compile(rb',"prev":"([0-9a-f]{64})","recorded_at_utc":"[^"]*","seq":(\d{1,20}),"type":"[a-z]+"}$')
+# How many times a reader lists the segments again when the active one is sealed while it reads.
+_RELISTS = 1000
 
 
 class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,12 +166,20 @@ class EventLog:
         for folder in (self.segments_dir, self.seals_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.lock = WriterLock(root / "writer.lock", timeout=lock_timeout)
-        self.index = LogIndex(root / "index.sqlite")
+        self.head_file = HeadFile(root / HEAD_NAME)
+        # Acknowledged events missing or damaged: set by `_recover`, raised by every write, named by readers.
+        self.damage: IntegrityError | None = None
         self._tail = _Tail()
         self._sealed_in_call: list[tuple[Path, Path, Path]] = []
         self._writing: _Background | None = None  # a chunk's write in flight (see `_write`)
-        with self.lock.held():
-            self._recover()
+        self.index = self._open_index()
+        try:
+            with self.lock.held():
+                self._recover()
+        except OSError as exc:
+            if exc.errno not in _READ_ONLY:
+                raise
+            self._recover(write=False)  # a lake on a read-only folder or disk: read as it is
 
     @classmethod
     def from_config(cls, lake_root: Path, config: LakeConfig, *, redaction: RedactionPolicy | None = None,
@@ -180,6 +198,24 @@ class EventLog:
 
     def close(self) -> None:
         self.index.close()
+        self.head_file.close()
+
+    def _open_index(self) -> LogIndex:
+        """The index, rebuilt from nothing when its file is damaged (it is derived from the segments)."""
+        path = self.root / "index.sqlite"
+        try:
+            return LogIndex(path)
+        except sqlite3.DatabaseError:
+            pass
+        with self.lock.held():
+            remove_index_files(path)
+            return LogIndex(path)
+
+    def _check_damage(self) -> None:
+        """Refuse a write to a log whose acknowledged events are missing or damaged: a write would reuse their
+        seqs or chain onto a line that is not the acknowledged one."""
+        if self.damage is not None:
+            raise self.damage
 
     # -- writing -------------------------------------------------------------------------------------------------
 
@@ -193,6 +229,7 @@ class EventLog:
         """
         with self.lock.held():
             self._refresh()
+            self._check_damage()
             result = self._append_locked(records, redactor or self.redactor)
             if self._should_seal():
                 result = msgspec.structs.replace(result, sealed=(*result.sealed, self._seal_locked()))
@@ -206,6 +243,7 @@ class EventLog:
         """
         with self.lock.held():
             self._refresh()
+            self._check_damage()
             written = 0
             with self._group_commit():
                 iterator = iter(events)
@@ -231,6 +269,7 @@ class EventLog:
         """Seal the active segment now; returns its label, or None when it is empty."""
         with self.lock.held():
             self._refresh()
+            self._check_damage()
             if self._tail.active is None or self._tail.active_size == 0:
                 return None
             return self._seal_locked()
@@ -257,6 +296,10 @@ class EventLog:
             raise
         finally:
             self._sealed_in_call = []
+        # After the batch is durable, so the head on disk is never ahead of the log; outside the rollback,
+        # since the batch is acknowledged by now.
+        if tail.next_seq != start[0]:
+            self.head_file.write(Head(tail.next_seq - 1, tail.last_hash))
 
     def _seal_within_call(self) -> str | None:
         """Seal the active segment between two chunks of one call when the policy says so; its label, or None.
@@ -583,24 +626,75 @@ class EventLog:
         if self._fingerprint() != self._tail.fingerprint:
             self._recover()
 
-    def _recover(self) -> None:
-        """Under the lock: cut a torn tail, seal renamed-but-unsealed segments, bring the index up to date."""
+    def _recover(self, *, write: bool = True) -> None:
+        """Cut a torn tail, seal renamed-but-unsealed segments, bring the index up to date, and note in `damage`
+        acknowledged events that are missing or damaged (those are reported, never cut). Under the lock; with
+        `write` False (a read-only lake) it only reads."""
+        head_path = self.root / HEAD_NAME
+        damage: IntegrityError | None = None
+        try:
+            head = read_head(head_path)
+        except IntegrityError as exc:
+            head, damage = None, exc
         for name, path in list_segments(self.segments_dir):
+            label = f"log/segments/{path.name}"
+            if path.is_dir():
+                damage = damage or IntegrityError(f"{label} is a folder where a segment file belongs")
+                continue
             if name.active:
                 length = complete_length(path)
                 if length < path.stat().st_size:
-                    truncate_to(path, length)
-            elif not (self.seals_dir / format_seal_name(name.first_seq, name.last_seq or 0)).exists():
+                    held = _last_complete_seq(path, name, label)
+                    if head is not None and head.seq > held:
+                        # The torn part holds an acknowledged event: a lost newline or cut line, not a torn write.
+                        damage = damage or IntegrityError(
+                            f"{label} ends in an incomplete line after seq {held}, but {head_path.name} records "
+                            f"seq {head.seq} as acknowledged: acknowledged events are damaged or missing; restore "
+                            "the segment from a backup")
+                    elif write:
+                        truncate_to(path, length)
+            elif write and not (self.seals_dir / format_seal_name(name.first_seq, name.last_seq or 0)).exists():
                 self._write_seal(name, path)
         self._tail = _Tail()
-        self._load_tail()
+        try:
+            self._load_tail()
+        except IntegrityError as exc:
+            self._tail = _Tail()
+            damage = damage or exc
+        tail = self._tail
+        last = tail.next_seq - 1
+        if head is not None and damage is None:
+            if head.seq > last:
+                where = "the active segment" if tail.active is not None else "the newest sealed segment"
+                damage = IntegrityError(
+                    f"log/{HEAD_NAME} records seq {head.seq} as acknowledged, but the log ends at seq {last} "
+                    f"({where}): acknowledged events {last + 1}-{head.seq} are missing; restore them from a backup "
+                    "(no new event is written until then, so their seqs are never reused)")
+            elif head.seq == last and head.line_hash != tail.last_hash:
+                damage = IntegrityError(
+                    f"the line of seq {last} is not the one acknowledged (its hash differs from log/{HEAD_NAME}); "
+                    "the log was altered or replaced")
+        self.damage = damage
+        if write and damage is None:
+            if head is None or head.seq != last:
+                # A lake from before the head, or complete lines of a killed call that this open adopts.
+                self.head_file.write(Head(last, tail.last_hash), durable=True)
+            try:
+                self._index_catch_up()
+            except sqlite3.DatabaseError:
+                self.index.close()
+                remove_index_files(self.index.path)
+                self.index = LogIndex(self.index.path)
+                self._index_catch_up()
+        self._tail.fingerprint = self._fingerprint()
+
+    def _index_catch_up(self) -> None:
         indexed = self.index.last_seq()
         if indexed >= self._tail.next_seq:
             self.index.reset()
             indexed = 0
         if indexed < self._tail.next_seq - 1:
             self._index_from(indexed)
-        self._tail.fingerprint = self._fingerprint()
 
     def _load_tail(self) -> None:
         tail = self._tail
@@ -611,13 +705,14 @@ class EventLog:
         for name, path in segments:
             if not name.active:
                 continue
+            label = f"log/segments/{path.name}"
             tail.active, tail.active_path = name, path
             tail.active_size = path.stat().st_size
             first = next(iter_lines(path), None)
             last = last_line(path)
             if first is not None and last is not None:
-                tail.active_first_recorded = decode_line(first[1]).recorded_at_utc
-                event = decode_line(last)
+                tail.active_first_recorded = _decode_at(first[1], label, "first line").recorded_at_utc
+                event = _decode_at(last, label, "last line")
                 tail.next_seq, tail.last_hash = event.seq + 1, line_hash(last)
             else:
                 tail.next_seq = name.first_seq
@@ -626,7 +721,13 @@ class EventLog:
 
     def _last_seal(self) -> Seal | None:
         path = self._newest_seal_path()
-        return None if path is None else read_seal(path)[0]
+        if path is None:
+            return None
+        try:
+            return read_seal(path)[0]
+        except (OSError, IntegrityError) as exc:
+            raise IntegrityError(f"the newest seal log/seals/{path.name} cannot be read ({_reason(exc)}); "
+                                 "the log's tail is unknown") from None
 
     def _index_from(self, after_seq: int) -> None:
         self.index.begin()
@@ -642,10 +743,15 @@ class EventLog:
         self.index.commit()
 
     def reindex(self) -> int:
-        """Rebuild log/index.sqlite from the segments; returns the number of events indexed."""
+        """Rebuild log/index.sqlite from the segments (a new file, so a damaged one goes); returns the number of
+        events indexed. Raises IntegrityError naming the segment and line that cannot be read."""
         with self.lock.held():
-            self.index.reset()
+            self.index.close()
+            remove_index_files(self.index.path)
+            self.index = LogIndex(self.index.path)
             self._recover()
+            if self.damage is not None:
+                raise self.damage
         return self.index.last_seq()
 
     # -- reading -------------------------------------------------------------------------------------------------
@@ -656,36 +762,94 @@ class EventLog:
         Evicted segments are read from cold storage; without a key that raises ArchiveError naming the archive.
         """
         for segment, position, raw in self.lines(after_seq=after_seq, committed_only=committed_only):
-            event = decode_line(raw)
+            event = _decode_at(raw, f"the segment from seq {segment}", f"offset {position}")
             if event.seq > after_seq:
                 yield segment, position, raw, event
 
     def lines(self, *, after_seq: int = 0, committed_only: bool = True) -> Iterator[tuple[int, int, bytes]]:
         """Like `scan`, undecoded, for readers with a decoder of their own: (segment first seq, offset, raw line).
 
-        Starts where the index places the first event after `after_seq`; where it cannot, at the start of the
-        segment that may hold it, so a caller skips the lines whose seq is <= after_seq. Reading stops at the
-        last acknowledged event (the index is committed only after a batch's fsync): lines of a batch still being
-        written, which a failing batch may yet take back, are never seen.
+        Reading stops at the last acknowledged event (the index is committed only after a batch's fsync): lines of
+        a batch still being written, which a failing batch may yet take back, are never seen. Every line read is
+        checked against the one before it (its seq follows, its prev is that line's hash), starting from the line
+        of `after_seq` where the index places it, so a reader never skips a missing or damaged event: it gets an
+        IntegrityError naming the segment and offset. A segment sealed while it is read is found again under its
+        sealed name, and reading goes on from the seq reached.
         """
-        end = (-1, -1)
-        if committed_only:
-            last = self.index.by_seq(self.index.committed_last_seq())
-            if last is None:
+        end_seq = self.index.committed_last_seq() if committed_only else None
+        if end_seq is not None and end_seq <= after_seq:
+            return
+        start = self.index.by_seq(after_seq) if after_seq else None
+        begin = None if start is None else (start.segment, start.offset)
+        done = after_seq - 1 if start is not None else (0 if after_seq == 0 else -1)
+        expected: int | None = 1 if after_seq == 0 else (after_seq if start is not None else None)
+        prev: str | None = GENESIS if after_seq == 0 else None
+        seal_path = None if start is None else self.seals_dir / format_seal_name(start.segment, after_seq)
+        if seal_path is not None and seal_path.exists():
+            # `after_seq` ends a sealed segment: its seal holds the line's hash, and the segment (perhaps evicted,
+            # perhaps without its key at hand) need not be opened.
+            begin, done, expected, prev = None, after_seq, after_seq + 1, read_seal(seal_path)[0].last_line_hash
+        for _ in range(_RELISTS):
+            for name, path in segment_sources(self.segments_dir, self.cold):
+                if name.last_seq is not None and name.last_seq <= (after_seq if done < 0 else done):
+                    continue
+                if end_seq is not None and name.first_seq > end_seq:
+                    return
+                label = f"log/segments/{format_segment_name(name.first_seq, name.last_seq)}"
+                offset = begin[1] if begin is not None and begin[0] == name.first_seq else 0
+                try:
+                    handle = self._open_source(name, path)
+                except FileNotFoundError:
+                    if not name.active:
+                        raise IntegrityError(f"{label} disappeared while the log was read") from None
+                    break  # sealed under this reader: list again and go on from `done`
+                except IsADirectoryError:
+                    raise IntegrityError(f"{label} is a folder where a segment file belongs") from None
+                with handle:
+                    for position, raw in lines_of(handle, start_offset=offset):
+                        seq, line_prev = _line_place(raw, label, position)
+                        if expected is not None and seq != expected:
+                            raise IntegrityError(
+                                f"{label}, offset {position}: seq {seq} where {expected} was expected; "
+                                + (f"events {expected}-{seq - 1} are missing from the log" if seq > expected
+                                   else "the log's order is broken") + " (see `eventlog verify`)")
+                        if prev is not None and line_prev != prev:
+                            raise IntegrityError(
+                                f"{label}, offset {position}: seq {seq} does not follow the line before it (its "
+                                f"prev is not that line's hash): seq {seq - 1} or this line was altered "
+                                "(see `eventlog verify`)")
+                        prev, expected, done = line_hash(raw), seq + 1, seq
+                        if seq > after_seq:
+                            yield name.first_seq, position, raw
+                        if end_seq is not None and seq >= end_seq:
+                            return
+                begin = None
+            else:
+                if end_seq is not None and done < end_seq:
+                    raise IntegrityError(
+                        f"the log's segments end at seq {max(done, 0)}, but log/index.sqlite records seq {end_seq} "
+                        "as written: acknowledged events are missing from the log, or the index is wrong "
+                        "(see `eventlog verify`)")
                 return
-            end = (last.segment, last.offset)
-        start = self.index.position_after(after_seq) if after_seq else None
-        for name, path in segment_sources(self.segments_dir, self.cold):
-            if name.last_seq is not None and name.last_seq <= after_seq:
-                continue
-            if committed_only and name.first_seq > end[0]:
-                return
-            offset = start[1] if start is not None and start[0] == name.first_seq else 0
-            with self._open_source(name, path) as handle:
-                for position, raw in lines_of(handle, start_offset=offset):
-                    yield name.first_seq, position, raw
-                    if (name.first_seq, position) == end:
-                        return
+        raise EventLogError(f"the segments of {self.root} kept changing while they were read")
+
+    def event_at(self, seq: int) -> Event:
+        """The event of one seq, checked to be that seq. Raises IntegrityError when the log does not hold it
+        (a reader's watermark past the log's end: acknowledged events went missing) or it cannot be read."""
+        entry = self.index.by_seq(seq)
+        if entry is not None:
+            try:
+                event = self.read_at(entry)
+            except (OSError, ValueError):
+                event = None
+            if event is not None and event.seq == seq:
+                return event
+        for _, _, raw in self.lines(after_seq=seq - 1, committed_only=False):
+            event = _decode_at(raw, f"the line of seq {seq}", "")
+            if event.seq == seq:
+                return event
+            break
+        raise IntegrityError(f"the log holds no event at seq {seq}; it ends at seq {self.last_seq}")
 
     def events(self, *, after_seq: int = 0) -> Iterator[Event]:
         """Every event after `after_seq`, in log order. Reads only complete lines; takes no lock."""
@@ -697,12 +861,23 @@ class EventLog:
         for name, path in segment_sources(self.segments_dir, self.cold):
             if name.first_seq != entry.segment:
                 continue
+            label = f"log/segments/{format_segment_name(name.first_seq, name.last_seq)}"
             if path is None and self.cold is not None:
-                return decode_line(self.cold.read_line(name, entry.offset, entry.length))
-            with self._open_source(name, path) as handle:
-                handle.seek(entry.offset)
-                return decode_line(handle.read(entry.length))
-        raise EventLogError(f"segment {entry.segment} holding event {entry.event_id} is not in the hot log")
+                raw = self.cold.read_line(name, entry.offset, entry.length)
+            else:
+                try:
+                    with self._open_source(name, path) as handle:
+                        handle.seek(entry.offset)
+                        raw = handle.read(entry.length)
+                except IsADirectoryError:
+                    raise IntegrityError(f"{label} is a folder where a segment file belongs") from None
+            event = _decode_at(raw, label, f"offset {entry.offset}")
+            if event.event_id != entry.event_id:
+                raise IntegrityError(f"{label}, offset {entry.offset}: holds event {event.event_id}, not "
+                                     f"{entry.event_id} as log/index.sqlite says (run `eventlog verify`)")
+            return event
+        raise IntegrityError(f"the segment from seq {entry.segment} holding event {entry.event_id} is missing from "
+                             "the log (run `eventlog verify`)")
 
     def _open_source(self, name: SegmentName, path: Path | None) -> BinaryIO:
         if path is not None:
@@ -741,6 +916,34 @@ class _Background:
     def raise_error(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def _line_place(raw: bytes, label: str, position: int) -> tuple[int, str]:
+    """The seq and prev of a line, read from its end. Raises IntegrityError naming the line when it has none."""
+    match = _LINE_END.search(raw, max(0, len(raw) - 200))
+    if match is None:
+        raise IntegrityError(f"{label}, offset {position}: not an event line (damaged); see `eventlog verify`")
+    return int(match[2]), match[1].decode()
+
+
+def _decode_at(raw: bytes, label: str, which: str) -> Event:
+    """Decode one line; IntegrityError naming the file and which line it is when it is not an event."""
+    try:
+        return decode_line(raw)
+    except ValueError as exc:
+        where = f"{label}, {which}" if which else label
+        raise IntegrityError(f"{where}: not a valid event line ({_reason(exc)})") from None
+
+
+def _last_complete_seq(path: Path, name: SegmentName, label: str) -> int:
+    """The seq of the last complete line of an active segment; the seq before it when it has none."""
+    last = last_line(path)
+    return name.first_seq - 1 if last is None else _decode_at(last, label, "last line").seq
+
+
+def _reason(exc: BaseException) -> str:
+    """An error's own words, without a trailing period, for use inside a sentence."""
+    return str(exc).rstrip(".") or type(exc).__name__
 
 
 def _event_key(event: Event) -> str | None:

@@ -14,12 +14,13 @@ from itertools import islice
 
 import msgspec
 
+from eventlog.errors import IntegrityError
 from eventlog.format.events import Event
 from eventlog.log.writer import EventLog
 from eventlog.sql.rowcodec import EncodedEvent, encode_line
 from eventlog.sql.store import SqlEventStore
 
-__all__ = ["MIRROR_BATCH", "MirrorResult", "mirror_key", "mirror_log"]
+__all__ = ["MIRROR_BATCH", "MirrorResult", "check_watermark", "mirror_key", "mirror_log"]
 
 MIRROR_BATCH = 5000
 
@@ -44,7 +45,9 @@ def mirror_log(log: EventLog, store: SqlEventStore, *, batch: int = MIRROR_BATCH
                expect: Callable[[int], None] | None = None) -> MirrorResult:
     """Copy the events after the watermark from `log` into `store`'s tables; creates the schema if missing.
 
-    One transaction per `batch` events holds both the rows and the advanced watermark. Raises DatabaseError when
+    One transaction per `batch` events holds both the rows and the advanced watermark. First checks that the log
+    still holds the event at the watermark (`check_watermark`); a missing or damaged event stops the copy with
+    IntegrityError, never a gap. Raises DatabaseError when
     the database cannot be reached or refuses a statement (nothing of the failing batch is kept), IntegrityError
     when an event id is already stored with another digest. `progress` gets the running count of events read,
     `expect` how many the run will read. Cost: the events after the watermark; memory: one batch.
@@ -54,6 +57,7 @@ def mirror_log(log: EventLog, store: SqlEventStore, *, batch: int = MIRROR_BATCH
     store.create_schema()
     key = mirror_key(log.replica_id)
     start = store.get_watermark(key)
+    check_watermark(log, start, store)
     if expect is not None:
         expect(max(0, log.last_seq - start))
     watermark, read, written, batches = start, 0, 0, 0
@@ -71,6 +75,28 @@ def mirror_log(log: EventLog, store: SqlEventStore, *, batch: int = MIRROR_BATCH
         if progress is not None:
             progress(read)
     return MirrorResult(read=read, written=written, watermark_before=start, watermark=watermark, batches=batches)
+
+
+def check_watermark(log: EventLog, watermark: int, store: SqlEventStore) -> None:
+    """Stop, with IntegrityError, unless the log still holds the event the mirror copied last, with its digest.
+
+    A log that lost acknowledged events and was written again would hand the mirror new events under seqs it
+    already passed: they would never be copied. One look-up in the index and one in the table.
+    """
+    if log.damage is not None:
+        raise log.damage
+    if watermark == 0:
+        return
+    try:
+        event = log.event_at(watermark)
+    except IntegrityError as exc:
+        raise IntegrityError(f"the mirror has copied the log up to seq {watermark}, but {exc}; acknowledged "
+                             "events are missing from the log (see `eventlog verify`)") from None
+    stored = store.digest_of(event.event_id)
+    if stored != event.digest:
+        state = "is not in the database" if stored is None else "has another digest in the database"
+        raise IntegrityError(f"the log's event at seq {watermark} ({event.event_id}), where the mirror stopped, "
+                             f"{state}: the log is not the one the mirror copied (see `eventlog verify`)")
 
 
 def _encoded(log: EventLog, after_seq: int) -> Iterator[EncodedEvent | Event]:

@@ -218,6 +218,13 @@ class SqlEventStore:
         """(event_id, digest) of every event, in event_id order (see `event_ids_after`)."""
         return self.event_ids_after("", batch=batch)
 
+    def digest_of(self, event_id: str) -> str | None:
+        """The digest stored for one event id, or None when the table does not hold it."""
+        event = self.tables.event
+        stmt = sa.select(event.c.digest).where(event.c.event_id == sa.bindparam("event_id"))
+        found = self._scalar(stmt, {"event_id": event_id}, None)
+        return None if found is None else str(found)
+
     def get_watermark(self, key: str, *, conn: sa.Connection | None = None) -> int:
         """The sync watermark stored under `key`, or 0 if none was set."""
         return int(self._scalar(self.statements.get_watermark, {"sync_key": key}, conn) or 0)
