@@ -42,6 +42,7 @@ from eventlog.log.config import (
     LakeConfig,
     SegmentPolicy,
     default_database_url,
+    new_replica_id,
     read_config,
     write_config,
 )
@@ -105,11 +106,10 @@ class Lake:
         password = None
         if database_url is not None:
             database_url, password = split_password(database_url)
-        fields: dict[str, Any] = {"database_url": database_url, "redaction": redaction or {}}
+        fields: dict[str, Any] = {"database_url": database_url, "redaction": redaction or {},
+                                  "replica_id": replica_id or new_replica_id()}
         if credentials_file is not None:
             fields["credentials_file"] = str(Path(credentials_file).resolve())
-        if replica_id is not None:
-            fields["replica_id"] = replica_id
         if segment_policy is not None:
             fields["segment_policy"] = segment_policy
         config = LakeConfig(**fields)

@@ -1,13 +1,17 @@
 """The `eventlog` command group: global options, output in text or JSON, errors mapped to exit codes.
 
-Exit codes: 0 success; 1 unexpected error; 2 usage error; 3 bad input; 4 lake missing or unreadable;
+Exit codes: 0 success; 1 unexpected error; 2 usage error; 3 bad input; 4 lake missing or unreadable, or a file or
+folder it needs cannot be used (full disk, read-only, a folder where a file belongs);
 5 writer lock busy; 6 integrity failure (verify); 7 database error; 8 archive error; 9 sync conflict under
 `fail`; 10 not found.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
+import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -179,6 +183,19 @@ def main(argv: list[str] | None = None) -> None:
         _fail("interrupted", 130, "KeyboardInterrupt", as_json=as_json)
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as exc:
+        _fail(f"error: {describe_os_error(exc)}", FILE_EXIT_CODE, type(exc).__name__, as_json=as_json)
+    except sqlite3.DatabaseError as exc:
+        # Not the SQL side (its errors arrive as DatabaseError): the log's own index.
+        _fail(f"error: log/index.sqlite cannot be read ({exc}); rebuild it with `eventlog reindex`", FILE_EXIT_CODE,
+              type(exc).__name__, as_json=as_json)
+    except RecursionError:
+        _fail("error: a record is nested too deeply to be read", 3, "RecursionError", as_json=as_json)
+    except Exception as exc:  # the last resort: one sentence, never a traceback; EVENTLOG_DEBUG=1 shows it
+        if os.environ.get("EVENTLOG_DEBUG"):
+            raise
+        _fail(f"error: unexpected {type(exc).__name__}: {exc} (set EVENTLOG_DEBUG=1 to see where)", 1,
+              type(exc).__name__, as_json=as_json)
 
 
 def _fail(message: str, code: int, kind: str, *, as_json: bool, **extra: Any) -> None:
@@ -188,3 +205,27 @@ def _fail(message: str, code: int, kind: str, *, as_json: bool, **extra: Any) ->
     else:
         click.echo(message, err=True)
     sys.exit(code)
+
+
+# A file or folder of the lake, or one a command reads or writes, cannot be used (see docs/cli.md).
+FILE_EXIT_CODE = 4
+_OS_REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EISDIR: "it is a folder where a file belongs",
+    errno.ENOTDIR: "a part of the path is a file where a folder belongs",
+    errno.ENOENT: "it does not exist",
+    errno.EEXIST: "it exists already",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One sentence for an operating-system error: which path, and what went wrong in words."""
+    reason = _OS_REASONS.get(exc.errno or 0) or exc.strerror or str(exc)
+    paths = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+    if paths:
+        return f"cannot use {' -> '.join(paths)}: {reason}"
+    return f"a file operation failed: {reason}"

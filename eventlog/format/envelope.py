@@ -147,7 +147,7 @@ def content_bytes(record: ExchangeRecord, request_json: bytes, response_json: by
 def format_utc(moment: datetime) -> str:
     """Fixed-width UTC timestamp with microseconds, so that text order is time order."""
     if moment.tzinfo is not UTC:  # decoded timestamps written with Z or +00:00 already are
-        moment = moment.astimezone(UTC)
+        moment = _to_utc(moment)
     return moment.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
@@ -156,7 +156,15 @@ def parse_utc(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no timezone")
-    return moment.astimezone(UTC)
+    return _to_utc(moment)
+
+
+def _to_utc(moment: datetime) -> datetime:
+    """`moment` in UTC. Raises EnvelopeError for a time that UTC cannot hold (past 9999-12-31 or before year 1)."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise EnvelopeError(f"time {moment.isoformat()} is outside years 1-9999 once converted to UTC") from None
 
 
 def derive_exchange_id(content_hash: str, observed_at_utc: str | datetime) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -18,9 +18,16 @@ CONFIG_NAME = "lake.json"
 # The SQL side's names, here rather than with SQLAlchemy, so that commands which never touch SQL start without it.
 DEFAULT_SCHEMA = "lake"
 DIALECT_NAMES = ("sqlite", "postgresql", "mysql", "mssql")
+# A replica id travels in every event's `origin` and names checkpoints and watermarks: printable ASCII words only.
+ReplicaId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 
 
-class SegmentPolicy(msgspec.Struct, frozen=True, kw_only=True):
+def new_replica_id() -> str:
+    """A fresh replica id (a random UUID), for a new lake."""
+    return str(uuid.uuid4())
+
+
+class SegmentPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """When the active segment is sealed: whichever limit is reached first (0 disables a limit)."""
 
     max_bytes: int = 64 * 1024 * 1024
@@ -28,7 +35,7 @@ class SegmentPolicy(msgspec.Struct, frozen=True, kw_only=True):
     max_age_seconds: int = 24 * 3600
 
 
-class ArchivePolicy(msgspec.Struct, frozen=True, kw_only=True):
+class ArchivePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Defaults for `eventlog archive`: compression and public-key recipients (secrets never live here)."""
 
     compression: Literal["zstd", "none"] = "zstd"
@@ -36,15 +43,18 @@ class ArchivePolicy(msgspec.Struct, frozen=True, kw_only=True):
     evict: bool = False
 
 
-class LakeConfig(msgspec.Struct, frozen=True, kw_only=True):
+class LakeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The contents of lake.json. New fields get defaults, so older files stay readable.
 
     It holds no secret: `database_url` is kept without its password, which lives in the environment or in the
     private file `credentials_file` names (see eventlog.app.credentials).
+
+    Unknown keys are refused (a misspelt policy must not be ignored), and so is a missing or malformed replica id:
+    the lake's identity is never replaced by a new one.
     """
 
+    replica_id: ReplicaId
     format: int = LAKE_FORMAT
-    replica_id: str = msgspec.field(default_factory=lambda: str(uuid.uuid4()))
     database_url: str | None = None
     credentials_file: str | None = None
     durability: Literal["fsync", "none"] = "fsync"
@@ -67,9 +77,14 @@ def read_config(root: Path) -> LakeConfig:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise LakeError(f"{root} is not a lake: {CONFIG_NAME} is missing (create one with `eventlog init`)") from None
+    except IsADirectoryError:
+        raise LakeError(f"{path} is a folder where the lake's configuration file belongs") from None
     try:
         config = msgspec.json.decode(raw, type=LakeConfig)
     except msgspec.ValidationError as exc:
+        if "replica_id" in str(exc):
+            raise LakeError(f"{path} is invalid: {exc}; the lake's replica id is its identity and is never replaced "
+                            "(restore lake.json from a backup)") from None
         raise LakeError(f"{path} is invalid: {exc}") from None
     except msgspec.DecodeError as exc:
         raise LakeError(f"{path} is not valid JSON: {exc}") from None
@@ -79,5 +94,10 @@ def read_config(root: Path) -> LakeConfig:
 
 
 def write_config(root: Path, config: LakeConfig) -> None:
-    """Write lake.json atomically (mode 0644: it holds no secret)."""
+    """Write lake.json atomically (mode 0644: it holds no secret). Raises LakeError for a configuration that
+    reading it back would refuse."""
+    try:
+        msgspec.json.decode(msgspec.json.encode(config), type=LakeConfig)
+    except msgspec.ValidationError as exc:
+        raise LakeError(f"refusing to write {root / CONFIG_NAME}: {exc}") from None
     write_atomic(root / CONFIG_NAME, canonical_json(msgspec.to_builtins(config)) + b"\n")

@@ -115,7 +115,7 @@ def test_broken_lake_fixtures_fail_verify_where_expected(case: str) -> None:
 
 def test_torn_tail_fixture_is_repaired_by_opening(tmp_path: Path) -> None:
     shutil.copytree(FIXTURES / "torn-tail" / "log", tmp_path / "lake" / "log")
-    (tmp_path / "lake" / "lake.json").write_text("{}")
+    (tmp_path / "lake" / "lake.json").write_text('{"replica_id": "5a1c0de0-0000-4000-8000-000000000001"}')
     with Lake.open(tmp_path / "lake") as lake:
         assert lake.verify().ok
         assert [event.seq for event in lake.events()] == list(range(1, 8))
