@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["fsync_dir", "truncate_to", "write_atomic", "write_atomically", "write_private"]
+__all__ = ["fsync_dir", "named", "truncate_to", "write_atomic", "write_atomically", "write_private"]
 
 
 def fsync_dir(folder: Path) -> None:
@@ -33,12 +33,29 @@ def write_atomic(path: Path, data: bytes) -> None:
     The temp file is `.<name>.tmp` beside `path`, a fixed name that the writer's own clean-up recognises.
     """
     temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    fsync_dir(path.parent)
+    with named(path):
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            temp.unlink(missing_ok=True)
+            raise
+        os.replace(temp, path)
+        fsync_dir(path.parent)
+
+
+@contextmanager
+def named(path: Path) -> Iterator[None]:
+    """Give an OSError raised inside the block that names no file (a write, a flush, an fsync) `path` as its file,
+    so that the sentence reporting it (a full disk, say) says where."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 @contextmanager

@@ -9,7 +9,6 @@ fold does). `resolved` lines, whose bodies are free-form, are decoded in full.
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol
 
@@ -18,7 +17,7 @@ from eventlog.format.canonical import canonical_json
 from eventlog.format.events import ABSENT, OBSERVATION_TYPES, Event, decode_line, decode_raw_line
 from eventlog.format.identity import exchange_key, record_key_of_encoded
 from eventlog.log.index import COLUMNS as INDEX_COLUMNS
-from eventlog.log.index import IndexEntry, lookup_key, select_by_keys
+from eventlog.log.index import IndexEntry, connect_read_only, lookup_key, select_by_keys
 from eventlog.log.writer import EventLog
 from projections.pointintime import PointInTime
 from projections.rules import (
@@ -149,7 +148,7 @@ class IndexReader:
 
     def __init__(self, log: EventLog) -> None:
         self.log = log
-        self._db = sqlite3.connect(f"{log.index.path.resolve().as_uri()}?mode=ro", uri=True)
+        self._db = connect_read_only(log.index.path)
         self._resolutions: list[Event] | None = None
 
     def close(self) -> None:

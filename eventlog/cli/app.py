@@ -25,6 +25,7 @@ import msgspec
 from eventlog import extensions
 from eventlog.app.lake import Lake, default_lake_path
 from eventlog.errors import ConflictError, EventLogError
+from eventlog.log.index import is_damaged
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -187,8 +188,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"error: {describe_os_error(exc)}", FILE_EXIT_CODE, type(exc).__name__, as_json=as_json)
     except sqlite3.DatabaseError as exc:
         # Not the SQL side (its errors arrive as DatabaseError): the log's own index.
-        _fail(f"error: log/index.sqlite cannot be read ({exc}); rebuild it with `eventlog reindex`", FILE_EXIT_CODE,
-              type(exc).__name__, as_json=as_json)
+        if is_damaged(exc):
+            message = f"error: log/index.sqlite is damaged ({exc}); rebuild it with `eventlog reindex`"
+        else:
+            message = f"error: log/index.sqlite cannot be used ({exc})"
+        _fail(message, FILE_EXIT_CODE, type(exc).__name__, as_json=as_json)
     except RecursionError:
         _fail("error: a record is nested too deeply to be read", 3, "RecursionError", as_json=as_json)
     except Exception as exc:  # the last resort: one sentence, never a traceback; EVENTLOG_DEBUG=1 shows it

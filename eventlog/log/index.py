@@ -75,6 +75,26 @@ def select_by_keys(db: sqlite3.Connection, query: str, texts: Iterable[str],
         yield from db.execute(query.format(keys=",".join("?" * len(chunk))), (*chunk, *params))
 
 
+def is_damaged(exc: sqlite3.Error) -> bool:
+    """Whether an SQLite error says the index file is damaged (rather than the disk full or read-only)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the index, also where its folder cannot be written (a read-only file system):
+    there, without a shared-memory file, what is still only in a WAL is not seen."""
+    uri = path.resolve().as_uri()
+    try:
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+        _version(db)  # opening is lazy: this is where a missing shared-memory file shows
+        return db
+    except sqlite3.OperationalError:
+        if not path.is_file():
+            raise
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+
+
 def remove_index_files(path: Path) -> None:
     """Delete an index database with its WAL and shared-memory files (before a rebuild from the segments)."""
     for suffix in ("", "-wal", "-shm", "-journal"):
@@ -126,10 +146,23 @@ class IndexEntry(NamedTuple):
 class LogIndex:
     """The index database of one lake."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
-        self._db = self._connect()
+        self.read_only = read_only
+        self._db = self._connect_read_only() if read_only else self._connect()
         self._committed_before: int | None = None
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """For a lake on a read-only folder or a full disk: read only; where no shared-memory file can be made,
+        changes still in a WAL are not seen (readers stop at what was checkpointed)."""
+        if not self.path.is_file():
+            raise LakeError(f"{self.path} is missing and cannot be rebuilt here (the lake cannot be written)")
+        db = connect_read_only(self.path)
+        if _version(db) != SCHEMA_VERSION:
+            db.close()
+            raise LakeError(f"{self.path} is not version {SCHEMA_VERSION} of the index and cannot be upgraded here "
+                            "(the lake cannot be written)")
+        return db
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -20,6 +20,7 @@ from eventlog.errors import EventLogError, IntegrityError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.events import GENESIS, decode_line, event_digest, line_hash
 from eventlog.log.head import HEAD_NAME, read_head
+from eventlog.log.index import connect_read_only
 from eventlog.log.seals import MerkleTree, Seal, read_seal, seal_hash
 from eventlog.log.segments import (
     SegmentName,
@@ -216,7 +217,7 @@ class _IndexCheck:
                          "reindex`)")
             return
         try:
-            self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            self.db = connect_read_only(path)
             self.rows = iter(self.db.execute(
                 "SELECT seq, event_id, digest, segment, offset, length FROM events ORDER BY seq"))
         except sqlite3.Error as exc:

@@ -22,8 +22,8 @@ from typing import Any, BinaryIO, Protocol
 import msgspec
 
 from eventlog import extensions
-from eventlog.durable import fsync_dir, truncate_to, write_atomic
-from eventlog.errors import EventLogError, IntegrityError
+from eventlog.durable import fsync_dir, named, truncate_to, write_atomic
+from eventlog.errors import EventLogError, IntegrityError, LakeError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.envelope import (
     MAX_RECORD_BYTES,
@@ -44,7 +44,7 @@ from eventlog.format.events import (
 from eventlog.format.identity import exchange_key
 from eventlog.log.config import CONFIG_NAME, LakeConfig, SegmentPolicy
 from eventlog.log.head import HEAD_NAME, Head, HeadFile, read_head
-from eventlog.log.index import IndexEntry, LogIndex, index_rows, remove_index_files
+from eventlog.log.index import IndexEntry, LogIndex, index_rows, is_damaged, remove_index_files
 from eventlog.log.locking import WriterLock
 from eventlog.log.prepare import Prepared, prepare
 from eventlog.log.seals import Seal, SealAccumulator, compute_seal, read_seal, seal_hash
@@ -68,8 +68,9 @@ CHUNK_BYTES = 8 * 1024 * 1024
 THREADED_WRITE_BYTES = 64 * 1024
 # An append lists at most this many ids of records whose stated content hash differs from ours, and counts all.
 MAX_LISTED_MISMATCHES = 1000
-# Errors that say the lake cannot be written here at all (a read-only folder or disk): readers read it as it is.
-_READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+# Errors that say the lake cannot be written here at all (a read-only folder or disk, a full disk): readers read it
+# as it is.
+_CANNOT_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 # The end of a canonical event line: its prev, recorded time, seq and type (keys in canonical order).
 _LINE_END = re.compile(rb',"prev":"([0-9a-f]{64})","recorded_at_utc":"[^"]*","seq":(\d{1,20}),"type":"[a-z]+"}$')
 # How many times a reader lists the segments again when the active one is sealed while it reads.
@@ -172,14 +173,19 @@ class EventLog:
         self._tail = _Tail()
         self._sealed_in_call: list[tuple[Path, Path, Path]] = []
         self._writing: _Background | None = None  # a chunk's write in flight (see `_write`)
-        self.index = self._open_index()
+        opened: LogIndex | None = None
         try:
+            self.index = opened = self._open_index()
             with self.lock.held():
                 self._recover()
-        except OSError as exc:
-            if exc.errno not in _READ_ONLY:
+        except (OSError, sqlite3.OperationalError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in _CANNOT_WRITE:
                 raise
-            self._recover(write=False)  # a lake on a read-only folder or disk: read as it is
+            # A lake on a read-only folder, or a disk too full for the index's WAL: read it as it is.
+            if opened is not None:
+                opened.close()
+            self.index = LogIndex(root / "index.sqlite", read_only=True)
+            self._recover(write=False)
 
     @classmethod
     def from_config(cls, lake_root: Path, config: LakeConfig, *, redaction: RedactionPolicy | None = None,
@@ -205,8 +211,9 @@ class EventLog:
         path = self.root / "index.sqlite"
         try:
             return LogIndex(path)
-        except sqlite3.DatabaseError:
-            pass
+        except sqlite3.DatabaseError as exc:
+            if not is_damaged(exc):
+                raise
         with self.lock.held():
             remove_index_files(path)
             return LogIndex(path)
@@ -216,6 +223,9 @@ class EventLog:
         seqs or chain onto a line that is not the acknowledged one."""
         if self.damage is not None:
             raise self.damage
+        if self.index.read_only:
+            raise LakeError(f"the lake at {self.root.parent} cannot be written here: its folder is read-only or its "
+                            "disk is full")
 
     # -- writing -------------------------------------------------------------------------------------------------
 
@@ -514,7 +524,7 @@ class EventLog:
         path = self._tail.active_path
         assert path is not None
         created = not path.exists()
-        with open(path, "ab") as handle:
+        with named(path), open(path, "ab") as handle:
             handle.write(data)
             if fsync:
                 handle.flush()
@@ -681,7 +691,9 @@ class EventLog:
                 self.head_file.write(Head(last, tail.last_hash), durable=True)
             try:
                 self._index_catch_up()
-            except sqlite3.DatabaseError:
+            except sqlite3.DatabaseError as exc:
+                if not is_damaged(exc):
+                    raise
                 self.index.close()
                 remove_index_files(self.index.path)
                 self.index = LogIndex(self.index.path)
@@ -777,6 +789,8 @@ class EventLog:
         sealed name, and reading goes on from the seq reached.
         """
         end_seq = self.index.committed_last_seq() if committed_only else None
+        if end_seq is not None and self.index.read_only:
+            end_seq = max(end_seq, self.last_seq)  # an index that could not be caught up here is behind the log
         if end_seq is not None and end_seq <= after_seq:
             return
         start = self.index.by_seq(after_seq) if after_seq else None

@@ -177,3 +177,21 @@ def test_every_command_meets_damage_with_one_sentence(pristine: tuple[Path, Path
     if kind not in DERIVED and (kind, damage) not in REPAIRED:
         assert codes[0][1] != 0, f"verify passed after {damage} of the {kind}"
 
+
+
+def test_far_future_time_with_negative_offset_is_refused_with_a_sentence(run: Run) -> None:
+    Lake.init(run.lake).close()
+    record = {**page_record("Late", 1), "observed_at_utc": "9999-12-31T23:59:59.999999-01:00"}
+    code, _, err = run("append", "-", stdin=(json.dumps(record) + "\n").encode())
+    assert code == 3 and _one_sentence(err, "append") and "9999-12-31T23:59:59.999999-01:00" in err
+    assert run("verify")[0] == 0
+
+
+def test_unpack_into_a_folder_that_cannot_be_created_is_named(run: Run, tmp_path: Path) -> None:
+    Lake.init(run.lake).close()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    pack = tmp_path / "pack.zip"
+    pack.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
+    code, _, err = run("unpack", "--in", str(pack), "--out", str(blocker / "inside"))
+    assert code in DOCUMENTED - {0} and _one_sentence(err, "unpack") and str(blocker) in err
