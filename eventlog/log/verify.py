@@ -11,6 +11,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,6 +22,7 @@ from eventlog.format.canonical import canonical_json
 from eventlog.format.events import GENESIS, decode_line, event_digest, line_hash
 from eventlog.log.head import HEAD_NAME, read_head
 from eventlog.log.index import connect_read_only
+from eventlog.log.locking import WriterLock
 from eventlog.log.seals import MerkleTree, Seal, read_seal, seal_hash
 from eventlog.log.segments import (
     SegmentName,
@@ -77,7 +79,15 @@ def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
     segments_dir, seals_dir = log_root / "segments", log_root / "seals"
     problems: list[Problem] = []
     seals: dict[tuple[int, int], tuple[Seal, bytes, str]] = {}
-    for entry in sorted(os.scandir(seals_dir), key=lambda e: e.name) if seals_dir.is_dir() else []:
+    head_error: Exception | None = None
+    with _listing(log_root):
+        seal_entries = sorted(os.scandir(seals_dir), key=lambda e: e.name) if seals_dir.is_dir() else []
+        segment_list = segment_sources(segments_dir, cold)
+        try:
+            head = read_head(log_root / HEAD_NAME)
+        except (IntegrityError, OSError) as exc:
+            head, head_error = None, exc
+    for entry in seal_entries:
         parsed = parse_seal_name(entry.name)
         if parsed is None:
             continue
@@ -103,15 +113,11 @@ def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
 
     expected_seq, last_hash, events = 1, GENESIS, 0
     seen_ids: set[bytes] = set()
-    segment_list = segment_sources(segments_dir, cold)
     index_problems: list[Problem] = []  # reported after the log's own: a damaged line explains its entry too
     index = _IndexCheck(log_root / "index.sqlite", index_problems)
-    try:
-        head = read_head(log_root / HEAD_NAME)
-    except (IntegrityError, OSError) as exc:
-        head = None
+    if head_error is not None:
         problems.append(Problem(file=f"log/{HEAD_NAME}", line=None,
-                                message=str(exc).removeprefix(f"log/{HEAD_NAME} ")))
+                                message=str(head_error).removeprefix(f"log/{HEAD_NAME} ")))
     head_hash: str | None = None
     evicted = 0
     for name, path in segment_list:
@@ -134,7 +140,7 @@ def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
                 continue
         else:
             try:
-                handle = open(path, "rb")  # noqa: SIM115 (_owned_lines closes it)
+                handle = _open_segment(path, name)
             except OSError as exc:
                 problems.append(Problem(file=label, line=None, message=f"cannot be read ({exc.strerror})"))
                 continue
@@ -162,7 +168,8 @@ def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
             events += 1
             if progress is not None and events % 10_000 == 0:
                 progress(events)
-        if path is not None and path.exists() and path.stat().st_size != size:
+        if path is not None and path.exists() and path.stat().st_size != size and not _appended_since(
+                log_root, expected_seq - 1):
             problems.append(Problem(file=label, line=tree.count + 1, message="segment ends in a torn line"))
         if name.active:
             continue
@@ -186,7 +193,7 @@ def verify_log(log_root: Path, *, progress: Callable[[int], None] | None = None,
         )
         problems.extend(Problem(file=label, line=None, message=message) for ok, message in checks if not ok)
 
-    index.finish(expected_seq - 1)
+    index.finish(expected_seq - 1, log_root)
     if head is not None:
         if head.seq > expected_seq - 1:
             problems.append(Problem(file=f"log/{HEAD_NAME}", line=None, message=(
@@ -255,7 +262,12 @@ class _IndexCheck:
         while row is not None and row[0] < seq:
             self._report(None, f"has an entry for seq {row[0]}, which the log does not hold")
             row = self._next()
-        if row is None or row[0] > seq:
+        if row is None:
+            # Behind the log: its rows end where the index was when verify began (a batch being written, or a
+            # crash before the index was caught up, which the next open does).
+            self.rows = None
+            return
+        if row[0] > seq:
             self.pending = row
             self._report(None, f"has no entry for seq {seq} ({label}, line {number}); "
                                "rebuild it with `eventlog reindex`")
@@ -272,12 +284,50 @@ class _IndexCheck:
             row = self._next()
         self.pending = row
 
-    def finish(self, last_seq: int) -> None:
+    def finish(self, last_seq: int, log_root: Path) -> None:
         row = self._next()
-        if row is not None:
+        if row is not None and not _appended_since(log_root, last_seq):
             self._report(None, f"has entries past the log's last seq {last_seq} (from seq {row[0]})")
         if self.rows is not None:
             self.db.close()
+
+
+@contextmanager
+def _listing(log_root: Path) -> Iterator[None]:
+    """Hold the writer lock while the seals and segments are listed, so that both lists show the same seals (a seal
+    renames its segment and writes its seal under the lock); none is taken where the lake cannot be written."""
+    try:
+        lock = WriterLock(log_root / "writer.lock", timeout=60.0).held()
+        lock.__enter__()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _open_segment(path: Path, name: SegmentName) -> BinaryIO:
+    """Open a segment; an active one sealed since the folder was listed is opened under its sealed name."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        if not name.active:
+            raise
+        sealed = sorted(path.parent.glob(f"{name.label}-*.ndjson"))
+        if not sealed:
+            raise
+        return open(sealed[0], "rb")
+
+
+def _appended_since(log_root: Path, last_seq: int) -> bool:
+    """Whether a writer acknowledged events past `last_seq` while verify read (so what lies past it is theirs)."""
+    try:
+        head = read_head(log_root / HEAD_NAME)
+    except (IntegrityError, OSError):
+        return False
+    return head is not None and head.seq > last_seq
 
 
 def _open_evicted(cold: ColdSegments | None, name: SegmentName, label: str,

@@ -803,7 +803,11 @@ class EventLog:
             # `after_seq` ends a sealed segment: its seal holds the line's hash, and the segment (perhaps evicted,
             # perhaps without its key at hand) need not be opened.
             begin, done, expected, prev = None, after_seq, after_seq + 1, read_seal(seal_path)[0].last_line_hash
+        # A listing taken while the active segment is renamed may show it under neither name: a gap or an early
+        # end is only believed when listing again shows it too.
+        doubts = 0
         for _ in range(_RELISTS):
+            relist = False
             for name, path in segment_sources(self.segments_dir, self.cold):
                 if name.last_seq is not None and name.last_seq <= (after_seq if done < 0 else done):
                     continue
@@ -822,6 +826,10 @@ class EventLog:
                 with handle:
                     for position, raw in lines_of(handle, start_offset=offset):
                         seq, line_prev = _line_place(raw, label, position)
+                        if expected is not None and seq > expected and offset == 0 and position == 0 and doubts < 3:
+                            doubts += 1
+                            relist = True
+                            break
                         if expected is not None and seq != expected:
                             raise IntegrityError(
                                 f"{label}, offset {position}: seq {seq} where {expected} was expected; "
@@ -837,8 +845,13 @@ class EventLog:
                             yield name.first_seq, position, raw
                         if end_seq is not None and seq >= end_seq:
                             return
+                if relist:
+                    break
                 begin = None
             else:
+                if end_seq is not None and done < end_seq and doubts < 3:
+                    doubts += 1
+                    continue
                 if end_seq is not None and done < end_seq:
                     raise IntegrityError(
                         f"the log's segments end at seq {max(done, 0)}, but log/index.sqlite records seq {end_seq} "
@@ -872,6 +885,12 @@ class EventLog:
 
     def read_at(self, entry: IndexEntry) -> Event:
         """The event an index entry points to (from cold storage when its segment was evicted)."""
+        try:
+            return self._read_at(entry)
+        except FileNotFoundError:
+            return self._read_at(entry)  # its segment was sealed since it was listed: list again
+
+    def _read_at(self, entry: IndexEntry) -> Event:
         for name, path in segment_sources(self.segments_dir, self.cold):
             if name.first_seq != entry.segment:
                 continue
