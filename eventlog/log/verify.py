@@ -296,8 +296,11 @@ class _IndexCheck:
 def _listing(log_root: Path) -> Iterator[None]:
     """Hold the writer lock while the seals and segments are listed, so that both lists show the same seals (a seal
     renames its segment and writes its seal under the lock); none is taken where the lake cannot be written."""
+    path = log_root / "writer.lock"
     try:
-        lock = WriterLock(log_root / "writer.lock", timeout=60.0).held()
+        if not path.is_file():
+            raise FileNotFoundError(path)  # never written to: no writer to wait for, and verify makes no files
+        lock = WriterLock(path, timeout=60.0).held()
         lock.__enter__()
     except OSError:
         yield
