@@ -38,7 +38,6 @@ from eventlog.format.events import Event
 from eventlog.format.identity import exchange_key
 from eventlog.log.config import (
     CONFIG_NAME,
-    DEFAULT_SCHEMA,
     LakeConfig,
     SegmentPolicy,
     default_database_url,
@@ -227,7 +226,7 @@ class Lake:
         """
         return restore_segments(self.log, archives, keys=keys if keys is not None else self.cold.keys())
 
-    def sql_store(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA) -> SqlEventStore:
+    def sql_store(self, *, database_url: str | None = None, schema: str | None = None) -> SqlEventStore:
         """The SQL side at `database_url` (default: the lake's), with the projections' tables and audit view, not
         yet connected; the caller disposes of it.
 
@@ -243,7 +242,7 @@ class Lake:
         attach(store)
         return store
 
-    def mirror(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
+    def mirror(self, *, database_url: str | None = None, schema: str | None = None,
                progress: Callable[[int], None] | None = None,
                expect: Callable[[int], None] | None = None) -> MirrorResult:
         """Copy the log's new events into the SQL event tables (see eventlog.sql.mirror.mirror_log)."""
@@ -254,7 +253,7 @@ class Lake:
 
     def reproject(self, *, rebuild: bool = False, as_of: datetime | str | None = None,
                   known_at: datetime | str | None = None, at_seq: int | None = None,
-                  database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
+                  database_url: str | None = None, schema: str | None = None,
                   progress: Callable[[int], None] | None = None,
                   expect: Callable[[int], None] | None = None) -> ReprojectResult:
         """Bring RawExchangeRecord up to the log, or rewrite it as of a point in time (see projections.reproject).
@@ -298,7 +297,7 @@ class Lake:
         return export_dataset(self, manifest, dry_run=dry_run, progress=progress)
 
     def sync(self, *, direction: Direction = "bidirectional", conflict: Strategy = "prefer_newest",
-             dry_run: bool = False, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
+             dry_run: bool = False, database_url: str | None = None, schema: str | None = None,
              progress: Callable[[int], None] | None = None) -> SyncResult:
         """Merge the log with the database's event tables, decide conflicts and reproject (see eventlog.sync).
 
@@ -312,7 +311,7 @@ class Lake:
             return sync(self.log, store, direction=direction, conflict=conflict, dry_run=dry_run,
                         now=format_utc(self.log.clock()), progress=progress)
 
-    def verify_projection(self, *, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
+    def verify_projection(self, *, database_url: str | None = None, schema: str | None = None,
                           progress: Callable[[int], None] | None = None) -> ProjectionReport:
         """Recompute RawExchangeRecord from the log in a scratch database and compare rows and digests with it."""
         from projections import verify_projection

@@ -20,8 +20,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def database_options(func: F) -> F:
     """--database-url and --schema, shared by the commands that talk to the database."""
-    func = click.option("--schema", default=DEFAULT_SCHEMA, show_default=True,
-                        help="Schema of the lake tables (ignored on SQLite).")(func)
+    func = click.option("--schema", default=None,
+                        help=f"Schema of the lake tables (default: {DEFAULT_SCHEMA}; on MariaDB/MySQL, where a schema "
+                             "is a database, the URL's database; ignored on SQLite).")(func)
     return click.option("--database-url", metavar="URL",
                         help="SQLAlchemy URL of the database (default: $EVENTLOG_DATABASE_URL, else lake.json's, "
                              "else SQLite inside the lake).")(func)

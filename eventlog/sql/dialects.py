@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -124,6 +125,32 @@ def table_options() -> dict[str, Any]:
 
 
 # --- schema creation ------------------------------------------------------------------------------------------
+
+# The key under which processes creating the schema take turns (a PostgreSQL advisory lock, a MySQL named lock).
+SCHEMA_LOCK_KEY = 0x6576_6C6F_6731  # "evlog1"
+
+
+@contextmanager
+def schema_creation_lock(conn: sa.Connection, dialect_name: str) -> Iterator[None]:
+    """Hold a server-side lock while the schema is created, so that two processes creating it at once take turns
+    (each then finds what the other made). PostgreSQL: an advisory lock ending with the transaction; MySQL and
+    MariaDB, whose DDL commits on its own: a named lock of the session, released here; SQL Server: an
+    application lock of the transaction. SQLite needs none: a second writer waits for the file's lock."""
+    if dialect_name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
+        yield
+    elif dialect_name in MYSQL_NAMES:
+        conn.exec_driver_sql(f"SELECT GET_LOCK('eventlog.schema.{SCHEMA_LOCK_KEY}', 120)")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql(f"SELECT RELEASE_LOCK('eventlog.schema.{SCHEMA_LOCK_KEY}')")
+    elif dialect_name == "mssql":
+        conn.exec_driver_sql(f"EXEC sp_getapplock @Resource = N'eventlog.schema.{SCHEMA_LOCK_KEY}', "
+                             "@LockMode = N'Exclusive', @LockOwner = N'Transaction', @LockTimeout = 120000")
+        yield
+    else:
+        yield
 
 def create_schema_sql(dialect_name: str, schema: str) -> str:
     """Statement creating `schema` if it is missing (not for SQLite, which has no schemas).

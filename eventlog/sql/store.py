@@ -16,12 +16,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from eventlog.errors import InputError, IntegrityError
+from eventlog.errors import DatabaseError, InputError, IntegrityError
 from eventlog.format.envelope import format_utc
 from eventlog.format.events import Event
 from eventlog.log.config import DEFAULT_SCHEMA
 from eventlog.sql.ddl import view_sql
 from eventlog.sql.dialects import (
+    MYSQL_NAMES,
     bulk_insert,
     check_schema_name,
     create_schema_sql,
@@ -29,6 +30,7 @@ from eventlog.sql.dialects import (
     in_values,
     insert_ignore,
     on_connect,
+    schema_creation_lock,
     select_in,
     translate_error,
     upsert,
@@ -41,16 +43,23 @@ from eventlog.sql.schema import APPEND_LOCK_NAME, LakeTables, build_tables
 class SqlEventStore:
     """Events of the lake mirrored into SQL tables, in schema `schema` (ignored on SQLite).
 
+    Without a schema: `lake`, except on MariaDB and MySQL, where a schema is a database: there the tables go in the
+    URL's database (into `lake` when the URL names none); a schema asked for by name is used on every backend.
+
     Raises InputError for a bad schema name or URL; every database failure is a DatabaseError.
     Construction does not connect; the first call does.
     """
 
-    def __init__(self, url: str, *, schema: str = DEFAULT_SCHEMA) -> None:
-        check_schema_name(schema)
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        if schema is not None:
+            check_schema_name(schema)
         try:
             self._url = sa.make_url(url)
         except sa.exc.ArgumentError:
             raise InputError("the database URL is not a valid SQLAlchemy URL (dialect+driver://...)") from None
+        if schema is None:
+            in_url = self._url.get_backend_name() in MYSQL_NAMES and self._url.database
+            schema = None if in_url else DEFAULT_SCHEMA
         try:
             self._engine = sa.create_engine(self._url, **engine_options(self._url.get_backend_name()))
         except sa.exc.NoSuchModuleError:
@@ -104,9 +113,17 @@ class SqlEventStore:
         first, so a user without CREATE rights can call it on a schema an administrator created. Tables and views
         that projections added (`projections.tables.attach`) are created with the rest.
         """
+        try:
+            self._create_schema()
+        except DatabaseError:
+            # Another process created some of it between our look and our CREATE (where no server lock orders
+            # the two: SQLite); looking again finds it.
+            self._create_schema()
+
+    def _create_schema(self) -> None:
         views = self.views
         schema = self.tables.schema
-        with self.begin() as conn:
+        with self.begin() as conn, schema_creation_lock(conn, self.dialect_name):
             if schema is not None and not sa.inspect(conn).has_schema(schema):
                 conn.exec_driver_sql(create_schema_sql(self.dialect_name, schema))
             self.tables.metadata.create_all(conn, checkfirst=True)
