@@ -20,6 +20,7 @@ from eventlog.errors import IntegrityError
 from eventlog.format.events import line_hash
 from eventlog.log.head import HEAD_NAME, Head, encode_head, read_head
 from eventlog.log.segments import list_segments
+from projections.tables import attach
 from tests.factories import page_record
 
 FIXED = datetime(2025, 1, 1, tzinfo=UTC)
@@ -197,12 +198,12 @@ def test_damaged_index_file_is_rebuilt(lake_copy: Path) -> None:
 def test_emptied_projection_table_is_noticed_and_rebuilt(lake_copy: Path) -> None:
     with Lake.open(lake_copy) as lake:
         with lake.sql_store() as store, store.begin() as conn:
-            expected = conn.execute(sa.select(sa.func.count()).select_from(store.tables.record)).scalar_one()
-            conn.execute(store.tables.record.delete())
+            expected = conn.execute(sa.select(sa.func.count()).select_from(attach(store).record)).scalar_one()
+            conn.execute(attach(store).record.delete())
         result = lake.reproject()
         assert result.mode == "rebuild"
         assert result.reason is not None and "emptied or changed outside the lake" in result.reason
         with lake.sql_store() as store, store.begin() as conn:
-            assert conn.execute(sa.select(sa.func.count()).select_from(store.tables.record)).scalar_one() == expected
+            assert conn.execute(sa.select(sa.func.count()).select_from(attach(store).record)).scalar_one() == expected
         again = lake.reproject()
         assert again.mode == "incremental" and again.events_read == 0
