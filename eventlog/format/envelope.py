@@ -27,6 +27,10 @@ EXCHANGE_ID_NAMESPACE = uuid.UUID("6f1d3b0e-8c1a-5c53-9a53-2f0e6b7c4d21")
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+# Identity text every SQL server stores: no NUL (PostgreSQL refuses it in text), and names within the 200-character
+# columns of ExchangeEvent and RawExchangeRecord. Refused at append, so that no record stops a mirror later.
+NameText = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern="^[^\x00]*$")]
+KeyText = Annotated[str, msgspec.Meta(pattern="^[^\x00]*$")]
 Sha256Hex = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 
 
@@ -46,12 +50,12 @@ class ExchangeRecord(msgspec.Struct, frozen=True, kw_only=True):
     absent on input: `prepare()` fills them deterministically.
     """
 
-    source_system: NonEmpty
-    entity_type: NonEmpty
+    source_system: NameText
+    entity_type: NameText
     observed_at_utc: AwareDatetime
     exchange_type: ExchangeType = "generic"
     exchange_id: str | None = None
-    natural_key: str | None = None
+    natural_key: KeyText | None = None
     request: Any = None
     response: Any = None
     response_ref: ResponseRef | None = None

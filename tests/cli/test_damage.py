@@ -222,3 +222,19 @@ def test_restore_brings_back_exactly_the_range_asked(run: Run, tmp_path: Path) -
     assert code == 0, err
     assert [(name.first_seq, name.last_seq) for name, _ in list_segments(run.lake / "log" / "segments")] == [
         (1, 3), (4, 6)]
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"natural_key": "a\u0000b"}, "natural_key"),
+    ({"source_system": "s" * 201}, "source_system"),
+    ({"entity_type": "e\u0000"}, "entity_type"),
+])
+def test_identity_text_no_server_can_store_is_refused_at_append(run: Run, change: dict[str, str],
+                                                                  words: str) -> None:
+    """A NUL, or a name longer than the SQL columns, would be refused by PostgreSQL or MariaDB on every mirror
+    run, so that nothing after it is ever mirrored: it is refused at append instead, naming the field."""
+    Lake.init(run.lake).close()
+    record = {**page_record("Named", 1), **change}
+    code, _, err = run("append", "-", stdin=(json.dumps(record) + "\n").encode())
+    assert code == 3 and _one_sentence(err, "append") and words in err, err
+    assert run("log")[1] == ""
