@@ -426,8 +426,9 @@ def _rebuild_reason(checkpoint: Checkpoint | None, *, rebuild: bool, point: Poin
 
 def _check_position(log: EventLog, checkpoint: Checkpoint) -> None:
     """Stop unless the log still holds the event the checkpoint ends at (readers after it check the chain)."""
-    if checkpoint.position == 0:
-        return
+    if checkpoint.position == 0 or (checkpoint.position <= log.last_seq
+                                    and log.index.by_seq(checkpoint.position) is not None):
+        return  # the index, checked against the lines on open and by verify, holds it (evicted or not)
     try:
         log.event_at(checkpoint.position)
     except IntegrityError as exc:

@@ -207,3 +207,18 @@ def test_emptied_projection_table_is_noticed_and_rebuilt(lake_copy: Path) -> Non
             assert conn.execute(sa.select(sa.func.count()).select_from(attach(store).record)).scalar_one() == expected
         again = lake.reproject()
         assert again.mode == "incremental" and again.events_read == 0
+
+
+def test_watermark_in_an_evicted_segment_needs_no_key(lake_copy: Path) -> None:
+    """The mirror and the projection check their position through the index, so a log whose every segment went to
+    cold storage still mirrors and projects without the archive key."""
+    from eventlog.cold.archiver import SeqRange
+    from eventlog.cold.keys import Keys, SymmetricKey
+
+    with Lake.open(lake_copy) as lake:
+        lake.seal()
+        lake.archive(keys=Keys(key=SymmetricKey(bytes(32))), seqs=SeqRange(None, None), evict=True)
+    assert _segments(lake_copy) == []
+    with Lake.open(lake_copy, keys=Keys()) as lake:
+        assert lake.mirror().read == 0
+        assert lake.reproject().events_read == 0
