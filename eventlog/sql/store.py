@@ -8,6 +8,7 @@ ones appended. Driver errors surface as `DatabaseError` with one sentence and no
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -38,6 +39,9 @@ from eventlog.sql.dialects import (
 )
 from eventlog.sql.rowcodec import CONTENT_COLUMNS, EVENT_COLUMNS, EncodedEvent, decode_event, encode_event
 from eventlog.sql.schema import APPEND_LOCK_NAME, LakeTables, build_tables
+
+# How many times creating the schema looks again after a CREATE that another process got to first.
+_CREATE_ATTEMPTS = 10
 
 
 class SqlEventStore:
@@ -113,12 +117,16 @@ class SqlEventStore:
         first, so a user without CREATE rights can call it on a schema an administrator created. Tables and views
         that projections added (`projections.tables.attach`) are created with the rest.
         """
-        try:
-            self._create_schema()
-        except DatabaseError:
-            # Another process created some of it between our look and our CREATE (where no server lock orders
-            # the two: SQLite); looking again finds it.
-            self._create_schema()
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                self._create_schema()
+                return
+            except DatabaseError:
+                # Another process created some of it between our look and our CREATE (where no server lock
+                # orders the two: SQLite creates table by table); looking again finds it.
+                if attempt == _CREATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
 
     def _create_schema(self) -> None:
         views = self.views
