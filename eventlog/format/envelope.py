@@ -43,7 +43,7 @@ class ResponseRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     media_type: str | None = None
 
 
-class ExchangeRecord(msgspec.Struct, frozen=True, kw_only=True):
+class ExchangeRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One observed exchange: what was asked, what came back, when, and by whom.
 
     `observed_at_utc` must carry a timezone; it is normalised to UTC. `exchange_id` and `content_sha256` may be

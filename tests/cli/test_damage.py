@@ -238,3 +238,13 @@ def test_identity_text_no_server_can_store_is_refused_at_append(run: Run, change
     code, _, err = run("append", "-", stdin=(json.dumps(record) + "\n").encode())
     assert code == 3 and _one_sentence(err, "append") and words in err, err
     assert run("log")[1] == ""
+
+
+def test_unknown_envelope_field_is_refused_not_dropped(run: Run) -> None:
+    """A field the envelope does not know would be lost without a word (it is not in the content hash or the
+    log line): it is refused at append, naming it."""
+    Lake.init(run.lake).close()
+    record = {**page_record("Extra", 1), "fetched_by": "crawler-7"}
+    code, _, err = run("append", "-", stdin=(json.dumps(record) + "\n").encode())
+    assert code == 3 and _one_sentence(err, "append") and "fetched_by" in err, err
+    assert run("log")[1] == ""
