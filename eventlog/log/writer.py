@@ -23,7 +23,7 @@ import msgspec
 
 from eventlog import extensions
 from eventlog.durable import fsync_dir, named, truncate_to, write_atomic
-from eventlog.errors import EventLogError, IntegrityError, LakeError
+from eventlog.errors import EnvelopeError, EventLogError, IntegrityError, LakeError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.envelope import (
     MAX_RECORD_BYTES,
@@ -42,6 +42,7 @@ from eventlog.format.events import (
     line_hash,
 )
 from eventlog.format.identity import exchange_key
+from eventlog.format.nesting import MAX_DEPTH, nesting_depth, within_limit
 from eventlog.log.config import CONFIG_NAME, LakeConfig, SegmentPolicy
 from eventlog.log.head import HEAD_NAME, Head, HeadFile, read_head
 from eventlog.log.index import IndexEntry, LogIndex, index_rows, is_damaged, remove_index_files
@@ -348,8 +349,15 @@ class EventLog:
                 last = False
                 for item in iterator:
                     number += 1
-                    record = item if isinstance(item, ExchangeRecord) else decode_record(item, source=f"record {number}")
-                    p = prepare(record, redactor, max_bytes=self.max_record_bytes, number=number)
+                    try:
+                        record = (item if isinstance(item, ExchangeRecord)
+                                  else decode_record(item, source=f"record {number}"))
+                        p = prepare(record, redactor, max_bytes=self.max_record_bytes, number=number)
+                    except RecursionError:
+                        raise EnvelopeError(f"nested far deeper than the {MAX_DEPTH} levels accepted",
+                                            source=f"record {number}") from None
+                    if not (within_limit(p.request_json) and within_limit(p.response_json)):
+                        _check_depth(record, number)
                     batch.append(p)
                     size += len(p.request_json) + len(p.response_json)
                     if len(batch) >= CHUNK or size >= CHUNK_BYTES:
@@ -949,6 +957,14 @@ class _Background:
     def raise_error(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def _check_depth(record: ExchangeRecord, number: int) -> None:
+    """Refuse a record whose request or response nests deeper than MAX_DEPTH (see eventlog.format.nesting)."""
+    for name in ("request", "response"):
+        if nesting_depth(getattr(record, name)) > MAX_DEPTH:
+            raise EnvelopeError(f"nests more than {MAX_DEPTH} levels deep; at most {MAX_DEPTH} are accepted, so "
+                                "that every reader can decode it", source=f"record {number}", path=f"$.{name}")
 
 
 def _line_place(raw: bytes, label: str, position: int) -> tuple[int, str]:
