@@ -28,9 +28,9 @@ EXCHANGE_ID_NAMESPACE = uuid.UUID("6f1d3b0e-8c1a-5c53-9a53-2f0e6b7c4d21")
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 # Identity text every SQL server stores: names within the 200-character columns of ExchangeEvent and
-# RawExchangeRecord, and no NUL (PostgreSQL refuses it in text; checked in __post_init__, a regex costs more).
-# Refused at append, so that no record stops a mirror later.
-NameText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# RawExchangeRecord, no NUL (PostgreSQL refuses it in text). Checked at append (`identity_problem`), not when a
+# stored record is read back, so that what older lakes hold stays readable.
+MAX_NAME_CHARS = 200
 Sha256Hex = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 
 
@@ -50,8 +50,8 @@ class ExchangeRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     absent on input: `prepare()` fills them deterministically.
     """
 
-    source_system: NameText
-    entity_type: NameText
+    source_system: NonEmpty
+    entity_type: NonEmpty
     observed_at_utc: AwareDatetime
     exchange_type: ExchangeType = "generic"
     exchange_id: str | None = None
@@ -66,16 +66,22 @@ class ExchangeRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     redactions_applied: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if "\x00" in self.source_system or "\x00" in self.entity_type or (
-                self.natural_key is not None and "\x00" in self.natural_key):
-            field = next(name for name in ("source_system", "entity_type", "natural_key")
-                         if "\x00" in (getattr(self, name) or ""))
-            raise ValueError(f"{field} holds a NUL character, which SQL servers do not store in text")
         if self.exchange_id is not None:
             try:
                 uuid.UUID(self.exchange_id)
             except ValueError:
                 raise ValueError("exchange_id is not a UUID") from None  # the value may be a misplaced secret
+
+
+def identity_problem(record: ExchangeRecord) -> tuple[str, str] | None:
+    """(JSON path, reason) of identity text no SQL server stores (see MAX_NAME_CHARS), or None."""
+    for name in ("source_system", "entity_type"):
+        if len(getattr(record, name)) > MAX_NAME_CHARS:
+            return f"$.{name}", f"longer than the {MAX_NAME_CHARS} characters the SQL columns hold"
+    for name in ("source_system", "entity_type", "natural_key"):
+        if "\x00" in (getattr(record, name) or ""):
+            return f"$.{name}", "holds a NUL character, which SQL servers do not store in text"
+    return None
 
 
 def decode_record(value: Any, *, source: str | None = None, line: int | None = None) -> ExchangeRecord:

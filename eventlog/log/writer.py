@@ -30,6 +30,7 @@ from eventlog.format.envelope import (
     ExchangeRecord,
     decode_record,
     format_utc,
+    identity_problem,
     parse_utc,
 )
 from eventlog.format.events import (
@@ -358,6 +359,8 @@ class EventLog:
                                             source=f"record {number}") from None
                     if not (within_limit(p.request_json) and within_limit(p.response_json)):
                         _check_depth(record, number)
+                    if (problem := identity_problem(record)) is not None:
+                        raise EnvelopeError(problem[1], source=f"record {number}", path=problem[0])
                     batch.append(p)
                     size += len(p.request_json) + len(p.response_json)
                     if len(batch) >= CHUNK or size >= CHUNK_BYTES:
