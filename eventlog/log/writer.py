@@ -43,7 +43,6 @@ from eventlog.format.events import (
     line_hash,
 )
 from eventlog.format.identity import exchange_key
-from eventlog.format.nesting import MAX_DEPTH, nesting_depth, within_limit
 from eventlog.log.config import CONFIG_NAME, LakeConfig, SegmentPolicy
 from eventlog.log.head import HEAD_NAME, Head, HeadFile, read_head
 from eventlog.log.index import IndexEntry, LogIndex, index_rows, is_damaged, remove_index_files
@@ -355,10 +354,7 @@ class EventLog:
                                   else decode_record(item, source=f"record {number}"))
                         p = prepare(record, redactor, max_bytes=self.max_record_bytes, number=number)
                     except RecursionError:
-                        raise EnvelopeError(f"nested far deeper than the {MAX_DEPTH} levels accepted",
-                                            source=f"record {number}") from None
-                    if not (within_limit(p.request_json) and within_limit(p.response_json)):
-                        _check_depth(record, number)
+                        raise EnvelopeError("nested too deeply to be encoded", source=f"record {number}") from None
                     if (problem := identity_problem(record)) is not None:
                         raise EnvelopeError(problem[1], source=f"record {number}", path=problem[0])
                     batch.append(p)
@@ -960,14 +956,6 @@ class _Background:
     def raise_error(self) -> None:
         if self._error is not None:
             raise self._error
-
-
-def _check_depth(record: ExchangeRecord, number: int) -> None:
-    """Refuse a record whose request or response nests deeper than MAX_DEPTH (see eventlog.format.nesting)."""
-    for name in ("request", "response"):
-        if nesting_depth(getattr(record, name)) > MAX_DEPTH:
-            raise EnvelopeError(f"nests more than {MAX_DEPTH} levels deep; at most {MAX_DEPTH} are accepted, so "
-                                "that every reader can decode it", source=f"record {number}", path=f"$.{name}")
 
 
 def _line_place(raw: bytes, label: str, position: int) -> tuple[int, str]:
