@@ -37,8 +37,9 @@ from eventlog.capture.manifest import DatasetManifest
 from eventlog.durable import fsync_dir, write_atomic
 from eventlog.errors import InputError, IntegrityError
 from eventlog.format.canonical import canonical_json
+from eventlog.log.reader import segment_sources
 from eventlog.log.segments import SegmentName
-from eventlog.log.writer import EventLog, segment_sources
+from eventlog.log.writer import EventLog
 from projections.log_source import IndexReader
 from projections.pack_files import (
     CHUNK_LINES,

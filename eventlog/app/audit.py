@@ -23,9 +23,9 @@ from eventlog.errors import InputError, NotFoundError
 from eventlog.format.canonical import canonical_json, format_path
 from eventlog.format.envelope import json_kind, parse_utc
 from eventlog.format.events import PAYLOAD_KEYS, Event
+from eventlog.log.reader import segment_sources
 from eventlog.log.seals import read_seal
 from eventlog.log.segments import format_seal_name, format_segment_name
-from eventlog.log.writer import segment_sources
 from projections.rules import VersionRace, resolution_candidates, resolution_scope_matches, resolution_winner
 
 DiffPart = Literal["response", "request", "all"]

@@ -23,6 +23,7 @@ from eventlog.format.events import GENESIS, decode_line, event_digest, line_hash
 from eventlog.log.head import HEAD_NAME, read_head
 from eventlog.log.index import connect_read_only
 from eventlog.log.locking import WriterLock
+from eventlog.log.reader import ColdSegments, segment_sources
 from eventlog.log.seals import MerkleTree, Seal, read_seal, seal_hash
 from eventlog.log.segments import (
     SegmentName,
@@ -31,7 +32,6 @@ from eventlog.log.segments import (
     lines_of,
     parse_seal_name,
 )
-from eventlog.log.writer import ColdSegments, segment_sources
 
 # The top-level fields of a canonical line after its body: digest, event_id, ..., seq (keys in canonical order).
 _LINE_IDS = re.compile(rb',"digest":"([0-9a-f]{64})","event_id":"([^"]*)","origin":"[^"]*","prev":"[0-9a-f]{64}",'

@@ -25,8 +25,9 @@ import msgspec
 
 from eventlog.errors import EventLogError, IntegrityError, LakeError
 from eventlog.format.events import ABSENT, decode_line, decode_raw_line
+from eventlog.log.reader import segment_sources
 from eventlog.log.segments import SegmentName
-from eventlog.log.writer import EventLog, segment_sources
+from eventlog.log.writer import EventLog
 from eventlog.replay.fingerprint import fingerprint, normalise
 from eventlog.replay.rules import Rules
 
