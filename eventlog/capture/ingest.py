@@ -39,14 +39,14 @@ def read_ndjson_lines(lines: Iterable[bytes], *, source: str,
             continue
         value = parse_json(text, source=source, line=number)
         if isinstance(value, dict):
-            _from_original(value)
+            from_original(value)
         yield decode_record(value, source=source, line=number)
         count += 1
     if count == 0:
         raise InputError("no exchange records found (the input is empty)", source=source)
 
 
-def _from_original(value: dict[str, Any]) -> None:
+def from_original(value: dict[str, Any]) -> None:
     """Read the original tool's envelope shapes: null provenance, tags or redactions, a response_ref path."""
     for key, empty in (("provenance", {}), ("tags", []), ("redactions_applied", [])):
         if key in value and value[key] is None:

@@ -15,6 +15,7 @@ from eventlog.cli.log_commands import ingest
 
 if TYPE_CHECKING:
     from eventlog.app.datasets import ExportResult, ImportResult
+    from eventlog.app.migration import OriginalTableResult
 
 STRATEGIES = ("prefer_newest", "prefer_sql", "prefer_json", "fail")
 
@@ -31,14 +32,28 @@ DRY_RUN = click.option("--dry-run", is_flag=True, help="Print what would be done
 @click.option("--conflict", type=click.Choice(STRATEGIES),
               help="Conflict strategy (default: the manifest's sync_policy.conflict_strategy); 'fail' stops "
                    "before anything is written when the pack's version of a key differs from the lake's.")
+@click.option("--from-original-table", "from_original_table", is_flag=True,
+              help="Read the original tool's SQL table RawExchangeRecord (exchange_id primary key) into the log; "
+                   "the table is only read, and the statement that renames it is printed, not run.")
+@click.option("--database-url", help="With --from-original-table: the database holding it (default: the lake's).")
+@click.option("--schema", help="With --from-original-table: its schema (default: lake; ignored on SQLite).")
 @json_option
 @click.pass_context
 def import_command(ctx: click.Context, paths: tuple[str, ...], manifest_path: Path | None, dry_run: bool,
-                   conflict: str | None) -> None:
+                   conflict: str | None, from_original_table: bool, database_url: str | None,
+                   schema: str | None) -> None:
     """Read the pack beside --manifest into the log (then the SQL side and the lake's pack follow).
 
-    With PATHS instead, the same as `eventlog ingest PATHS` (--manifest then adds its redaction only).
+    With PATHS instead, the same as `eventlog ingest PATHS` (--manifest then adds its redaction only). With
+    --from-original-table, the rows of the original tool's RawExchangeRecord table.
     """
+    if from_original_table:
+        if paths or manifest_path or conflict:
+            raise click.UsageError("--from-original-table goes without PATHS, --manifest and --conflict")
+        _import_original(ctx, database_url=database_url, schema=schema, dry_run=dry_run)
+        return
+    if database_url or schema:
+        raise click.UsageError("--database-url and --schema go with --from-original-table")
     if paths:
         if dry_run or conflict:
             raise click.UsageError("--dry-run and --conflict go with --manifest alone (no PATHS)")
@@ -51,6 +66,30 @@ def import_command(ctx: click.Context, paths: tuple[str, ...], manifest_path: Pa
         result = lake.import_pack(manifest_path, dry_run=dry_run, conflict=cast("Strategy | None", conflict),
                                   progress=progress)
     emit(ctx, msgspec.to_builtins(result), lambda: _import_text(result))
+
+
+def _import_original(ctx: click.Context, *, database_url: str | None, schema: str | None, dry_run: bool) -> None:
+    from eventlog.app.migration import import_original_table
+
+    with app(ctx).open_lake() as lake, Progress(ctx, "importing", unit="rows") as progress:
+        result = import_original_table(lake, database_url=database_url, schema=schema, dry_run=dry_run,
+                                       progress=progress)
+    emit(ctx, msgspec.to_builtins(result), lambda: _original_text(result))
+
+
+def _original_text(result: OriginalTableResult) -> str:
+    done = result.append
+    verb = "would import" if result.dry_run else "imported"
+    lines = [f"{result.table} in {result.database}: {verb} {result.read:,} row(s): {done.observed:,} observed, "
+             f"{done.revisited:,} revisited, {done.already_present:,} already present"]
+    if done.hash_mismatch_count:
+        lines.append(f"  {done.hash_mismatch_count:,} row(s) whose stored content_sha256 differs from ours "
+                     f"(kept): {', '.join(done.hash_mismatches[:5])}{' ...' if done.hash_mismatch_count > 5 else ''}")
+    if done.redacted:
+        lines.append(f"  {done.redacted:,} row(s) redacted")
+    lines.append("The table was only read. To let the new RawExchangeRecord projection take its name, a DBA runs:")
+    lines.append(f"  {result.rename_statement}")
+    return "\n".join(lines)
 
 
 def _import_text(result: ImportResult) -> str:
