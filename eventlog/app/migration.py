@@ -54,12 +54,14 @@ class OriginalTableResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def import_original_table(lake: Lake, *, database_url: str | None = None, schema: str | None = None,
-                          dry_run: bool = False, progress: ProgressHook | None = None) -> OriginalTableResult:
+                          dry_run: bool = False, progress: ProgressHook | None = None,
+                          page_rows: int = PAGE_ROWS) -> OriginalTableResult:
     """Read the original tool's RawExchangeRecord at `database_url` (default: the lake's) into the log.
 
     One append call, so a bad row means nothing is written; InputError names the row by its exchange_id. Raises
     InputError when the table is missing or already has this tool's shape (nothing to migrate), DatabaseError
     when the database cannot be read. With `dry_run` nothing is written and the counts are the real run's.
+    `page_rows` rows are read per query, each page in its own short transaction.
     """
     store = lake.sql_store(database_url=database_url, schema=schema)
     database = shown(database_url or lake.database_url)
@@ -67,7 +69,7 @@ def import_original_table(lake: Lake, *, database_url: str | None = None, schema
         table = _original_table(store, database=database)
         where = _qualified(table)
         counter = [0]
-        records = _read_rows(store, table, where=where, counter=counter, progress=progress)
+        records = _read_rows(store, table, where=where, counter=counter, progress=progress, page_rows=page_rows)
         append = plan_append(lake.log, records) if dry_run else lake.append(records)
         return OriginalTableResult(database=database,
                                    table=where, dry_run=dry_run, read=counter[0], append=append,
@@ -123,10 +125,10 @@ def _qualified(table: sa.TableClause) -> str:
 
 
 def _read_rows(store: SqlEventStore, table: sa.TableClause, *, where: str, counter: list[int],
-               progress: ProgressHook | None) -> Iterator[ExchangeRecord]:
+               progress: ProgressHook | None, page_rows: int) -> Iterator[ExchangeRecord]:
     """The table's rows as records, in exchange_id order, one short read per page."""
     c = table.c
-    query = sa.select(c.exchange_id, c.content_sha256, c.payload_json).order_by(c.exchange_id).limit(PAGE_ROWS)
+    query = sa.select(c.exchange_id, c.content_sha256, c.payload_json).order_by(c.exchange_id).limit(page_rows)
     after: str | None = None
     while True:
         with store.begin() as conn:
@@ -136,7 +138,7 @@ def _read_rows(store: SqlEventStore, table: sa.TableClause, *, where: str, count
             if progress is not None and counter[0] % 1000 == 0:
                 progress(counter[0])
             yield _record(str(exchange_id), stored_hash, payload, source=f"{where}, exchange_id {exchange_id}")
-        if len(page) < PAGE_ROWS:
+        if len(page) < page_rows:
             break
         after = str(page[-1][0])
     if progress is not None:

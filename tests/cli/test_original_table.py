@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from eventlog.app.lake import Lake
+from eventlog.app.migration import import_original_table, rename_statement
 from eventlog.format.envelope import content_sha256
 from eventlog.sql.dialects import create_schema_sql
 from eventlog.sql.store import SqlEventStore
@@ -35,7 +36,8 @@ def _envelope(title: str, revision: int, *, stored_hash: str | None = None) -> d
     return record
 
 
-def _original_table(url: str, schema: str | None, envelopes: list[dict[str, Any]]) -> sa.Table:
+def _original_table(url: str, schema: str | None, envelopes: list[dict[str, Any]], *,
+                    payload_type: sa.types.TypeEngine[Any] | None = None) -> sa.Table:
     """Create the original tool's table (exchange_id primary key, content_sha256 unique) holding `envelopes`."""
     engine = sa.create_engine(url)
     metadata = sa.MetaData(schema=None if engine.dialect.name == "sqlite" else schema)
@@ -48,7 +50,7 @@ def _original_table(url: str, schema: str | None, envelopes: list[dict[str, Any]
         sa.Column("natural_key", sa.Text),
         sa.Column("observed_at_utc", sa.String(40), nullable=False),
         sa.Column("content_sha256", sa.String(64), nullable=False, unique=True),
-        sa.Column("payload_json", sa.Text, nullable=False),
+        sa.Column("payload_json", payload_type if payload_type is not None else sa.Text(), nullable=False),
         sa.Column("schema_version", sa.Integer, nullable=False),
         sa.Column("created_at_utc", sa.String(40), nullable=False),
         sa.Column("updated_at_utc", sa.String(40), nullable=False),
@@ -62,7 +64,7 @@ def _original_table(url: str, schema: str | None, envelopes: list[dict[str, Any]
                 {"exchange_id": item["exchange_id"], "exchange_type": item["exchange_type"],
                  "source_system": item["source_system"], "entity_type": item["entity_type"],
                  "natural_key": item["natural_key"], "observed_at_utc": item["observed_at_utc"],
-                 "content_sha256": item["content_sha256"], "payload_json": json.dumps(item), "schema_version": 1,
+                 "content_sha256": item["content_sha256"], "payload_json": item if payload_type is not None else json.dumps(item), "schema_version": 1,
                  "created_at_utc": item["observed_at_utc"], "updated_at_utc": item["observed_at_utc"]}
                 for item in envelopes])
     finally:
@@ -160,3 +162,39 @@ def test_options_go_together(run: Run, tmp_path: Path) -> None:
     assert code == 2 and "--from-original-table" in err
     code, _, err = run("import", "--database-url", "sqlite://")
     assert code == 2 and "--from-original-table" in err
+
+
+def test_pages_of_a_json_column_read_every_row_once(tmp_path: Path, sql_url: str, sql_schema: str) -> None:
+    envelopes = [_envelope(f"P{n}", n) for n in range(7)]
+    table = _original_table(sql_url, sql_schema, envelopes, payload_type=sa.JSON())
+    before = _rows(sql_url, table)
+    seen: list[int] = []
+    with Lake.init(tmp_path / "lake") as lake:
+        plan = import_original_table(lake, database_url=sql_url, schema=sql_schema, dry_run=True, page_rows=3)
+        result = import_original_table(lake, database_url=sql_url, schema=sql_schema, page_rows=3,
+                                       progress=seen.append)
+        again = import_original_table(lake, database_url=sql_url, schema=sql_schema, page_rows=7)
+        ids = [event.body["exchange_id"] for event in lake.events()]
+    assert plan.append.observed == result.append.observed == result.read == 7 and seen[-1] == 7
+    assert ids == sorted(item["exchange_id"] for item in envelopes)  # keyset order, each row once
+    assert (again.append.observed, again.append.already_present) == (0, 7)
+    assert _rows(sql_url, table) == before
+
+
+def test_a_table_of_neither_shape_is_refused(run: Run, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql('CREATE TABLE "RawExchangeRecord" (exchange_id TEXT PRIMARY KEY, payload_json TEXT)')
+    engine.dispose()
+    assert run("init")[0] == 0
+    code, _, err = run("import", "--from-original-table", "--database-url", url)
+    assert code == 3 and "does not have the original tool's shape" in err
+
+
+def test_rename_statement_per_dialect() -> None:
+    assert rename_statement("sqlite", None) == 'ALTER TABLE "RawExchangeRecord" RENAME TO "RawExchangeRecord_original";'
+    assert rename_statement("postgresql", "lake") == \
+        'ALTER TABLE "lake"."RawExchangeRecord" RENAME TO "RawExchangeRecord_original";'
+    assert rename_statement("mysql", "lake") == "RENAME TABLE `lake`.`RawExchangeRecord` TO `lake`.`RawExchangeRecord_original`;"
+    assert rename_statement("mssql", "lake") == "EXEC sp_rename 'lake.RawExchangeRecord', 'RawExchangeRecord_original';"
