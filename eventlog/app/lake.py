@@ -311,6 +311,33 @@ class Lake:
             return sync(self.log, store, direction=direction, conflict=conflict, dry_run=dry_run,
                         now=format_utc(self.log.clock()), progress=progress)
 
+    def sync_from(self, path: str | os.PathLike[str], *, conflict: Strategy = "prefer_newest", dry_run: bool = False,
+                  progress: Callable[[int], None] | None = None) -> SyncResult | ImportResult:
+        """Merge a folder copied from another machine into this lake, reading it only (see eventlog.sync.from_folder).
+
+        A lake's folder or its log/ folder is merged by event id (foreign events keep their identity, conflicts
+        follow `conflict`) and returns a SyncResult; a snapshot pack folder (manifest.json beside records/) is
+        imported as `import_pack` does and returns an ImportResult. Then, unless `dry_run`, the lake's snapshot
+        packs and (with a database configured) its event tables and RawExchangeRecord are brought up to the log.
+        Raises InputError, IntegrityError (the folder is damaged: file and line named), ConflictError under
+        `fail`, before anything is written.
+        """
+        from eventlog.capture.manifest import MANIFEST_NAME
+        from eventlog.sync.from_folder import sync_from
+
+        folder = Path(path)
+        if (folder / MANIFEST_NAME).is_file() and (folder / "records").is_dir():
+            return self.import_pack(folder / MANIFEST_NAME, dry_run=dry_run, conflict=conflict, progress=progress)
+        result = sync_from(self.log, folder, conflict=conflict, dry_run=dry_run, now=format_utc(self.log.clock()),
+                           progress=progress)
+        if dry_run or not result.changed:
+            return result
+        self.reproject_packs()
+        if os.environ.get("EVENTLOG_DATABASE_URL") or self.config.database_url:
+            self.mirror()
+            result = msgspec.structs.replace(result, projection=self.reproject())
+        return result
+
     def verify_projection(self, *, database_url: str | None = None, schema: str | None = None,
                           progress: Callable[[int], None] | None = None) -> ProjectionReport:
         """Recompute RawExchangeRecord from the log in a scratch database and compare rows and digests with it."""

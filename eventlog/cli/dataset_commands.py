@@ -65,7 +65,7 @@ def import_command(ctx: click.Context, paths: tuple[str, ...], manifest_path: Pa
                                                 total=lambda: count_lines([manifest_path.parent])) as progress:
         result = lake.import_pack(manifest_path, dry_run=dry_run, conflict=cast("Strategy | None", conflict),
                                   progress=progress)
-    emit(ctx, msgspec.to_builtins(result), lambda: _import_text(result))
+    emit(ctx, msgspec.to_builtins(result), lambda: import_text(result))
 
 
 def _import_original(ctx: click.Context, *, database_url: str | None, schema: str | None, dry_run: bool) -> None:
@@ -92,7 +92,7 @@ def _original_text(result: OriginalTableResult) -> str:
     return "\n".join(lines)
 
 
-def _import_text(result: ImportResult) -> str:
+def import_text(result: ImportResult) -> str:
     done = result.append
     verb = "would import" if result.dry_run else "imported"
     lines = [f"{result.dataset}: {verb} {result.read:,} record(s) from {result.folder}: {done.observed:,} observed, "

@@ -11,7 +11,7 @@ import msgspec
 
 from eventlog.cli.app import Progress, app, cli, emit, json_option
 from eventlog.cli.sql_commands import database_options
-from eventlog.errors import ConflictError
+from eventlog.errors import ConflictError, InputError
 
 if TYPE_CHECKING:
     from eventlog.sync import Conflict, SyncResult
@@ -33,16 +33,20 @@ _SHORT = 12
                    "[default: the manifest's sync_policy.conflict_strategy, else prefer_newest]")
 @click.option("--dry-run", is_flag=True, help="Print the plan (events each way, conflicts, keys touched); write "
                                               "nothing.")
+@click.option("--from", "from_path", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Merge a folder copied from another machine instead: a lake's folder, its log/ folder, or a "
+                   "snapshot pack folder. It is only read; with --conflict, prefer_sql prefers the folder's side.")
 @database_options
 @json_option
 @click.pass_context
 def sync(ctx: click.Context, manifest_path: Path | None, direction: str | None, conflict: str | None, dry_run: bool,
-         database_url: str | None, schema: str) -> None:
+         from_path: Path | None, database_url: str | None, schema: str) -> None:
     """Merge the log with the database's event tables (union by event id), decide conflicts, and reproject
     RawExchangeRecord.
 
     Several lakes may sync with one database; each run brings this lake and the database to the same events.
-    A second run right after a run changes nothing.
+    A second run right after a run changes nothing. With --from PATH, the events of a copied lake, log or
+    pack folder are merged into this lake instead (PATH is never written).
     """
     if manifest_path is not None:
         from eventlog.capture.manifest import read_manifest
@@ -53,6 +57,11 @@ def sync(ctx: click.Context, manifest_path: Path | None, direction: str | None, 
     direction = direction or "bidirectional"
     conflict = conflict or "prefer_newest"
     progress = Progress(ctx, "syncing")
+    if from_path is not None:
+        if direction != "bidirectional":
+            raise InputError("--direction does not apply to --from: a copied folder is only read")
+        _sync_from(ctx, from_path, conflict, dry_run, progress)
+        return
     with app(ctx).open_lake() as lake:
         try:
             result = lake.sync(direction=direction, conflict=conflict, dry_run=dry_run,  # type: ignore[arg-type]
@@ -64,6 +73,39 @@ def sync(ctx: click.Context, manifest_path: Path | None, direction: str | None, 
         finally:
             progress.done()
     emit(ctx, result, lambda: _text(result))
+
+
+def _sync_from(ctx: click.Context, path: Path, conflict: str, dry_run: bool, progress: Progress) -> None:
+    from eventlog.cli.dataset_commands import import_text
+    from eventlog.sync import SyncResult
+
+    with app(ctx).open_lake() as lake:
+        try:
+            result = lake.sync_from(path, conflict=conflict, dry_run=dry_run,  # type: ignore[arg-type]
+                                    progress=progress)
+        except ConflictError as error:
+            progress.done()
+            _report_conflicts(ctx, error)
+            raise
+        finally:
+            progress.done()
+    if isinstance(result, SyncResult):
+        emit(ctx, result, lambda: _from_text(result, path))
+    else:
+        emit(ctx, msgspec.to_builtins(result), lambda: import_text(result))
+
+
+def _from_text(result: SyncResult, path: Path) -> str:
+    verb = "would append" if result.dry_run else "appended"
+    lines = [f"{verb} {result.to_json:,} event(s) from {path} to the log; {result.shared:,} shared observation(s) "
+             f"kept once; {result.keys_touched:,} key(s) touched"]
+    lines.extend(_decided(item, result.dry_run) for item in result.conflicts)
+    if result.projection is not None:
+        lines.append(f"{result.projection.projection}: {result.projection.mode}, state digest "
+                     f"{result.projection.state_digest}")
+    if not result.changed and not result.dry_run:
+        lines.append(f"nothing to do: the log holds every event of {path}")
+    return "\n".join(lines)
 
 
 def _report_conflicts(ctx: click.Context, error: ConflictError) -> None:

@@ -48,7 +48,7 @@ from projections.raw_exchange import ReprojectResult
 from projections.sql_source import reproject_tables
 from projections.tables import attach
 
-__all__ = ["BATCH", "SYNC_LOCK", "sync", "watermark_keys"]
+__all__ = ["BATCH", "SYNC_LOCK", "Plan", "find_conflicts", "refuse_under_fail", "sync", "watermark_keys"]
 
 BATCH = 2000
 SYNC_LOCK = "sync"
@@ -59,7 +59,7 @@ def watermark_keys(replica_id: str) -> tuple[str, str]:
     return f"sync|{replica_id}|json_to_sql", f"sync|{replica_id}|sql_to_json"
 
 
-class _Plan:
+class Plan:
     """What the reading pass found: counts, positions, the keys touched, the conflicts and their decisions."""
 
     def __init__(self) -> None:
@@ -99,7 +99,7 @@ def sync(log: EventLog, store: SqlEventStore, *, direction: Direction = "bidirec
     return _result(plan, direction, conflict, dry_run=False, projection=projection)
 
 
-def _result(plan: _Plan, direction: Direction, strategy: Strategy, *, dry_run: bool,
+def _result(plan: Plan, direction: Direction, strategy: Strategy, *, dry_run: bool,
             projection: ReprojectResult | None = None) -> SyncResult:
     return SyncResult(direction=direction, strategy=strategy, dry_run=dry_run, full_reconciliation=plan.full,
                       to_sql=plan.to_sql + len(plan.resolutions) if direction != "sql_to_json" else 0,
@@ -137,8 +137,8 @@ def _sync_lock(store: SqlEventStore) -> Iterator[None]:
 # -- the reading pass ----------------------------------------------------------------------------------------------
 
 def _plan(log: EventLog, store: SqlEventStore, direction: Direction, strategy: Strategy, *, now: str, batch: int,
-          exists: bool) -> _Plan:
-    plan = _Plan()
+          exists: bool) -> Plan:
+    plan = Plan()
     ours, theirs = LogSide(log), SqlSide(store, exists=exists)
     push_key, pull_key = watermark_keys(log.replica_id)
     plan.push_end, plan.pull_end = ours.end(), theirs.end()
@@ -179,7 +179,13 @@ def _plan(log: EventLog, store: SqlEventStore, direction: Direction, strategy: S
                 pulled.setdefault(name, []).append(event)
 
     if pulled:
-        _find_conflicts(log, plan, pushed, pulled, strategy, now=now)
+        find_conflicts(log, plan, pushed, pulled, strategy, now=now)
+    refuse_under_fail(plan, strategy)
+    return plan
+
+
+def refuse_under_fail(plan: Plan, strategy: Strategy) -> None:
+    """Raise the ConflictError (exit 9) listing the plan's conflicts under `fail`; nothing is written yet."""
     if plan.conflicts and strategy == "fail":
         listed = "; ".join(f"{item.source_system}/{item.entity_type}/{item.natural_key} "
                            f"({', '.join(candidate.content_sha256[:12] for candidate in item.candidates)})"
@@ -187,11 +193,10 @@ def _plan(log: EventLog, store: SqlEventStore, direction: Direction, strategy: S
         more = f" and {len(plan.conflicts) - 5} more" if len(plan.conflicts) > 5 else ""
         raise ConflictError(f"{len(plan.conflicts)} conflict(s) under the fail strategy, nothing written: "
                             f"{listed}{more}", conflicts=[_conflict_dict(item) for item in plan.conflicts])
-    return plan
 
 
 def _new_events(source: LogSide | SqlSide, target: LogSide | SqlSide, after: int, end: int, batch: int,
-                plan: _Plan | None, *, pulling: bool) -> Iterator[Event]:
+                plan: Plan | None, *, pulling: bool) -> Iterator[Event]:
     """`source`'s events in (after, end] that `target` lacks. A copy under the same id that is the same event
     (a shared observation or decision) is noted in `plan.shared`; another event under that id raises the
     integrity error naming both sides."""
@@ -209,7 +214,7 @@ def _new_events(source: LogSide | SqlSide, target: LogSide | SqlSide, after: int
                 plan.shared.add(event.event_id)
 
 
-def _find_conflicts(log: EventLog, plan: _Plan, pushed: dict[Name, set[str]], pulled: dict[Name, list[Event]],
+def find_conflicts(log: EventLog, plan: Plan, pushed: dict[Name, set[str]], pulled: dict[Name, list[Event]],
                     strategy: Strategy, *, now: str) -> None:
     """Compare, for each key both sides changed, this lake's current version with the database's."""
     with IndexReader(log) as reader:
@@ -243,7 +248,7 @@ def _conflict_dict(item: Conflict) -> dict[str, object]:
 
 # -- the writing pass ------------------------------------------------------------------------------------------------
 
-def _apply(log: EventLog, store: SqlEventStore, plan: _Plan, direction: Direction, *, batch: int,
+def _apply(log: EventLog, store: SqlEventStore, plan: Plan, direction: Direction, *, batch: int,
            progress: Callable[[int], None] | None) -> None:
     ours, theirs = LogSide(log), SqlSide(store, exists=True)
     push_key, pull_key = watermark_keys(log.replica_id)
@@ -271,7 +276,7 @@ def _apply(log: EventLog, store: SqlEventStore, plan: _Plan, direction: Directio
         store.set_watermark(pull_key, pull_to if direction == "bidirectional" else plan.pull_end)
 
 
-def _new_to_log(ours: LogSide, theirs: SqlSide, plan: _Plan, batch: int, progress: Callable[[int], None] | None,
+def _new_to_log(ours: LogSide, theirs: SqlSide, plan: Plan, batch: int, progress: Callable[[int], None] | None,
                 done: int) -> Iterator[Event]:
     """The database's events the log lacks, then the new resolutions, as the log's append takes them."""
     for chunk in chunks(theirs.events(plan.pull_after, plan.pull_end), batch):

@@ -41,7 +41,7 @@ def describe(event: Event) -> str:
     return f"{event.type} {canonical_json(body).decode()[:200]} (origin {event.origin})"
 
 
-def clash(event_id: str, lake_side: Event, sql_side: Event) -> IntegrityError:
-    """The error for one event id naming two different events; nothing is written."""
+def clash(event_id: str, lake_side: Event, sql_side: Event, *, other: str = "the database") -> IntegrityError:
+    """The error for one event id naming two different events (`other`: the other replica); nothing is written."""
     return IntegrityError(f"event {event_id} is two different events: this lake's log holds {describe(lake_side)}, "
-                          f"the database holds {describe(sql_side)}; nothing was written")
+                          f"{other} holds {describe(sql_side)}; nothing was written")
