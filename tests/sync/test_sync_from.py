@@ -135,3 +135,19 @@ def test_the_cli_merges_a_copied_folder(lakes: tuple[Lake, Lake], tmp_path: Path
     assert code == 0 and "nothing to do" in out
     code, _, err = run("sync", "--from", str(tmp_path), "--json")
     assert code != 0 and "holds no event log" in err + out
+
+
+def test_a_copied_pack_folder_is_read_as_import_reads_it(lakes: tuple[Lake, Lake], tmp_path: Path) -> None:
+    from eventlog.app.datasets import ImportResult
+    from eventlog.log.writer import AppendResult
+
+    _, b = lakes
+    pack = shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "packs" / "original", tmp_path / "pack")
+    before = folder_digest(pack)
+    result = b.sync_from(pack)
+    assert isinstance(result, ImportResult) and result.read == 7
+    assert folder_digest(pack) == before
+    assert isinstance(result.append, AppendResult) and result.append.observed == len(lake_event_ids(b)) > 0
+    again = b.sync_from(pack)
+    assert isinstance(again, ImportResult) and isinstance(again.append, AppendResult)
+    assert (again.append.observed, again.append.revisited) == (0, 0) and len(lake_event_ids(b)) == result.append.observed
