@@ -14,7 +14,7 @@ from eventlog.errors import ConflictError, IntegrityError
 from eventlog.log.segments import list_segments
 from eventlog.sync import SyncResult
 from tests.cli.runner import Run
-from tests.sync.helpers import folder_digest, lake_digest, lake_event_ids, page
+from tests.sync.helpers import database_digest, folder_digest, lake_digest, lake_event_ids, page
 
 
 @pytest.fixture
@@ -151,3 +151,15 @@ def test_a_copied_pack_folder_is_read_as_import_reads_it(lakes: tuple[Lake, Lake
     again = b.sync_from(pack)
     assert isinstance(again, ImportResult) and isinstance(again.append, AppendResult)
     assert (again.append.observed, again.append.revisited) == (0, 0) and len(lake_event_ids(b)) == result.append.observed
+
+
+def test_with_a_database_its_projection_follows(lakes: tuple[Lake, Lake], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = lakes
+    a.append([page("Ada", 1, 1), page("Bea", 2, 2)])
+    b.append([page("Cy", 1, 1)])
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    monkeypatch.setenv("EVENTLOG_DATABASE_URL", url)
+    result = _from(b, _copy(a, tmp_path / "copy-a"))
+    assert result.projection is not None
+    assert result.projection.state_digest == lake_digest(b, tmp_path) == database_digest(url, "lake")
