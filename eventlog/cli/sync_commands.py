@@ -48,6 +48,8 @@ def sync(ctx: click.Context, manifest_path: Path | None, direction: str | None, 
     A second run right after a run changes nothing. With --from PATH, the events of a copied lake, log or
     pack folder are merged into this lake instead (PATH is never written).
     """
+    if from_path is not None and direction is not None:
+        raise InputError("--direction does not apply to --from: a copied folder is only read")
     if manifest_path is not None:
         from eventlog.capture.manifest import read_manifest
 
@@ -58,8 +60,6 @@ def sync(ctx: click.Context, manifest_path: Path | None, direction: str | None, 
     conflict = conflict or "prefer_newest"
     progress = Progress(ctx, "syncing")
     if from_path is not None:
-        if direction != "bidirectional":
-            raise InputError("--direction does not apply to --from: a copied folder is only read")
         _sync_from(ctx, from_path, conflict, dry_run, progress)
         return
     with app(ctx).open_lake() as lake:

@@ -133,8 +133,10 @@ def test_the_cli_merges_a_copied_folder(lakes: tuple[Lake, Lake], tmp_path: Path
     assert code == 0 and "appended 1 event(s)" in out
     code, out, _ = run("sync", "--from", str(copy_a))
     assert code == 0 and "nothing to do" in out
-    code, _, err = run("sync", "--from", str(tmp_path), "--json")
-    assert code != 0 and "holds no event log" in err + out
+    code, out, err = run("sync", "--from", str(tmp_path), "--json")
+    assert code == 3 and "holds no event log" in err + out
+    code, out, err = run("sync", "--from", str(copy_a), "--direction", "json_to_sql")
+    assert code == 3 and "--direction does not apply" in err + out
 
 
 def test_a_copied_pack_folder_is_read_as_import_reads_it(lakes: tuple[Lake, Lake], tmp_path: Path) -> None:
