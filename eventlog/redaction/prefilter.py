@@ -52,8 +52,8 @@ _QUALIFIER_BYTES: Final = tuple(q.encode() for q in sorted(KEY_QUALIFIERS))
 _SEPARATOR_BYTES: Final = bytes(c for c in range(256) if not bytes([c]).isalnum())
 _ESCAPE_TAIL = re.compile(rb"%[0-9a-f]{2}\Z")
 _Candidate = tuple[int, bytes, int, bool]
-_TOKEN_NEEDLES: Final = ("eyj", "akia", "asia", "abia", "a3t", "sk-", "k_live_", "k_test_", "ghp_", "gho_",
-                         "ghu_", "ghs_", "ghr_", "github_pat_", "aiza", "-----begin", "bearer",
+_TOKEN_NEEDLES: Final = ("eyj", "akia", "asia", "abia", "acca", "a3t", "sk-", "k_live_", "k_test_", "ghp_",
+                         "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "aiza", "-----begin", "bearer",
                          "xoxa-", "xoxb-", "xoxo-", "xoxp-", "xoxr-", "xoxs-", "hooks.slack.com/services/",
                          "glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "glptt-", "glcbt-", "glimt-", "glagent-",
                          "gloas-", "gr1348941", "hf_", "sg.", "npm_", "pypi-age", "sq0csp-", "sq0atp-", "akc")

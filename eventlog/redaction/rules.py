@@ -109,7 +109,7 @@ TOKENS: Final = re.compile(
     r"(?:[\s\S]{0,8192}?-----END (?P=pl)PRIVATE KEY(?P=pt)-----|[A-Za-z0-9+/=\s:,\\-]*)"
     r"|(?<![A-Za-z0-9_-])(?i:bearer)[ \t\r\n]+(?P<bearer>(?=[A-Za-z0-9._~+/-]*[0-9])[A-Za-z0-9._~+/-]{8,}=*)"
     r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
-    r"|(?<![A-Z0-9])(?:A3T[A-Z0-9]|ABIA|AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"
+    r"|(?<![A-Z0-9])(?:A3T[A-Z0-9]|ABIA|ACCA|AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"
     rf"|(?<![{_T}])sk-[{_T}]*T3BlbkFJ[{_T}]*"
     rf"|(?<![{_T}])sk-(?=[{_T}]*[0-9])[{_T}]{{20,}}"
     r"|(?<![A-Za-z0-9_-])[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
