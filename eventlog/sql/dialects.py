@@ -241,15 +241,25 @@ def _is_identity(column: sa.Column[Any]) -> bool:
 
 
 def bulk_insert(conn: sa.Connection, table: sa.Table, columns: Sequence[str],
-                rows: Iterable[Sequence[Any]]) -> None:
+                rows: Iterable[Sequence[Any]], *, max_packet: int | None = None) -> None:
     """Insert `rows` (value tuples in the order of `columns`) by the fastest sound path.
 
     PostgreSQL: COPY FROM STDIN on the same connection and transaction, consuming `rows` lazily so the server
     works while the caller produces them. Elsewhere: the compiled positional INSERT through the driver's
     executemany (pymysql rewrites it into multi-row INSERTs; SQL Server uses fast_executemany), skipping
     SQLAlchemy's per-row parameter processing, which none of these column types needs.
+
+    MySQL/MariaDB through pymysql: every multi-row INSERT stays within the server's max_allowed_packet
+    (`max_packet` if given, else read from the server once per connection), and a single row that cannot fit
+    is refused with DatabaseError naming its size and the limit before anything of it is sent.
     """
     dialect = conn.dialect
+    if dialect.name in MYSQL_NAMES and dialect.driver == "pymysql":
+        rows = rows if isinstance(rows, list) else list(rows)
+        if rows:
+            _mysql_bulk_insert(conn, table, columns, rows,
+                               max_packet if max_packet is not None else server_max_packet(conn))
+        return
     if dialect.name == "postgresql":
         preparer = dialect.identifier_preparer
         iterator = iter(rows)
@@ -270,6 +280,59 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, columns: Sequence[str],
     rows = rows if isinstance(rows, list) else list(rows)
     if rows:
         conn.exec_driver_sql(positional_insert(table, columns, dialect.name), rows)
+
+
+_MAX_PACKET_KEY: Final = "eventlog.max_allowed_packet"
+# Bytes of a packet beyond the statement text: the command byte, and room to spare.
+_PACKET_OVERHEAD: Final = 64
+
+
+def server_max_packet(conn: sa.Connection) -> int:
+    """The MySQL/MariaDB server's max_allowed_packet for this connection, read once per connection.
+
+    The value is kept in the pooled connection's `info`, so a connection taken from the pool again costs no
+    query; a server whose limit changes applies it to new connections only, as the server itself does.
+    """
+    info = conn.connection.info
+    known = info.get(_MAX_PACKET_KEY)
+    if known is None:
+        known = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
+        info[_MAX_PACKET_KEY] = known
+    return int(known)
+
+
+def _mysql_bulk_insert(conn: sa.Connection, table: sa.Table, columns: Sequence[str],
+                       rows: list[Sequence[Any]], max_packet: int) -> None:
+    """pymysql's multi-row INSERT, each statement kept within `max_packet` bytes (see `bulk_insert`)."""
+    sql = positional_insert(table, columns, conn.dialect.name)
+    prefix, _, values = sql.partition(" VALUES ")
+    room = max_packet - _PACKET_OVERHEAD - len(prefix) - len(" VALUES ")
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        encoding = cursor.connection.encoding
+        for row in rows:
+            # A quoted value takes at most four bytes per character (UTF-8, or a two-byte escape) and
+            # twice its length for bytes: most rows are plainly small enough and are not rendered twice.
+            bound = sum(4 * len(value) + 10 if isinstance(value, str | bytes) else 24 for value in row) + 4 * len(row)
+            if bound > room:
+                size = len(cursor.mogrify(values, tuple(row)).encode(encoding, "surrogateescape"))
+                if size > room:
+                    raise _packet_too_large(conn.engine.url, table, columns, row, size, max_packet)
+        # pymysql starts a new statement before one would pass max_stmt_length bytes; its own default
+        # (about 1 MB) stays where the server allows more.
+        cursor.max_stmt_length = min(cursor.max_stmt_length, max_packet - _PACKET_OVERHEAD)
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
+
+
+def _packet_too_large(url: sa.URL, table: sa.Table, columns: Sequence[str], row: Sequence[Any], size: int,
+                      max_packet: int) -> DatabaseError:
+    backend = _BACKEND_TITLES.get(url.get_backend_name(), url.get_backend_name())
+    return DatabaseError(
+        f"A {table.name} row ({columns[0]} {row[0]}) takes {size} bytes in an INSERT, more than the "
+        f"max_allowed_packet of {max_packet} bytes of the {backend} server at {_where(url)} "
+        f"(SELECT @@max_allowed_packet): raise max_allowed_packet on the server to store it.")
 
 
 @functools.lru_cache(maxsize=64)
@@ -459,9 +522,17 @@ def translate_error(exc: BaseException, url: sa.URL) -> DatabaseError:
     elif code in (1045, 1044) or code in ("28P01", "28000") or any(word in lowered for word in _CREDENTIALS) or (
             "role" in lowered and "does not exist" in lowered):
         message = f"The {backend} server at {where} refused the credentials of user {url.username!r}."
+    elif code == 1153 or "max_allowed_packet" in lowered:
+        message = (f"The {backend} server at {where} refused a statement larger than its max_allowed_packet "
+                   "(SELECT @@max_allowed_packet): raise max_allowed_packet on the server.")
     elif code in (2003, 2005, 2006, 2013) or any(word in lowered for word in _UNREACHABLE):
         if url.get_backend_name() == "sqlite":
             message = f"Cannot open the SQLite database file {url.database!r}."
+        elif code in (2006, 2013) and (sent := _statement_bytes(exc)) >= _LARGE_STATEMENT:
+            # MariaDB may close the connection on a statement over max_allowed_packet before it can say so.
+            message = (f"The {backend} server at {where} closed the connection while a statement of about {sent} "
+                       "bytes was sent: it is likely larger than the server's max_allowed_packet "
+                       "(SELECT @@max_allowed_packet), which must be raised on the server.")
         else:
             reason = next((said for words, said in _REASONS if any(word in lowered for word in words)), None)
             message = f"Cannot reach the {backend} server at {where}" + (f" ({reason})." if reason else ".")
@@ -470,6 +541,20 @@ def translate_error(exc: BaseException, url: sa.URL) -> DatabaseError:
         first_line = _without_password(first_line, url).rstrip(".")
         message = f"The {backend} database at {where} failed a statement: {first_line}."
     return DatabaseError(message)
+
+
+# A statement this large that loses its connection most likely passed the server's packet limit.
+_LARGE_STATEMENT: Final = 1 << 20
+
+
+def _statement_bytes(exc: BaseException) -> int:
+    """About how many bytes the failed statement's parameters took (the largest parameter set)."""
+    params = getattr(exc, "params", None)
+    sets = params if isinstance(params, list) else [params]
+    sizes = [sum(len(value) for value in (one.values() if isinstance(one, dict) else one)
+                 if isinstance(value, str | bytes))
+             for one in sets if isinstance(one, dict | tuple | list)]
+    return max(sizes, default=0)
 
 
 def _where(url: sa.URL) -> str:

@@ -51,10 +51,12 @@ class SqlEventStore:
     URL's database (into `lake` when the URL names none); a schema asked for by name is used on every backend.
 
     Raises InputError for a bad schema name or URL; every database failure is a DatabaseError.
-    Construction does not connect; the first call does.
+    Construction does not connect; the first call does. `max_packet` caps the bytes of one INSERT statement on
+    MySQL/MariaDB below the server's max_allowed_packet, which is otherwise read from the server.
     """
 
-    def __init__(self, url: str, *, schema: str | None = None) -> None:
+    def __init__(self, url: str, *, schema: str | None = None, max_packet: int | None = None) -> None:
+        self.max_packet = max_packet
         if schema is not None:
             check_schema_name(schema)
         try:
@@ -198,8 +200,8 @@ class SqlEventStore:
             for content_hash, in select_in(conn, statements.content_present, "hashes", sorted(content_rows)):
                 del content_rows[content_hash]
             stored_content.update(content_rows)
-            bulk_insert(conn, self.tables.content, CONTENT_COLUMNS, content_rows.values())
-            bulk_insert(conn, self.tables.event, EVENT_COLUMNS, event_rows)
+            bulk_insert(conn, self.tables.content, CONTENT_COLUMNS, content_rows.values(), max_packet=self.max_packet)
+            bulk_insert(conn, self.tables.event, EVENT_COLUMNS, event_rows, max_packet=self.max_packet)
             written += len(event_rows)
         return written
 

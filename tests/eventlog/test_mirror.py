@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,9 +18,10 @@ import pytest
 import sqlalchemy as sa
 
 from eventlog import DatabaseError, Lake, SegmentPolicy
+from eventlog.sql.dialects import translate_error
 from eventlog.sql.mirror import mirror_key, mirror_log
 from eventlog.sql.store import SqlEventStore
-from tests.conftest import seeded, server_url
+from tests.conftest import drop_test_schema, seeded, server_url
 from tests.factories import BASE_TIME, openalex_record, page_record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,3 +155,60 @@ def test_sigkill_during_mirror_leaves_tables_and_watermark_consistent(tmp_path: 
         rest = lake.mirror(database_url=sql_url, schema=sql_schema)
     assert rest.watermark == len(expected)
     assert _mirrored(sql_url, sql_schema) == expected
+
+
+def _mysql_store_or_skip(schema: str, *, max_packet: int) -> SqlEventStore:
+    url = server_url("mysql")  # skips (or fails, where servers are required) without a MariaDB/MySQL server
+    return SqlEventStore(url, schema=schema, max_packet=max_packet)
+
+
+@pytest.fixture
+def mysql_schema() -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    yield name
+    drop_test_schema(server_url("mysql"), name)
+
+
+def test_mysql_inserts_stay_within_max_allowed_packet(lake: Lake, mysql_schema: str) -> None:
+    # 60 payloads of about 2 KB: one batch of the mirror, split into statements of at most 16 KiB each.
+    lake.append([openalex_record(n) for n in range(60)])
+    with _mysql_store_or_skip(mysql_schema, max_packet=16384) as store:
+        store.create_schema()
+        with store.begin() as conn:
+            before = int(conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_insert'").one()[1])
+            written = store.append_events(lake.events(), conn=conn)
+            inserts = int(conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_insert'").one()[1]) - before
+        assert written == 60
+        # Content rows of ~2 KB, event rows of ~1 KB: at least 60 * 3 KB / 16 KiB statements.
+        assert inserts >= 60 * 3000 // 16384
+    with SqlEventStore(server_url("mysql"), schema=mysql_schema) as store:
+        assert [event for _, event in store.events()] == list(lake.events())
+
+
+def test_mysql_row_beyond_max_allowed_packet_is_named(lake: Lake, mysql_schema: str) -> None:
+    lake.append([page_record("Ada", 1), page_record("Big", 1, body="x" * 40_000), page_record("Cy", 1)])
+    with _mysql_store_or_skip(mysql_schema, max_packet=32768) as store:
+        with pytest.raises(DatabaseError) as refused:
+            mirror_log(lake.log, store)
+        message = str(refused.value)
+        assert "max_allowed_packet of 32768 bytes" in message and "ExchangeContent row" in message
+        assert "Cannot reach" not in message
+        assert store.max_event_seq() == 0  # all or nothing: the batch with the large row kept nothing
+    with SqlEventStore(server_url("mysql"), schema=mysql_schema) as store:
+        result = mirror_log(lake.log, store)  # the server's own limit (16 MiB by default) takes the row
+        assert result.written == 3
+
+
+def test_mysql_refusal_of_a_large_packet_names_the_cause() -> None:
+    url = server_url("mysql")
+    engine = sa.create_engine(url)
+    try:
+        conn = engine.connect()
+        limit = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
+        with pytest.raises(sa.exc.DBAPIError) as failed:
+            conn.exec_driver_sql("SELECT %s", ("x" * (limit + 1024),))
+        conn.invalidate()  # the server closed it
+    finally:
+        engine.dispose()
+    message = str(translate_error(failed.value, sa.make_url(url)))
+    assert "max_allowed_packet" in message and "Cannot reach" not in message, message
