@@ -32,7 +32,7 @@ from eventlog.cold.archiver import (
 from eventlog.cold.container import Compression
 from eventlog.cold.keys import Argon2Params, Keys
 from eventlog.cold.reader import ColdStore
-from eventlog.errors import LakeError
+from eventlog.errors import IntegrityError, LakeError
 from eventlog.format.envelope import ExchangeRecord, format_utc
 from eventlog.format.events import Event
 from eventlog.format.identity import exchange_key
@@ -46,6 +46,7 @@ from eventlog.log.config import (
     write_config,
 )
 from eventlog.log.index import IndexEntry
+from eventlog.log.reader import decode_at
 from eventlog.log.verify import VerifyReport, verify_log
 from eventlog.log.writer import AppendResult, EventLog
 from eventlog.redaction.redactor import RedactionPolicy, Redactor
@@ -347,9 +348,32 @@ class Lake:
             return verify_projection(self.log, store, now=format_utc(self.log.clock()), progress=progress)
 
     def get(self, exchange_id: str) -> Event | None:
-        """The event of one exchange with its payload (taken from the first observation of that content)."""
-        entry = self.log.index.by_exchange_id(exchange_id.lower())
-        return None if entry is None else self._with_payload(entry)
+        """The event of one exchange with its payload (taken from the first observation of that content).
+
+        None when the log does not hold it. Raises IntegrityError when the index misses the id but the log holds
+        it (an index that lost entries): the log is scanned for it only when the index holds fewer entries than
+        the log has events, so a plain miss costs one count.
+        """
+        event_id = exchange_id.lower()
+        entry = self.log.index.by_exchange_id(event_id)
+        if entry is None:
+            self._check_index_misses(event_id)
+            return None
+        return self._with_payload(entry)
+
+    def _check_index_misses(self, event_id: str) -> None:
+        index = self.log.index
+        if index.count() >= self.log.last_seq:
+            return
+        needle = event_id.encode()
+        for segment, position, raw in self.log.lines():
+            if needle not in raw:
+                continue
+            event = decode_at(raw, f"the segment from seq {segment}", f"offset {position}")
+            if event.event_id == event_id:
+                raise IntegrityError(
+                    f"exchange {event_id} is in the log at seq {event.seq}, but {self.root / 'log' / 'index.sqlite'} "
+                    "lacks it: run `eventlog reindex` to rebuild the index from the segments")
 
     def history(self, source_system: str, entity_type: str, natural_key: str) -> list[Event]:
         """Every observation of one natural key, in log order, without payloads."""

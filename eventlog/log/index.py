@@ -203,6 +203,11 @@ class LogIndex:
         row = self._db.execute("SELECT max(seq) FROM events").fetchone()
         return int(row[0] or 0)
 
+    def count(self) -> int:
+        """How many entries the index holds: fewer than the log's last seq when some went missing."""
+        row = self._db.execute("SELECT count(*) FROM events").fetchone()
+        return int(row[0] or 0)
+
     def begin(self) -> None:
         """Start the transaction that one append call's entries share."""
         self._db.execute("BEGIN")

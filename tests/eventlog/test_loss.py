@@ -185,6 +185,21 @@ def test_deleted_index_row_fails_verify_and_reindex_repairs_it(lake_copy: Path) 
         assert lake.verify().ok
 
 
+def test_show_of_an_event_missing_from_the_index_points_to_reindex(lake_copy: Path) -> None:
+    index = lake_copy / "log" / "index.sqlite"
+    with sa.create_engine(f"sqlite:///{index}").begin() as conn:
+        event_id = conn.execute(sa.text("SELECT event_id FROM events WHERE seq = 3")).scalar_one()
+        conn.execute(sa.text("DELETE FROM events WHERE seq = 3"))
+    with Lake.open(lake_copy) as lake:
+        with pytest.raises(IntegrityError, match=rf"exchange {event_id} is in the log at seq 3.*eventlog reindex"):
+            lake.get(event_id)
+        assert lake.get("00000000-0000-4000-8000-000000000000") is None  # truly absent: not found, not damage
+        assert lake.get(lake.log.index.by_seq(4).event_id) is not None  # type: ignore[union-attr]
+        lake.reindex()
+        shown = lake.get(event_id)
+        assert shown is not None and shown.seq == 3
+
+
 def test_damaged_index_file_is_rebuilt(lake_copy: Path) -> None:
     index = lake_copy / "log" / "index.sqlite"
     for suffix in ("-wal", "-shm"):
