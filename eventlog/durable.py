@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,25 +62,29 @@ def named(path: Path) -> Iterator[None]:
 def write_atomically(path: Path, *, overwrite: bool = False) -> Iterator[BinaryIO]:
     """Yield a temp file beside `path`; on clean exit fsync it, rename it to `path` and fsync the folder.
 
-    On any exception the temp file is removed and `path` is untouched. Raises FileExistsError for an existing
+    On any exception the temp file is removed and `path` is untouched; an OSError that names no file (a write
+    on a full disk) is raised naming `path`. Raises FileExistsError for an existing
     `path` unless `overwrite` (checked before and again just before the rename).
     """
     if not overwrite and path.exists():
         raise FileExistsError(f"refusing to overwrite {path}: it exists")
     temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    handle = temp.open("xb")
-    try:
-        yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
-        handle.close()
-        if not overwrite and path.exists():
-            raise FileExistsError(f"refusing to overwrite {path}: it appeared while writing")
-        os.replace(temp, path)
-    except BaseException:
-        handle.close()
-        temp.unlink(missing_ok=True)
-        raise
+    with named(path):
+        handle = temp.open("xb")
+        try:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            if not overwrite and path.exists():
+                raise FileExistsError(f"refusing to overwrite {path}: it appeared while writing")
+            os.replace(temp, path)
+        except BaseException:
+            # Closing flushes what is still buffered, which fails again on a full disk; the temp file goes anyway.
+            with suppress(OSError):
+                handle.close()
+            temp.unlink(missing_ok=True)
+            raise
     fsync_dir(path.parent)
 
 

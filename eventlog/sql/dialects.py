@@ -9,7 +9,9 @@ and the upsert, engine options for the fastest sound bulk path, and the translat
 from __future__ import annotations
 
 import functools
+import os
 import re
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
@@ -522,6 +524,10 @@ def translate_error(exc: BaseException, url: sa.URL) -> DatabaseError:
     elif code in (1045, 1044) or code in ("28P01", "28000") or any(word in lowered for word in _CREDENTIALS) or (
             "role" in lowered and "does not exist" in lowered):
         message = f"The {backend} server at {where} refused the credentials of user {url.username!r}."
+    elif url.get_backend_name() == "sqlite" and ("database or disk is full" in lowered or (
+            "disk i/o error" in lowered and _free_bytes(url.database) < _NEARLY_FULL)):
+        message = (f"The SQLite database {url.database!r} cannot be written: its disk is full "
+                   f"({_free_bytes(url.database)} bytes free).")
     elif code == 1153 or "max_allowed_packet" in lowered:
         message = (f"The {backend} server at {where} refused a statement larger than its max_allowed_packet "
                    "(SELECT @@max_allowed_packet): raise max_allowed_packet on the server.")
@@ -541,6 +547,21 @@ def translate_error(exc: BaseException, url: sa.URL) -> DatabaseError:
         first_line = _without_password(first_line, url).rstrip(".")
         message = f"The {backend} database at {where} failed a statement: {first_line}."
     return DatabaseError(message)
+
+
+# SQLite reports a write that failed for want of space in its write-ahead log's shared memory as a disk I/O
+# error; with less than this free on its disk, a full disk is the cause worth naming.
+_NEARLY_FULL: Final = 1 << 20
+
+
+def _free_bytes(database: str | None) -> int:
+    """Free bytes on the disk of an SQLite database file (a large number where that cannot be told)."""
+    if not database or database == ":memory:":
+        return _NEARLY_FULL
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(database))).free
+    except OSError:
+        return _NEARLY_FULL
 
 
 # A statement this large that loses its connection most likely passed the server's packet limit.

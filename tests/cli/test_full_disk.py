@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from eventlog import Lake
+from eventlog import Lake, SegmentPolicy
 from tests.cli.runner import Run
 from tests.factories import page_record
 
@@ -100,3 +101,56 @@ def test_read_only_lake_reads_and_refuses_writes_with_a_sentence(run: Run, disk:
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
     assert run("verify")[0] == 0
+
+
+def _small_segments(root: Path) -> None:
+    Lake.init(root, segment_policy=SegmentPolicy(max_events=10, max_bytes=0, max_age_seconds=0)).close()
+
+
+def test_full_disk_during_mirror(run: Run, disk: Path, tmp_path: Path) -> None:
+    """The SQLite database sits in the lake on the full disk: the mirror stops with a sentence, keeps no partial
+    batch, and a rerun once there is room copies everything."""
+    _small_segments(run.lake)
+    assert run("append", str(_records(tmp_path / "a.ndjson", "Page", 40)))[0] == 0
+    assert run("mirror")[0] == 0  # the database file and its tables exist before the disk fills
+    assert run("append", str(_records(tmp_path / "b.ndjson", "More", 60)))[0] == 0
+    _fill(disk)
+    code, _, err = run("mirror")
+    assert code == 7 and _one_sentence(err) and "lake.db' cannot be written: its disk is full" in err, err
+    code, _, err = run("verify")
+    assert code == 0, err
+    (disk / "filler").unlink()
+    code, out, err = run("--json", "mirror")
+    assert code == 0, err
+    assert json.loads(out)["watermark"] == 100
+    with Lake.open(run.lake) as lake, lake.sql_store() as store:
+        assert [event for _, event in store.events()] == list(lake.events())
+    assert run("verify")[0] == 0
+
+
+def test_full_disk_during_archive(run: Run, disk: Path, tmp_path: Path) -> None:
+    """archive/ on the full disk: the archive stops with a sentence, leaves no partial archive and keeps every hot
+    segment; once there is room it archives and evicts, and verify passes throughout."""
+    key = tmp_path / "archive.key"
+    assert run("keygen", "--key-file", str(key))[0] == 0
+    _small_segments(run.lake)
+    for batch in range(5):  # an append call seals after its batch: one sealed segment per call of 10
+        assert run("append", str(_records(tmp_path / "a.ndjson", f"Page {batch}", 10)))[0] == 0
+    sealed = sorted(path.name for path in (run.lake / "log" / "segments").iterdir() if ".active." not in path.name)
+    assert len(sealed) == 5
+    _fill(disk)
+    code, _, err = run("archive", "--evict", "--compression", "none", "--key-file", str(key))
+    assert code == 4 and _one_sentence(err), err
+    assert re.search(r"cannot use \S+/archive/\d{20}-\d{20}\.evlarc: no space left on the device", err), err
+    archive = run.lake / "archive"
+    assert not archive.exists() or not [path for path in archive.iterdir() if path.name.startswith(".")]
+    assert sorted(path.name for path in (run.lake / "log" / "segments").iterdir()
+                  if ".active." not in path.name) == sealed
+    code, _, err = run("verify")
+    assert code == 0, err
+    (disk / "filler").unlink()
+    code, _, err = run("archive", "--evict", "--compression", "none", "--key-file", str(key))
+    assert code == 0, err
+    assert not [path for path in (run.lake / "log" / "segments").iterdir() if path.name in sealed]
+    code, _, err = run("verify")
+    assert code == 0, err
