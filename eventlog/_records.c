@@ -1,4 +1,4 @@
-/* Optional C assembly of log lines. Every function here has a pure-Python equivalent (eventlog/log/writer.py,
+/* Optional C assembly of log lines. Every function here has a pure-Python equivalent (eventlog/log/prepare.py, eventlog/log/writer.py,
  * eventlog/format/events.py, eventlog/format/envelope.py, eventlog/log/seals.py, eventlog/log/index.py) that is used when this module is
  * not built, and tests check byte for byte that both give the same answers.
  *
@@ -233,11 +233,11 @@ static PyObject *helper_to_builtins;    /* msgspec.to_builtins, for a ResponseRe
 static PyObject *helper_normalize_id;   /* str(uuid.UUID(text)) */
 static PyObject *helper_format_utc;     /* eventlog.format.envelope.format_utc, for times not in datetime.UTC */
 static PyObject *helper_namespace;      /* bytes of the uuid5 namespace of derived exchange ids */
-static PyTypeObject *helper_prepared;   /* eventlog.log.writer.Prepared, a tuple subclass */
+static PyTypeObject *helper_prepared;   /* eventlog.log.prepare.Prepared, a tuple subclass */
 
 PyDoc_STRVAR(set_helpers_doc,
 "set_helpers(canonical_json, to_builtins, normalize_id, format_utc, namespace, prepared_type, /)\n--\n\n"
-"What prepare_record calls back into Python for; eventlog.log.writer sets them once.");
+"What prepare_record calls back into Python for; eventlog.log.prepare sets them once.");
 
 static PyObject *
 set_helpers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -336,7 +336,7 @@ bytes_or_fail(PyObject *object, const char *what)
 
 PyDoc_STRVAR(prepare_record_doc,
 "prepare_record(record, request_json, response_json, redactions, redacted, /)\n--\n\n"
-"The Prepared of a redacted ExchangeRecord, as eventlog.log.writer.prepare makes it after encoding and redaction:\n"
+"The Prepared of a redacted ExchangeRecord, as eventlog.log.prepare.prepare makes it after encoding and redaction:\n"
 "`redactions` is the sorted list the envelope states, `redacted` whether this redaction changed anything.\n"
 "Raises UnicodeEncodeError for a lone surrogate in a name, which the Python path then names.");
 
@@ -515,7 +515,7 @@ done:
 /* ------------------------------------------------------------------------------------------------------------ */
 /* encode_chunk */
 
-/* The fields of a Prepared (eventlog.log.writer) that lines are made of. */
+/* The fields of a Prepared (eventlog.log.prepare) that lines are made of. */
 enum { P_ID, P_CONTENT, P_OBSERVED, P_KEY, P_HEAD, P_TAIL, P_REQUEST, P_RESPONSE, P_FIELDS };
 
 typedef struct {
