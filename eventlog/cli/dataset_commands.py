@@ -16,6 +16,7 @@ from eventlog.cli.log_commands import ingest
 if TYPE_CHECKING:
     from eventlog.app.datasets import ExportResult, ImportResult
     from eventlog.app.migration import OriginalTableResult
+    from eventlog.log.writer import AppendResult
 
 STRATEGIES = ("prefer_newest", "prefer_sql", "prefer_json", "fail")
 
@@ -78,30 +79,18 @@ def _import_original(ctx: click.Context, *, database_url: str | None, schema: st
 
 
 def _original_text(result: OriginalTableResult) -> str:
-    done = result.append
     verb = "would import" if result.dry_run else "imported"
-    lines = [f"{result.table} in {result.database}: {verb} {result.read:,} row(s): {done.observed:,} observed, "
-             f"{done.revisited:,} revisited, {done.already_present:,} already present"]
-    if done.hash_mismatch_count:
-        lines.append(f"  {done.hash_mismatch_count:,} row(s) whose stored content_sha256 differs from ours "
-                     f"(kept): {', '.join(done.hash_mismatches[:5])}{' ...' if done.hash_mismatch_count > 5 else ''}")
-    if done.redacted:
-        lines.append(f"  {done.redacted:,} row(s) redacted")
+    lines = _append_lines(f"{result.table} in {result.database}: {verb} {result.read:,} row(s)", result.append,
+                          noun="row(s)", stated="stored")
     lines.append("The table was only read. To let the new RawExchangeRecord projection take its name, a DBA runs:")
     lines.append(f"  {result.rename_statement}")
     return "\n".join(lines)
 
 
 def import_text(result: ImportResult) -> str:
-    done = result.append
     verb = "would import" if result.dry_run else "imported"
-    lines = [f"{result.dataset}: {verb} {result.read:,} record(s) from {result.folder}: {done.observed:,} observed, "
-             f"{done.revisited:,} revisited, {done.already_present:,} already present"]
-    if done.hash_mismatch_count:
-        lines.append(f"  {done.hash_mismatch_count:,} record(s) whose stated content_sha256 differs from ours "
-                     f"(kept): {', '.join(done.hash_mismatches[:5])}{' ...' if done.hash_mismatch_count > 5 else ''}")
-    if done.redacted:
-        lines.append(f"  {done.redacted:,} record(s) redacted")
+    lines = _append_lines(f"{result.dataset}: {verb} {result.read:,} record(s) from {result.folder}", result.append,
+                          noun="record(s)", stated="stated")
     for item in result.conflicts:
         lines.append(f"  conflict ({result.conflict_strategy}): {item.natural_key!r}: lake {item.lake[:12]} "
                      f"({item.lake_observed_at_utc}), pack {item.pack[:12]} ({item.pack_observed_at_utc})")
@@ -142,3 +131,15 @@ def _export_text(result: ExportResult) -> str:
     if imported:
         text += f"; {imported:,} record(s) of the pack were new to the log and {'would be' if result.dry_run else 'were'} imported"
     return text
+
+
+def _append_lines(head: str, done: AppendResult, *, noun: str, stated: str) -> list[str]:
+    """The lines of an import's summary that tell what its append did: counts, hash disagreements, redactions."""
+    lines = [f"{head}: {done.observed:,} observed, {done.revisited:,} revisited, "
+             f"{done.already_present:,} already present"]
+    if done.hash_mismatch_count:
+        lines.append(f"  {done.hash_mismatch_count:,} {noun} whose {stated} content_sha256 differs from ours "
+                     f"(kept): {', '.join(done.hash_mismatches[:5])}{' ...' if done.hash_mismatch_count > 5 else ''}")
+    if done.redacted:
+        lines.append(f"  {done.redacted:,} {noun} redacted")
+    return lines
