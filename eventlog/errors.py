@@ -58,6 +58,22 @@ class InputError(EventLogError):
         return err
 
 
+RECORD_PREFIX = "record "
+
+
+def record_source(number: int) -> str:
+    """The `source` of an InputError about the `number`th record (from 1) of one append, where no file is known."""
+    return f"{RECORD_PREFIX}{number}"
+
+
+def record_number(source: str | None) -> int | None:
+    """The record number of a `record_source`, or None for any other source."""
+    if source is None or not source.startswith(RECORD_PREFIX):
+        return None
+    digits = source[len(RECORD_PREFIX):]
+    return int(digits) if digits.isdigit() else None
+
+
 class CanonicalError(InputError):
     """A value that has no canonical JSON form."""
 

@@ -6,6 +6,7 @@ nothing of the ingest enters the log, and memory stays bounded however many file
 
 from __future__ import annotations
 
+import bisect
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -22,8 +23,39 @@ from eventlog.redaction.redactor import Redactor
 ProgressHook = Callable[[int], None]
 
 
-def read_ndjson_lines(lines: Iterable[bytes], *, source: str,
-                      max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
+class InputTrail:
+    """Where each record read came from (file and line), so that an error about the Nth record of an append can
+    name them. Kept as runs of records on consecutive lines of one file: a few entries per file, not one per record.
+    """
+
+    __slots__ = ("_count", "_firsts", "_runs")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._firsts: list[int] = []  # the record number each run starts with
+        self._runs: list[tuple[str, int]] = []  # (file, line) of that record
+
+    def note(self, source: str, line: int) -> None:
+        """Record that the next record comes from `source`, line `line`."""
+        self._count += 1
+        if self._runs:
+            last_source, last_line = self._runs[-1]
+            if last_source == source and line - last_line == self._count - self._firsts[-1]:
+                return
+        self._firsts.append(self._count)
+        self._runs.append((source, line))
+
+    def locate(self, number: int) -> tuple[str, int] | None:
+        """(file, line) of the `number`th record read (from 1), or None when it was not read through this trail."""
+        if not 1 <= number <= self._count:
+            return None
+        at = bisect.bisect_right(self._firsts, number) - 1
+        source, line = self._runs[at]
+        return source, line + number - self._firsts[at]
+
+
+def read_ndjson_lines(lines: Iterable[bytes], *, source: str, max_bytes: int = MAX_RECORD_BYTES,
+                      trail: InputTrail | None = None) -> Iterator[ExchangeRecord]:
     """Validate NDJSON envelope lines; blank lines are skipped, a file with no record at all is refused.
 
     A line longer than `max_bytes` is refused before it is parsed (large payloads go by reference).
@@ -40,7 +72,10 @@ def read_ndjson_lines(lines: Iterable[bytes], *, source: str,
         value = parse_json(text, source=source, line=number)
         if isinstance(value, dict):
             from_original(value)
-        yield decode_record(value, source=source, line=number)
+        record = decode_record(value, source=source, line=number)
+        if trail is not None:
+            trail.note(source, number)
+        yield record
         count += 1
     if count == 0:
         raise InputError("no exchange records found (the input is empty)", source=source)
@@ -66,13 +101,14 @@ def _file_lines(path: Path) -> Iterator[bytes]:
         raise InputError(f"cannot read: {exc.strerror}", source=str(path)) from None
 
 
-def read_ndjson(path: Path, *, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
+def read_ndjson(path: Path, *, max_bytes: int = MAX_RECORD_BYTES,
+                trail: InputTrail | None = None) -> Iterator[ExchangeRecord]:
     """Records of one NDJSON file (or `-` for standard input)."""
     if str(path) == "-":
-        return read_ndjson_lines(sys.stdin.buffer, source="<stdin>", max_bytes=max_bytes)
+        return read_ndjson_lines(sys.stdin.buffer, source="<stdin>", max_bytes=max_bytes, trail=trail)
     if not path.exists():
         raise InputError("no such file", source=str(path))
-    return read_ndjson_lines(_file_lines(path), source=str(path), max_bytes=max_bytes)
+    return read_ndjson_lines(_file_lines(path), source=str(path), max_bytes=max_bytes, trail=trail)
 
 
 def pack_chunk_files(folder: Path) -> list[Path]:
@@ -90,7 +126,7 @@ def pack_chunk_files(folder: Path) -> list[Path]:
 
 
 def read_pack(folder: Path, *, manifest: DatasetManifest | None = None, redact: bool = True,
-              max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
+              max_bytes: int = MAX_RECORD_BYTES, trail: InputTrail | None = None) -> Iterator[ExchangeRecord]:
     """Records of a snapshot pack: manifest.json, index.jsonl, records/YYYY/YYYY-MM-DD/chunk-NNNN.ndjson.
 
     Packs of the original tool read as they are (its envelope's null provenance and path response_ref
@@ -103,7 +139,7 @@ def read_pack(folder: Path, *, manifest: DatasetManifest | None = None, redact: 
         manifest = read_manifest(where)
     redactor = manifest_redactor(manifest, source=str(where)) if redact else None
     for chunk in pack_chunk_files(folder):
-        records = read_ndjson(chunk, max_bytes=max_bytes)
+        records = read_ndjson(chunk, max_bytes=max_bytes, trail=trail)
         for record in records if redactor is None else redact_records(records, redactor):
             if (record.source_system, record.entity_type) != (manifest.source_system, manifest.entity_type):
                 raise InputError(
@@ -159,12 +195,14 @@ def _walk_folder(folder: Path) -> list[Path]:
     return found
 
 
-def read_inputs(paths: Iterable[Path], *, progress: ProgressHook | None = None,
-                max_bytes: int = MAX_RECORD_BYTES) -> Iterator[ExchangeRecord]:
-    """Records of every input in order, reporting the running count to `progress`."""
+def read_inputs(paths: Iterable[Path], *, progress: ProgressHook | None = None, max_bytes: int = MAX_RECORD_BYTES,
+                trail: InputTrail | None = None) -> Iterator[ExchangeRecord]:
+    """Records of every input in order, reporting the running count to `progress` and each one's place to
+    `trail`."""
     count = 0
     for path in paths:
-        records = read_pack(path, max_bytes=max_bytes) if path.is_dir() else read_ndjson(path, max_bytes=max_bytes)
+        records = (read_pack(path, max_bytes=max_bytes, trail=trail) if path.is_dir()
+                   else read_ndjson(path, max_bytes=max_bytes, trail=trail))
         for record in records:
             count += 1
             if progress is not None and count % 1000 == 0:

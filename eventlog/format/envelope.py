@@ -31,6 +31,11 @@ NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 # RawExchangeRecord, no NUL (PostgreSQL refuses it in text). Checked at append (`identity_problem`), not when a
 # stored record is read back, so that what older lakes hold stays readable.
 MAX_NAME_CHARS = 200
+# The largest SQL row one exchange may need, counted as MySQL's text protocol sends it (each backslash and quote
+# escaped): MariaDB's default max_allowed_packet of 16 MiB, the smallest default of the supported servers, less
+# room for the statement around the row. Checked at append (`sql_row_problem`), so that every record the log takes
+# can be mirrored into every supported server as it is installed.
+MAX_SQL_ROW_BYTES = 16 * 1024 * 1024 - 64 * 1024
 Sha256Hex = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 
 
@@ -71,6 +76,24 @@ class ExchangeRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                 uuid.UUID(self.exchange_id)
             except ValueError:
                 raise ValueError("exchange_id is not a UUID") from None  # the value may be a misplaced secret
+
+
+def sql_row_problem(parts: tuple[bytes, ...]) -> str | None:
+    """Why the encoded pieces of one log line (envelope and payload) would not fit one SQL row, or None.
+
+    Each row the mirror and the projection write for an exchange (its event, its content, its RawExchangeRecord)
+    holds at most what its log line holds, and the text protocol adds one byte per backslash and quote; a row
+    within MAX_SQL_ROW_BYTES fits every supported server's default packet.
+    """
+    size = sum(map(len, parts))
+    if 2 * size <= MAX_SQL_ROW_BYTES:  # even with every byte escaped: most records are not counted
+        return None
+    sent = size + sum(part.count(b"\\") + part.count(b'"') + part.count(b"'") for part in parts)
+    if sent <= MAX_SQL_ROW_BYTES:
+        return None
+    return (f"the exchange takes {sent:,} bytes in one SQL row, over the {MAX_SQL_ROW_BYTES:,} bytes every supported "
+            "server accepts (MariaDB's default max_allowed_packet is 16 MiB); store its body by reference "
+            "(response_ref)")
 
 
 def identity_problem(record: ExchangeRecord) -> tuple[str, str] | None:

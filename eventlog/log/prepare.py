@@ -15,7 +15,7 @@ from typing import NamedTuple
 import msgspec
 
 from eventlog import extensions
-from eventlog.errors import EnvelopeError
+from eventlog.errors import EnvelopeError, record_source
 from eventlog.format.canonical import canonical_json
 from eventlog.format.envelope import (
     EXCHANGE_ID_NAMESPACE,
@@ -25,6 +25,7 @@ from eventlog.format.envelope import (
     derive_exchange_id,
     encode_names,
     format_utc,
+    sql_row_problem,
 )
 from eventlog.format.events import envelope_extras, envelope_parts
 from eventlog.format.identity import exchange_key
@@ -75,12 +76,13 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
         raise EnvelopeError(
             f"the payload is {len(request_json) + len(response_json):,} bytes, over the {max_bytes:,}-byte limit "
             f"for one inline exchange; store it by reference (response_ref)",
-            source=f"record {number}" if number is not None else None, path="$.response")
+            source=record_source(number) if number is not None else None, path="$.response")
     redactions = sorted(set(record.redactions_applied).union(paths)) if paths or record.redactions_applied else []
     records = extensions.records
     if records is not None:
         try:
             prepared: Prepared = records.prepare_record(record, request_json, response_json, redactions, bool(paths))
+            _check_row(prepared, number)
             return _stated_hash_of_unredacted(prepared, unredacted) if prepared.hash_mismatch and paths \
                 else prepared
         except UnicodeEncodeError:  # a lone surrogate in a name: the Python path names it
@@ -98,7 +100,15 @@ def prepare(record: ExchangeRecord, redactor: Redactor, *, max_bytes: int = MAX_
                         exchange_key(record.source_system, record.entity_type, record.natural_key),
                         head, tail, request_json, response_json,
                         record.content_sha256 is not None and record.content_sha256 != content_hash, bool(paths))
+    _check_row(prepared, number)
     return _stated_hash_of_unredacted(prepared, unredacted) if prepared.hash_mismatch and paths else prepared
+
+
+def _check_row(prepared: Prepared, number: int | None) -> None:
+    """Raise EnvelopeError when the record would not fit one SQL row of every supported server."""
+    problem = sql_row_problem((prepared.head, prepared.request_json, prepared.response_json, prepared.tail))
+    if problem is not None:
+        raise EnvelopeError(problem, source=record_source(number) if number is not None else None, path="$")
 
 
 def _stated_hash_of_unredacted(prepared: Prepared, unredacted: tuple[ExchangeRecord, bytes, bytes]) -> Prepared:

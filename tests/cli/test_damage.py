@@ -240,6 +240,33 @@ def test_identity_text_no_server_can_store_is_refused_at_append(run: Run, change
     assert run("log")[1] == ""
 
 
+def test_a_record_too_large_for_a_default_sql_packet_is_refused_at_append(run: Run) -> None:
+    """A record whose SQL row would be over MariaDB's default max_allowed_packet (once the text protocol escapes its
+    quotes) would stop every mirror into such a server at it: it is refused at append, with its size and the way
+    out, on stdin's line 2."""
+    Lake.init(run.lake).close()
+    record = {**page_record("Quoted", 1), "response": '"' * (6 * 1024 * 1024)}
+    lines = json.dumps(page_record("Plain", 1)) + "\n" + json.dumps(record) + "\n"
+    code, _, err = run("append", "-", stdin=lines.encode())
+    assert code == 3 and _one_sentence(err, "append") and "max_allowed_packet" in err, err
+    assert err.startswith("error: <stdin>, line 2, at $: "), err
+    assert run("log")[1] == ""
+
+
+def test_a_record_refused_by_the_log_is_named_by_its_file_and_line(run: Run, tmp_path: Path) -> None:
+    """What the log refuses at append (here a NUL in a natural key) is named by the input file and line it came
+    from, across files and blank lines, not by its place in the batch."""
+    Lake.init(run.lake).close()
+    first, second = tmp_path / "first.ndjson", tmp_path / "second.ndjson"
+    first.write_text("".join(json.dumps(page_record(f"P{n}", 1)) + "\n" for n in range(3)))
+    bad = {**page_record("Bad", 1), "natural_key": "a\u0000b"}
+    second.write_text(json.dumps(page_record("Q", 1)) + "\n\n" + json.dumps(bad) + "\n")
+    code, _, err = run("append", str(first), str(second))
+    assert code == 3 and _one_sentence(err, "append"), err
+    assert err.startswith(f"error: {second}, line 3, at $.natural_key: "), err
+    assert run("log")[1] == ""
+
+
 def test_unknown_envelope_field_is_refused_not_dropped(run: Run) -> None:
     """A field the envelope does not know would be lost without a word (it is not in the content hash or the
     log line): it is refused at append, naming it."""

@@ -1,5 +1,6 @@
-"""Nesting at append: a record is refused there with a sentence, or every reader and every SQL backend takes it
-(append, verify, log, mirror, reproject, reindex). The canonical encoder refuses what CPython's stack cannot hold."""
+"""Nesting and size at append: a record is refused there with a sentence, or every reader and every SQL backend takes
+it (append, verify, log, mirror, reproject, reindex). The canonical encoder refuses what CPython's stack cannot hold;
+a record is refused whose SQL row would be over the smallest default packet of the supported servers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from eventlog import Lake
 from eventlog.errors import InputError
+from eventlog.format.envelope import MAX_SQL_ROW_BYTES, sql_row_problem
 from tests.factories import page_record
 
 FIXED = datetime(2025, 1, 1, tzinfo=UTC)
@@ -64,3 +66,34 @@ def _every_reader_takes_it(lake: Lake, sql_url: str, sql_schema: str) -> None:
     assert lake.reproject(database_url=sql_url, schema=sql_schema).position == lake.log.last_seq
     assert lake.verify_projection(database_url=sql_url, schema=sql_schema).ok
     assert lake.reindex() == lake.log.last_seq
+
+
+# Sizes at append: a record whose SQL row would not fit every supported server's default packet (MariaDB's
+# 16 MiB max_allowed_packet, quotes and backslashes escaped) is refused there; one just within it works everywhere.
+@pytest.mark.slow
+def test_the_largest_row_the_log_takes_works_everywhere(tmp_path: Path, sql_url: str, sql_schema: str) -> None:
+    with Lake.init(tmp_path / "lake", clock=lambda: FIXED) as lake:
+        lake.append([{**page_record("Large", 1), "response": "x" * (MAX_SQL_ROW_BYTES - 4096)}])
+        _every_reader_takes_it(lake, sql_url, sql_schema)
+
+
+def test_a_row_no_server_takes_by_default_is_refused_at_append(tmp_path: Path) -> None:
+    # 6 MiB of quotes: 12 MiB of JSON, within the payload limit, but 24 MiB once the SQL text protocol escapes it.
+    quotes = '"' * (6 * 1024 * 1024)
+    with Lake.init(tmp_path / "lake", clock=lambda: FIXED) as lake:
+        lake.append([page_record("Small", 1)])
+        with pytest.raises(InputError) as refused:
+            lake.append([page_record("Other", 1), {**page_record("Quotes", 1), "response": quotes}])
+        assert str(refused.value).startswith("record 2, at $: the exchange takes 25,1"), str(refused.value)
+        assert "max_allowed_packet" in str(refused.value) and "response_ref" in str(refused.value)
+        assert lake.log.last_seq == 1
+        assert lake.verify().ok
+
+
+def test_the_row_bound_counts_what_the_text_protocol_escapes() -> None:
+    assert sql_row_problem((b"x" * (MAX_SQL_ROW_BYTES // 2),)) is None
+    assert sql_row_problem((b"x" * MAX_SQL_ROW_BYTES,)) is None
+    assert sql_row_problem((b"x" * (MAX_SQL_ROW_BYTES + 1),)) is not None
+    half = MAX_SQL_ROW_BYTES // 2
+    assert sql_row_problem((b"\\" * half, b"'" * (MAX_SQL_ROW_BYTES - 2 * half))) is None
+    assert sql_row_problem((b'"' * (half + 1),)) is not None
