@@ -38,6 +38,7 @@ from eventlog.sql.dialects import bulk_insert, in_values, select_in, upsert
 from eventlog.sql.store import SqlEventStore
 from projections.bloom import SeenDigests
 from projections.checkpoints import (
+    DIGEST_MODULUS,
     Checkpoint,
     add_digest,
     format_digest,
@@ -52,13 +53,15 @@ from projections.pointintime import PointInTime
 from projections.rules import Settlement, rank, resolution_scope_matches, resolution_winner, settle
 from projections.tables import ProjectionTables, attach
 
-__all__ = ["CHUNK", "PROJECTION", "TABLES_REPLICA", "ReprojectResult", "hold_projection_lock", "reproject"]
+__all__ = ["CHUNK", "PROJECTION", "TABLES_REPLICA", "ReprojectResult", "hold_projection_lock", "reproject",
+           "table_digest"]
 
 PROJECTION = "RawExchangeRecord"
 # The checkpoint's replica when the table is the projection of the database's event tables (kept by sync).
 TABLES_REPLICA = "@tables"
 LOCK_NAME = "projection:RawExchangeRecord"
 CHUNK = 2000
+PAGE_ROWS = 5000  # rows a digest check holds at once
 
 Mode = Literal["incremental", "rebuild", "point-in-time"]
 
@@ -447,7 +450,27 @@ def _table_changed(conn: sa.Connection, tables: ProjectionTables, checkpoint: Ch
             "changed outside the lake, so it was rebuilt from the log")
 
 
-def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = False,
+def _digest_changed(conn: sa.Connection, tables: ProjectionTables, checkpoint: Checkpoint) -> str | None:
+    """Why the table's rows do not add up to its checkpoint's state digest, or None."""
+    rows, digest = table_digest(conn, tables)
+    if format_digest(digest) == checkpoint.state_digest:
+        return None
+    return (f"the {rows} rows of RawExchangeRecord do not add up to its checkpoint's state digest: a row was changed "
+            "outside the lake, so it was rebuilt from the log")
+
+
+def table_digest(conn: sa.Connection, tables: ProjectionTables) -> tuple[int, int]:
+    """(rows, state digest) of RawExchangeRecord as stored, its digest columns streamed once (no payload read)."""
+    record = tables.record
+    query = sa.select(*(record.c[name] for name in DIGEST_COLUMNS)).execution_options(yield_per=PAGE_ROWS)
+    rows = total = 0
+    for row in conn.execute(query):
+        rows += 1
+        total += values_digest(dict(zip(DIGEST_COLUMNS, row, strict=True)))
+    return rows, total % DIGEST_MODULUS
+
+
+def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = False, check: bool = False,
               point: PointInTime | None = None, batch: int = CHUNK,
               progress: Callable[[int], None] | None = None,
               expect: Callable[[int], None] | None = None) -> ReprojectResult:
@@ -458,7 +481,9 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
     otherwise: one transaction per `batch` events holds the rows, the checkpoint and the digest. `now` stamps the
     checkpoint row only. `progress` gets the running count of events read, `expect` how many the run will read
     (for a progress bar's total). Raises DatabaseError, and IntegrityError for an event that cannot be projected.
-    Cost: the events after the checkpoint; memory: one batch of events and the rows they touch.
+    Cost: the events after the checkpoint; memory: one batch of events and the rows they touch. Every run compares
+    the table's row count with its checkpoint's; `check` also reads every row's digest columns and compares their
+    state digest (a row changed in place keeps the count), at the cost of one read of the table.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
@@ -480,6 +505,8 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
                 if reason is None and checkpoint is not None:
                     _check_position(log, checkpoint)
                     reason = _table_changed(conn, statements.tables, checkpoint)
+                    if reason is None and check:
+                        reason = _digest_changed(conn, statements.tables, checkpoint)
                 if before is None:
                     before = checkpoint.position if checkpoint is not None else 0
                     if expect is not None:

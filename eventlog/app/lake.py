@@ -252,7 +252,7 @@ class Lake:
         with self.sql_store(database_url=database_url, schema=schema) as store:
             return mirror_log(self.log, store, progress=progress, expect=expect)
 
-    def reproject(self, *, rebuild: bool = False, as_of: datetime | str | None = None,
+    def reproject(self, *, rebuild: bool = False, check: bool = False, as_of: datetime | str | None = None,
                   known_at: datetime | str | None = None, at_seq: int | None = None,
                   database_url: str | None = None, schema: str | None = None,
                   progress: Callable[[int], None] | None = None,
@@ -260,6 +260,8 @@ class Lake:
         """Bring RawExchangeRecord up to the log, or rewrite it as of a point in time (see projections.reproject).
 
         Timestamps need a UTC offset (InputError otherwise). The plain call after a point-in-time one rebuilds.
+        `check` compares the table's state digest with its checkpoint's first (one read of every row's digest
+        columns) and rebuilds when a row was changed outside the lake; the row count is compared on every call.
         A table that `sync` keeps as the projection of the database's event tables is brought up to those tables
         instead (never replaced by this lake's log alone, unless `rebuild`).
         """
@@ -270,8 +272,8 @@ class Lake:
         with self.sql_store(database_url=database_url, schema=schema) as store:
             if point is None and not rebuild and kept_by_tables(store):
                 return reproject_tables(store, now=format_utc(self.log.clock()), progress=progress)
-            return reproject(self.log, store, now=format_utc(self.log.clock()), rebuild=rebuild, point=point,
-                             progress=progress, expect=expect)
+            return reproject(self.log, store, now=format_utc(self.log.clock()), rebuild=rebuild, check=check,
+                             point=point, progress=progress, expect=expect)
 
     def reproject_packs(self, *, rebuild: bool = False, names: Iterable[str] | None = None,
                         progress: Callable[[int], None] | None = None) -> list[PackResult]:

@@ -46,6 +46,9 @@ def mirror(ctx: click.Context, database_url: str | None, schema: str) -> None:
 @click.option("--as-of", metavar="T", help="The world as observed up to T: observations with observed_at_utc <= T.")
 @click.option("--known-at", metavar="T", help="What the lake knew at T: events with recorded_at_utc <= T.")
 @click.option("--at-seq", type=click.IntRange(min=0), metavar="N", help="What the lake knew at log seq N.")
+@click.option("--check", is_flag=True,
+              help="First compare the table's state digest with its checkpoint (one read of every row, payloads "
+                   "aside) and rebuild when a row was changed outside the lake.")
 @click.option("--verify", is_flag=True,
               help="Afterwards, recompute the table from the log in a scratch database and compare (exit 6 if "
                    "they differ).")
@@ -57,21 +60,21 @@ def mirror(ctx: click.Context, database_url: str | None, schema: str) -> None:
 @json_option
 @click.pass_context
 def reproject(ctx: click.Context, rebuild: bool, as_of: str | None, known_at: str | None, at_seq: int | None,
-              verify: bool, packs: bool, datasets: tuple[str, ...], database_url: str | None, schema: str) -> None:
+              check: bool, verify: bool, packs: bool, datasets: tuple[str, ...], database_url: str | None, schema: str) -> None:
     """Bring lake.RawExchangeRecord up to the log: incrementally, from scratch, or as of a point in time.
 
     Timestamps are ISO 8601 with a UTC offset (2024-05-01T12:00:00Z). After a point-in-time run, the next plain
     run rebuilds the table. With --packs, the snapshot packs of the registered datasets instead.
     """
     if packs:
-        if as_of or known_at or at_seq is not None or verify:
+        if as_of or known_at or at_seq is not None or verify or check:
             raise click.UsageError("--packs takes --rebuild and --dataset only")
         _reproject_packs(ctx, rebuild=rebuild, datasets=datasets)
         return
     if datasets:
         raise click.UsageError("--dataset goes with --packs")
     with app(ctx).open_lake() as lake, Progress(ctx, "reprojecting") as progress:
-        result = lake.reproject(rebuild=rebuild, as_of=as_of, known_at=known_at, at_seq=at_seq,
+        result = lake.reproject(rebuild=rebuild, check=check, as_of=as_of, known_at=known_at, at_seq=at_seq,
                                 database_url=database_url, schema=schema, progress=progress,
                                 expect=progress.set_total)
         report = lake.verify_projection(database_url=database_url, schema=schema) if verify else None

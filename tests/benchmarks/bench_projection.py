@@ -12,6 +12,8 @@ Results, one JSON line each:
 - incremental: a lake of M small events projected in full, then K new events (half new keys, half new versions of
   old ones) projected incrementally; the cost must stay under 2% of the full rebuild, which is the floor here.
   peak_rss_mb is the whole process's, lake building included.
+- digest_check: then, with nothing new, `reproject --check` (the state digest of every row as stored against the
+  checkpoint's) beside a plain run (the row count only), each against the full rebuild.
 - original: ingest + mirror + reproject of 20,000 records from an NDJSON file into SQLite, the job the original
   tool needed 304 s for. Floor: executemany of the 20,000 input lines as text into a bare SQLite table.
 
@@ -146,11 +148,18 @@ def bench_incremental(folder: Path, lake_events: int, new_events: int, seed: int
         lake.append(fresh)
         seconds, result = timed(lambda: lake.reproject(database_url=url))
         assert result.mode == "incremental" and result.events_read == new_events, result
+        # With nothing new: the plain run's row count against `check`'s read of every row's digest columns.
+        plain_seconds, _ = timed(lambda: lake.reproject(database_url=url))
+        check_seconds, checked = timed(lambda: lake.reproject(check=True, database_url=url))
+        assert checked.mode == "incremental" and checked.events_read == 0, checked
     emit({"bench": "incremental", "backend": "sqlite", "lake_events": lake_events, "new_events": new_events,
           "seed": seed, "lake_build_seconds": round(built, 1), "seconds": round(seconds, 3),
           "full_rebuild_seconds": round(full_seconds, 3), "full_events_per_s": round(full.events_read / full_seconds),
           "floor_seconds": round(full_seconds, 3), "ratio": round(seconds / full_seconds, 5), "target_ratio": 0.02,
           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
+    emit({"bench": "digest_check", "backend": "sqlite", "lake_events": lake_events, "rows": full.rows_inserted,
+          "seed": seed, "seconds": round(check_seconds, 3), "plain_seconds": round(plain_seconds, 3),
+          "full_rebuild_seconds": round(full_seconds, 3), "ratio_to_rebuild": round(check_seconds / full_seconds, 4)})
 
 
 def bench_original(folder: Path, count: int, seed: int) -> None:

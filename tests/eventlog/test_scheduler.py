@@ -405,7 +405,7 @@ def test_an_unreachable_database_fails_the_mirror_run_and_stops_the_scheduler(sc
 
 
 @pytest.mark.parametrize(("text", "where", "reason"), [
-    ('[jobs.bogus]\nevery = "1m"\n', "jobs.bogus", "unknown job 'bogus'; known jobs: mirror, packs, reproject, seal, verify"),
+    ('[jobs.bogus]\nevery = "1m"\n', "jobs.bogus", "unknown job 'bogus'; known jobs: mirror, packs, reproject, reproject-check, seal, verify"),
     ('[jobs.seal]\nevery = "5 minutes"\n', "jobs.seal.every", "is not a duration"),
     ('[jobs.seal]\nevery = "0s"\n', "jobs.seal.every", "is not a positive duration"),
     ('[jobs.seal]\ncron = "*/10 * * *"\n', "jobs.seal.cron", "has 4 fields"),
@@ -459,7 +459,8 @@ def test_a_valid_configuration(tmp_path: Path) -> None:
 
 def test_the_example_configuration_is_valid() -> None:
     config = load_config(ROOT / "ops" / "scheduler.example.toml")
-    assert [spec.name for spec in config.jobs] == ["mirror", "reproject", "packs", "seal", "verify"]
+    assert [spec.name for spec in config.jobs] == ["mirror", "reproject", "reproject-check", "packs", "seal",
+                                                     "verify"]
     unit = (ROOT / "ops" / "eventlog-scheduler.service").read_text()
     assert "schedule --config" in unit and "KillSignal=SIGTERM" in unit
 

@@ -354,6 +354,27 @@ def test_verify_names_a_tampered_row(lake: Lake, sql_url: str, sql_schema: str) 
     assert "1 different" in report.problems[0]
 
 
+def test_a_row_changed_in_place_is_found_by_the_digest_check_and_rebuilt(lake: Lake, sql_url: str,
+                                                                        sql_schema: str) -> None:
+    """A DBA's UPDATE keeps the row count, which every reproject compares; `check` compares the state digest of
+    the rows as stored with the checkpoint's, rebuilds and says why. A table that agrees is left alone."""
+    lake.append([page_record(f"Page_{n}", 1) for n in range(5)])
+    lake.reproject(database_url=sql_url, schema=sql_schema)
+    rows, digest = stored_rows(sql_url, sql_schema), stored_digest(sql_url, sql_schema)
+    untouched = lake.reproject(check=True, database_url=sql_url, schema=sql_schema)
+    assert (untouched.mode, untouched.reason, untouched.events_read) == ("incremental", None, 0)
+    with SqlEventStore(sql_url, schema=sql_schema) as store, store.begin() as conn:
+        record = attach(store).record
+        key = conn.execute(sa.select(record.c.record_key).order_by(record.c.record_key).limit(1)).scalar_one()
+        conn.execute(record.update().where(record.c.record_key == key).values(natural_key="Page_X"))
+    assert lake.reproject(database_url=sql_url, schema=sql_schema).mode == "incremental"  # the count agrees
+    result = lake.reproject(check=True, database_url=sql_url, schema=sql_schema)
+    assert result.mode == "rebuild" and result.reason is not None
+    assert "5 rows of RawExchangeRecord do not add up to its checkpoint's state digest" in result.reason
+    assert stored_rows(sql_url, sql_schema) == rows and stored_digest(sql_url, sql_schema) == digest
+    assert lake.verify_projection(database_url=sql_url, schema=sql_schema).ok
+
+
 REPROJECT = textwrap.dedent("""
     import sys
     from eventlog import Lake

@@ -1,8 +1,9 @@
 """The scheduler's jobs: the registry of job names, and one run of a job under its overlap lock.
 
 A job is a callable taking the opened Lake and returning a summary (a msgspec Struct, a mapping, a scalar or
-None); built in are mirror, reproject, packs (the snapshot packs of the registered datasets), seal and verify (which fails the run, exit code 6, when verify finds a
-problem). EVENTLOG_SCHEDULER_EXTRA_JOBS adds jobs as comma-separated `name=module:function` entries: only the
+None); built in are mirror, reproject, reproject-check (reproject after comparing the table's state digest with its
+checkpoint, rebuilding it when a row was changed outside the lake), packs (the snapshot packs of the registered
+datasets), seal and verify (which fails the run, exit code 6, when verify finds a problem). EVENTLOG_SCHEDULER_EXTRA_JOBS adds jobs as comma-separated `name=module:function` entries: only the
 operator's environment names code, never the database.
 
 A run holds a non-blocking flock on <lake>/run/<job>.lock, so a job never overlaps itself across processes; a
@@ -48,6 +49,10 @@ def _reproject(lake: Lake) -> object:
     return lake.reproject()
 
 
+def _reproject_check(lake: Lake) -> object:
+    return lake.reproject(check=True)
+
+
 def _packs(lake: Lake) -> object:
     results = lake.reproject_packs()
     return {"datasets": len(results), "records": sum(r.records for r in results),
@@ -67,8 +72,8 @@ def _verify(lake: Lake) -> object:
     return {"events": report.events, "segments": report.segments, "seals": report.seals, "evicted": report.evicted}
 
 
-BUILTIN_JOBS: dict[str, JobFunc] = {"mirror": _mirror, "reproject": _reproject, "packs": _packs, "seal": _seal,
-                                    "verify": _verify}
+BUILTIN_JOBS: dict[str, JobFunc] = {"mirror": _mirror, "reproject": _reproject, "reproject-check": _reproject_check,
+                                    "packs": _packs, "seal": _seal, "verify": _verify}
 
 
 def job_registry(environ: Mapping[str, str] | None = None) -> dict[str, JobFunc]:
