@@ -116,27 +116,31 @@ DIGEST_COLUMNS = tuple(name for name in ROW_COLUMNS if name != "event_seq")
 _PAYLOAD_AT = ROW_COLUMNS.index("content_sha256") + 1
 RECORD_COLUMNS = (*ROW_COLUMNS[:_PAYLOAD_AT], "payload_json", *ROW_COLUMNS[_PAYLOAD_AT:])
 _row_tuple = attrgetter(*ROW_COLUMNS)
-_digest_values = attrgetter(*DIGEST_COLUMNS)
 
 
 # A row's digest input in one msgspec call: a Struct whose fields are DIGEST_COLUMNS in RFC 8785 key order (ASCII
 # names sort alike by code point and by UTF-16 unit) encodes to the very bytes canonical_json writes for the dict,
 # as long as every value is a str, an int or None, which is what the fold's rows hold.
-_DigestRow = msgspec.defstruct("_DigestRow", [(name, Any) for name in sorted(DIGEST_COLUMNS)])
-_digest_fields = attrgetter(*sorted(DIGEST_COLUMNS))
+_SORTED_DIGEST_COLUMNS = tuple(sorted(DIGEST_COLUMNS))
+_DigestRow = msgspec.defstruct("_DigestRow", [(name, Any) for name in _SORTED_DIGEST_COLUMNS])
+_digest_fields = attrgetter(*_SORTED_DIGEST_COLUMNS)
 _encode_digest_row = msgspec.json.Encoder().encode
 _SCALARS = frozenset({str, int, type(None)})
 
 
 def _digest_of(row: Row) -> int:
     """`row_digest` of a row."""
-    values = _digest_fields(row)
+    return _digest_of_sorted(_digest_fields(row))
+
+
+def _digest_of_sorted(values: Sequence[Any]) -> int:
+    """`row_digest` of a row's DIGEST_COLUMNS values, given in the order of their sorted names."""
     if set(map(type, values)) <= _SCALARS:
         try:
             return int.from_bytes(hashlib.sha256(_encode_digest_row(_DigestRow(*values))).digest(), "big")
         except UnicodeEncodeError:  # a lone surrogate: canonical_json names it
             pass
-    return values_digest(dict(zip(DIGEST_COLUMNS, _digest_values(row), strict=True)))
+    return values_digest(dict(zip(_SORTED_DIGEST_COLUMNS, values, strict=True)))
 
 
 class _Versions:
@@ -462,11 +466,11 @@ def _digest_changed(conn: sa.Connection, tables: ProjectionTables, checkpoint: C
 def table_digest(conn: sa.Connection, tables: ProjectionTables) -> tuple[int, int]:
     """(rows, state digest) of RawExchangeRecord as stored, its digest columns streamed once (no payload read)."""
     record = tables.record
-    query = sa.select(*(record.c[name] for name in DIGEST_COLUMNS)).execution_options(yield_per=PAGE_ROWS)
+    query = sa.select(*(record.c[name] for name in _SORTED_DIGEST_COLUMNS)).execution_options(yield_per=PAGE_ROWS)
     rows = total = 0
     for row in conn.execute(query):
         rows += 1
-        total += values_digest(dict(zip(DIGEST_COLUMNS, row, strict=True)))
+        total += _digest_of_sorted(row)
     return rows, total % DIGEST_MODULUS
 
 
