@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import heapq
 import os
+import queue
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import TracebackType
 
 import msgspec
 
 from eventlog.durable import fsync_dir, write_atomic, write_atomically
 from eventlog.errors import IntegrityError
 
-__all__ = ["CHUNK_LINES", "INDEX_NAME", "RECORDS", "STAGING", "IndexLine", "chunk_name", "chunk_number",
+__all__ = ["CHUNK_LINES", "INDEX_NAME", "RECORDS", "STAGING", "FileWriter", "IndexLine", "chunk_name", "chunk_number",
            "clean_staging", "date_lines", "date_tail", "index_line", "index_line_of_envelope", "last_index_key",
            "rewrite_index", "sync_tree", "write_date", "write_fsynced"]
 
@@ -63,20 +66,21 @@ def chunk_number(path: Path) -> int:
 
 
 def write_date(records_dir: Path, date: str, lines: Iterable[tuple[tuple[str, str], bytes]], *,
-               first_chunk: int = 1, head: bytes = b"", head_lines: int = 0,
-               staged: bool = False) -> list[tuple[tuple[str, str], str]]:
+               first_chunk: int = 1, head: bytes = b"", head_lines: int = 0, staged: bool = False,
+               writer: FileWriter | None = None) -> list[tuple[tuple[str, str], str]]:
     """Write a date's lines (key, envelope) into chunks; return (key, chunk path) per line.
 
     `head` is what the first chunk written already holds (`head_lines` lines), for an append to it. `staged`
     writes into a staging folder that is renamed into place afterwards: files are written and fsynced in
-    place, and the caller fsyncs the folders once (see `sync_tree`); otherwise each chunk replaces its
-    predecessor atomically.
+    place (by `writer`, when given, while the next chunk is made), and the caller fsyncs the folders once (see
+    `sync_tree`) after closing the writer; otherwise each chunk replaces its predecessor atomically.
     """
     folder = records_dir / date[:4] / date
     folder.mkdir(parents=True, exist_ok=True)
     placed: list[tuple[tuple[str, str], str]] = []
     number, parts, count = first_chunk, [head], head_lines
-    write = write_fsynced if staged else write_atomic
+    write: Callable[[Path, bytes], None] = (
+        write_atomic if not staged else writer.submit if writer is not None else write_fsynced)
     name = chunk_name(date, number)
     for key, envelope in lines:
         parts.append(envelope)
@@ -112,6 +116,47 @@ def write_fsynced(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+class FileWriter:
+    """Writes and fsyncs new files (`write_fsynced`) on a thread of its own, so that the caller makes the next
+    file meanwhile: the disk's time and Python's overlap. At most `depth` files wait. The first error a write meets
+    is raised, as it was, by the next `submit` or by leaving the `with` block, which waits for every file."""
+
+    def __init__(self, depth: int = 4) -> None:
+        self._queue: queue.Queue[tuple[Path, bytes] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="pack-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    write_fsynced(*item)
+                except BaseException as exc:  # handed to the caller's thread, raised there
+                    self._error = exc
+
+    def submit(self, path: Path, data: bytes) -> None:
+        """Queue `data` to be written to the new file `path` and fsynced."""
+        if self._error is not None:
+            self._raise()
+        self._queue.put((path, data))
+
+    def _raise(self) -> None:
+        error, self._error = self._error, None
+        assert error is not None
+        raise error
+
+    def __enter__(self) -> FileWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc is None:
+            self._raise()
 
 
 def sync_tree(root: Path) -> None:

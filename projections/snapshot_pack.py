@@ -45,6 +45,7 @@ from projections.pack_files import (
     CHUNK_LINES,
     INDEX_NAME,
     RECORDS,
+    FileWriter,
     clean_staging,
     date_lines,
     date_tail,
@@ -396,9 +397,9 @@ def _rebuild(projector: _Projector, checkpoint: Path | None, replica: str, reaso
     ordered = sorted(best.values(), key=_pack_order)
     staging = folder / ".records.rebuild"
     index_stage = folder / f".{INDEX_NAME}.rebuild"
-    with open(index_stage, "wb") as index:
+    with open(index_stage, "wb") as index, FileWriter() as writer:
         for date, group in _by_date(ordered):
-            placed = write_date(staging, date, projector.envelopes(group), staged=True)
+            placed = write_date(staging, date, projector.envelopes(group), staged=True, writer=writer)
             index.write(b"".join(projector.index_line(candidate, chunk)
                                  for candidate, (_, chunk) in zip(group, placed, strict=True)))
         index.flush()

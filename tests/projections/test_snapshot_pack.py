@@ -19,7 +19,7 @@ from eventlog.app.lake import Lake
 from eventlog.capture.manifest import DatasetManifest
 from eventlog.errors import InputError
 from projections import project_pack
-from projections.pack_files import CHUNK_LINES, IndexLine, index_line
+from projections.pack_files import CHUNK_LINES, FileWriter, IndexLine, index_line
 from projections.snapshot_pack import read_pack_checkpoint
 
 MANIFEST = DatasetManifest(dataset_name="pages", source_system="wiki", entity_type="page")
@@ -236,3 +236,20 @@ def test_sigkill_at_random_moments_then_a_rerun_equals_a_rebuild(tmp_path: Path)
         assert tree(folder) == rebuilt(lake, tmp_path / f"rebuilt-{trial}"), (seed, trial)
     assert stopped_midway >= 3, (seed, stopped_midway)  # the kills did land inside runs
     lake.close()
+
+
+def test_the_background_writer_writes_every_file_and_raises_the_first_error(tmp_path: Path) -> None:
+    with FileWriter(depth=2) as writer:
+        for n in range(10):
+            writer.submit(tmp_path / f"f{n}", bytes([n]) * 1000)
+    assert [(tmp_path / f"f{n}").read_bytes() for n in range(10)] == [bytes([n]) * 1000 for n in range(10)]
+    with pytest.raises(FileNotFoundError) as failed, FileWriter(depth=2) as writer:
+        writer.submit(tmp_path / "missing" / "a", b"x")
+        writer.submit(tmp_path / "b", b"y")
+    assert "missing" in str(failed.value)
+    # A write after the failing one is not made: the run stops at its first error.
+    with pytest.raises(FileNotFoundError), FileWriter(depth=1) as writer:
+        writer.submit(tmp_path / "missing" / "a", b"x")
+        for n in range(5):
+            writer.submit(tmp_path / f"g{n}", b"z")
+    assert not (tmp_path / "g4").exists()
