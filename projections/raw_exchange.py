@@ -412,16 +412,23 @@ def hold_projection_lock(conn: sa.Connection, store: SqlEventStore, *, now: str)
                  [{"name": LOCK_NAME, "updated_at_utc": now}])
 
 
-def _rebuild_reason(checkpoint: Checkpoint | None, *, rebuild: bool, point: PointInTime | None, replica: str,
-                    log_end: int) -> str | None:
-    if point is not None:
-        return f"point in time ({point.describe()})"
+def _rebuild_asked_or_unbuilt(checkpoint: Checkpoint | None, *, rebuild: bool) -> str | None:
+    """Why a table must be rebuilt, whatever it is projected from: asked for, never built, or a point in time."""
     if rebuild:
         return "rebuild asked for"
     if checkpoint is None:
         return "no checkpoint: the projection was never built in this database"
     if checkpoint.point is not None:
         return f"the table held a point-in-time state ({checkpoint.point.describe()})"
+    return None
+
+
+def _rebuild_reason(checkpoint: Checkpoint | None, *, rebuild: bool, point: PointInTime | None, replica: str,
+                    log_end: int) -> str | None:
+    if point is not None:
+        return f"point in time ({point.describe()})"
+    if (reason := _rebuild_asked_or_unbuilt(checkpoint, rebuild=rebuild)) is not None or checkpoint is None:
+        return reason
     if checkpoint.replica != replica:
         return f"the table was built from the log of replica {checkpoint.replica}, not this lake's {replica}"
     if checkpoint.position > log_end:
@@ -523,13 +530,8 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
                 if reason is not None:
                     conn.execute(statements.tables.record.delete())
                     fold = _Fold(conn, statements, reader, point, 0, totals, rebuild_of=log_end)
-                    position, inserted = 0, totals.inserted
-                    for chunk in _chunks(read_log(log), batch, point):
-                        fold.apply(chunk)
-                        position = chunk[-1].seq
-                        totals.read += len(chunk)
-                        if progress is not None:
-                            progress(totals.read)
+                    inserted = totals.inserted
+                    position = _fold_all(fold, read_log(log), totals, batch=batch, point=point, progress=progress)
                     if point is not None and point.at_seq is not None:
                         position = max(position, min(point.at_seq, log_end))
                     done = Checkpoint(projection=PROJECTION, replica=replica, position=position,
@@ -539,18 +541,34 @@ def reproject(log: EventLog, store: SqlEventStore, *, now: str, rebuild: bool = 
                     return _result(totals, "point-in-time" if point is not None else "rebuild", reason, point,
                                    before, done)
             assert checkpoint is not None
-            finished = _incremental(log, store, statements, reader, checkpoint, totals, now=now, batch=batch,
-                                    progress=progress)
+            finished = _incremental(read_log(log, after_seq=checkpoint.position), store, statements, reader,
+                                    checkpoint, totals, now=now, batch=batch, progress=progress)
             if finished is not None:
                 return _result(totals, "incremental", None, None, before, finished)
 
 
-def _incremental(log: EventLog, store: SqlEventStore, statements: _Statements, reader: IndexReader,
-                 checkpoint: Checkpoint, totals: _Totals, *, now: str, batch: int,
+def _fold_all(fold: _Fold, events: Iterator[Observation | Event], totals: _Totals, *, batch: int,
+              point: PointInTime | None, progress: Callable[[int], None] | None) -> int:
+    """Fold `events` into the table of one transaction, a chunk at a time; returns the last seq folded (0 for none).
+
+    The rebuild of a log's projection and of the event tables' both run it."""
+    position = 0
+    for chunk in _chunks(events, batch, point):
+        fold.apply(chunk)
+        position = chunk[-1].seq
+        totals.read += len(chunk)
+        if progress is not None:
+            progress(totals.read)
+    return position
+
+
+def _incremental(events: Iterator[Observation | Event], store: SqlEventStore, statements: _Statements,
+                 reader: EventSource, checkpoint: Checkpoint, totals: _Totals, *, now: str, batch: int,
                  progress: Callable[[int], None] | None) -> Checkpoint | None:
-    """Apply the events after `checkpoint`, a transaction per batch; None when another run moved the checkpoint."""
+    """Apply `events` (those after `checkpoint`, from the log or the event tables), a transaction per batch; None
+    when another run moved the checkpoint."""
     current = checkpoint
-    for chunk in _chunks(read_log(log, after_seq=checkpoint.position), batch, None):
+    for chunk in _chunks(events, batch, None):
         with store.begin() as conn:
             hold_projection_lock(conn, store, now=now)
             if read_checkpoint(conn, statements.tables, PROJECTION) != current:

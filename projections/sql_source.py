@@ -20,7 +20,7 @@ from eventlog.format.events import Event
 from eventlog.sql.dialects import in_values, select_in
 from eventlog.sql.rowcodec import decode_event
 from eventlog.sql.store import SqlEventStore
-from projections.checkpoints import Checkpoint, format_digest, parse_digest, read_checkpoint, write_checkpoint
+from projections.checkpoints import Checkpoint, format_digest, read_checkpoint, write_checkpoint
 from projections.log_source import Observation, _observation, observation
 from projections.pointintime import PointInTime
 from projections.raw_exchange import (
@@ -28,8 +28,10 @@ from projections.raw_exchange import (
     PROJECTION,
     TABLES_REPLICA,
     ReprojectResult,
-    _chunks,
     _Fold,
+    _fold_all,
+    _incremental,
+    _rebuild_asked_or_unbuilt,
     _result,
     _Statements,
     _Totals,
@@ -194,45 +196,22 @@ def reproject_tables(store: SqlEventStore, *, now: str, rebuild: bool = False, b
             if reason is not None:
                 conn.execute(tables.record.delete())
                 fold = _Fold(conn, statements, reader, None, 0, totals, rebuild_of=end)
-                position = 0
-                for chunk in _chunks(read_tables(store, batch=batch), batch, None):
-                    fold.apply(chunk)
-                    position = chunk[-1].seq
-                    totals.read += len(chunk)
-                    if progress is not None:
-                        progress(totals.read)
+                position = _fold_all(fold, read_tables(store, batch=batch), totals, batch=batch, point=None,
+                                     progress=progress)
                 done = Checkpoint(projection=PROJECTION, replica=TABLES_REPLICA, position=position,
                                   state_digest=format_digest(fold.digest))
                 write_checkpoint(conn, tables, done, now=now)
                 return _result(totals, "rebuild", reason, None, before, done)
         assert checkpoint is not None
-        current: Checkpoint | None = checkpoint
-        for chunk in _chunks(read_tables(store, after=checkpoint.position, batch=batch), batch, None):
-            with store.begin() as conn:
-                hold_projection_lock(conn, store, now=now)
-                if read_checkpoint(conn, tables, PROJECTION) != current:
-                    current = None  # another run moved it: start over from what it committed
-                    break
-                assert current is not None
-                fold = _Fold(conn, statements, reader, None, parse_digest(current.state_digest), totals)
-                fold.apply(chunk)
-                current = msgspec.structs.replace(current, position=chunk[-1].seq,
-                                                  state_digest=format_digest(fold.digest))
-                write_checkpoint(conn, tables, current, now=now)
-            totals.read += len(chunk)
-            if progress is not None:
-                progress(totals.read)
-        if current is not None:
-            return _result(totals, "incremental", None, None, before, current)
+        finished = _incremental(read_tables(store, after=checkpoint.position, batch=batch), store, statements,
+                                reader, checkpoint, totals, now=now, batch=batch, progress=progress)
+        if finished is not None:
+            return _result(totals, "incremental", None, None, before, finished)
 
 
 def _rebuild_reason(checkpoint: Checkpoint | None, *, rebuild: bool, end: int) -> str | None:
-    if rebuild:
-        return "rebuild asked for"
-    if checkpoint is None:
-        return "no checkpoint: the projection was never built in this database"
-    if checkpoint.point is not None:
-        return f"the table held a point-in-time state ({checkpoint.point.describe()})"
+    if (reason := _rebuild_asked_or_unbuilt(checkpoint, rebuild=rebuild)) is not None or checkpoint is None:
+        return reason
     if checkpoint.replica != TABLES_REPLICA:
         return f"the table was built from the log of replica {checkpoint.replica}, not from the event tables"
     if checkpoint.position > end:

@@ -315,6 +315,7 @@ class Lake:
                         now=format_utc(self.log.clock()), progress=progress)
 
     def sync_from(self, path: str | os.PathLike[str], *, conflict: Strategy = "prefer_newest", dry_run: bool = False,
+                  keys: Keys | None = None,
                   progress: Callable[[int], None] | None = None) -> SyncResult | ImportResult:
         """Merge a folder copied from another machine into this lake, reading it only (see eventlog.sync.from_folder).
 
@@ -322,8 +323,10 @@ class Lake:
         follow `conflict`) and returns a SyncResult; a snapshot pack folder (manifest.json beside records/) is
         imported as `import_pack` does and returns an ImportResult. Then, unless `dry_run`, the lake's snapshot
         packs and (with a database configured) its event tables and RawExchangeRecord are brought up to the log.
-        Raises InputError, IntegrityError (the folder is damaged: file and line named), ConflictError under
-        `fail`, before anything is written.
+        `keys` open the segments the copied lake evicted to its archive/ folder (default: those of the environment,
+        looked up only when such a segment must be read); only the segments after the last run's watermark are read.
+        Raises InputError, IntegrityError (the folder is damaged: file and line named), ArchiveError (an evicted
+        segment to read and no key, or a wrong one), ConflictError under `fail`, before anything is written.
         """
         from eventlog.capture.manifest import MANIFEST_NAME
         from eventlog.sync.from_folder import sync_from
@@ -332,7 +335,7 @@ class Lake:
         if (folder / MANIFEST_NAME).is_file() and (folder / "records").is_dir():
             return self.import_pack(folder / MANIFEST_NAME, dry_run=dry_run, conflict=conflict, progress=progress)
         result = sync_from(self.log, folder, conflict=conflict, dry_run=dry_run, now=format_utc(self.log.clock()),
-                           progress=progress)
+                           keys=keys, progress=progress)
         if dry_run or not result.changed:
             return result
         self.reproject_packs()

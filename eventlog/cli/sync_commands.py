@@ -10,10 +10,12 @@ import click
 import msgspec
 
 from eventlog.cli.app import Progress, app, cli, emit, json_option
+from eventlog.cli.archive_commands import key_options, keys_from_options
 from eventlog.cli.sql_commands import database_options
 from eventlog.errors import ConflictError, InputError
 
 if TYPE_CHECKING:
+    from eventlog.cold.keys import Keys
     from eventlog.sync import Conflict, SyncResult
 
 DIRECTIONS = ("bidirectional", "json_to_sql", "sql_to_json")
@@ -36,20 +38,25 @@ _SHORT = 12
 @click.option("--from", "from_path", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="Merge a folder copied from another machine instead: a lake's folder, its log/ folder, or a "
                    "snapshot pack folder. It is only read; with --conflict, prefer_sql prefers the folder's side.")
+@key_options(sealing=False)
 @database_options
 @json_option
 @click.pass_context
-def sync(ctx: click.Context, manifest_path: Path | None, direction: str | None, conflict: str | None, dry_run: bool,
-         from_path: Path | None, database_url: str | None, schema: str) -> None:
+def sync(ctx: click.Context, /, manifest_path: Path | None, direction: str | None, conflict: str | None, dry_run: bool,
+         from_path: Path | None, database_url: str | None, schema: str, **options: Any) -> None:
     """Merge the log with the database's event tables (union by event id), decide conflicts, and reproject
     RawExchangeRecord.
 
     Several lakes may sync with one database; each run brings this lake and the database to the same events.
     A second run right after a run changes nothing. With --from PATH, the events of a copied lake, log or
-    pack folder are merged into this lake instead (PATH is never written).
+    pack folder are merged into this lake instead (PATH is never written); the key options open the segments
+    that lake evicted to cold storage.
     """
     if from_path is not None and direction is not None:
         raise InputError("--direction does not apply to --from: a copied folder is only read")
+    keys = keys_from_options(options)
+    if keys is not None and from_path is None:
+        raise InputError("the key options apply to --from only (they open a copied lake's evicted segments)")
     if manifest_path is not None:
         from eventlog.capture.manifest import read_manifest
 
@@ -60,7 +67,7 @@ def sync(ctx: click.Context, manifest_path: Path | None, direction: str | None, 
     conflict = conflict or "prefer_newest"
     progress = Progress(ctx, "syncing")
     if from_path is not None:
-        _sync_from(ctx, from_path, conflict, dry_run, progress)
+        _sync_from(ctx, from_path, conflict, dry_run, keys, progress)
         return
     with app(ctx).open_lake() as lake:
         try:
@@ -75,14 +82,15 @@ def sync(ctx: click.Context, manifest_path: Path | None, direction: str | None, 
     emit(ctx, result, lambda: _text(result))
 
 
-def _sync_from(ctx: click.Context, path: Path, conflict: str, dry_run: bool, progress: Progress) -> None:
+def _sync_from(ctx: click.Context, path: Path, conflict: str, dry_run: bool, keys: Keys | None,
+               progress: Progress) -> None:
     from eventlog.cli.dataset_commands import import_text
     from eventlog.sync import SyncResult
 
     with app(ctx).open_lake() as lake:
         try:
             result = lake.sync_from(path, conflict=conflict, dry_run=dry_run,  # type: ignore[arg-type]
-                                    progress=progress)
+                                    keys=keys, progress=progress)
         except ConflictError as error:
             progress.done()
             _report_conflicts(ctx, error)
@@ -97,8 +105,11 @@ def _sync_from(ctx: click.Context, path: Path, conflict: str, dry_run: bool, pro
 
 def _from_text(result: SyncResult, path: Path) -> str:
     verb = "would append" if result.dry_run else "appended"
+    read = "read whole" if result.full_reconciliation else "read after the last sync's watermark"
     lines = [f"{verb} {result.to_json:,} event(s) from {path} to the log; {result.shared:,} shared observation(s) "
-             f"kept once; {result.keys_touched:,} key(s) touched"]
+             f"kept once; {result.keys_touched:,} key(s) touched; {result.segments_read:,} segment(s) {read}"]
+    if result.note is not None:
+        lines.append(result.note)
     lines.extend(_decided(item, result.dry_run) for item in result.conflicts)
     if result.projection is not None:
         lines.append(f"{result.projection.projection}: {result.projection.mode}, state digest "

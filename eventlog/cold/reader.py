@@ -102,16 +102,20 @@ class ColdStore:
     """The evicted segments of one lake, read back from their archives (implements log.ColdSegments).
 
     `keys` opens the archives; None means "from the environment, looked up when first needed", so a lake with
-    nothing evicted never reads key files. Decrypted segments go to anonymous temporary files in the lake's
-    archive folder (constant memory); one is kept for `read_line` until `close`.
+    nothing evicted never reads key files. Decrypted segments go to anonymous temporary files in `scratch` (the lake's
+    archive folder unless given: a copied lake, which is only read, gets another), in constant memory; one is kept
+    for `read_line` until `close`. `log_dir` is the log folder when it is not `root`/log.
     """
 
-    def __init__(self, root: Path, *, keys: Keys | None = None) -> None:
+    def __init__(self, root: Path, *, keys: Keys | None = None, log_dir: Path | None = None,
+                 scratch: Path | None = None) -> None:
         self.root = root
+        log_dir = root / "log" if log_dir is None else log_dir
         self.archive_dir = root / ARCHIVE_DIR
-        self.locations_dir = root / "log" / LOCATIONS_DIR
-        self.segments_dir = root / "log" / "segments"
-        self.seals_dir = root / "log" / "seals"
+        self.locations_dir = log_dir / LOCATIONS_DIR
+        self.segments_dir = log_dir / "segments"
+        self.seals_dir = log_dir / "seals"
+        self.scratch = self.archive_dir if scratch is None else scratch
         self._keys: Keys | None = keys
         self._cached: tuple[SegmentName, BinaryIO] | None = None
 
@@ -152,7 +156,7 @@ class ColdStore:
             raise ArchiveError(_no_key_message(archive, label, name))
         seal, seal_raw = _read_seal_for(self.seals_dir, name, label)
         # Anonymous where the platform allows: nothing is left behind if the process dies.
-        plain = cast(BinaryIO, tempfile.TemporaryFile(dir=self.archive_dir))  # noqa: SIM115 (returned open)
+        plain = cast(BinaryIO, tempfile.TemporaryFile(dir=self.scratch))  # noqa: SIM115 (returned open)
         try:
             with open_archive(archive, label) as src:
                 info = decrypt_stream(src, plain, keys=keys, name=label)

@@ -22,14 +22,12 @@ import msgspec
 
 from eventlog import extensions
 from eventlog.durable import fsync_dir, named, truncate_to, write_atomic
-from eventlog.errors import EnvelopeError, EventLogError, IntegrityError, LakeError
+from eventlog.errors import EventLogError, IntegrityError, LakeError
 from eventlog.format.canonical import canonical_json
 from eventlog.format.envelope import (
     MAX_RECORD_BYTES,
     ExchangeRecord,
-    decode_record,
     format_utc,
-    identity_problem,
     parse_utc,
 )
 from eventlog.format.events import (
@@ -45,7 +43,7 @@ from eventlog.log.config import CONFIG_NAME, LakeConfig, SegmentPolicy
 from eventlog.log.head import HEAD_NAME, Head, HeadFile, read_head
 from eventlog.log.index import IndexEntry, LogIndex, index_rows, is_damaged, remove_index_files
 from eventlog.log.locking import WriterLock
-from eventlog.log.prepare import Prepared, prepare
+from eventlog.log.prepare import Prepared
 from eventlog.log.reader import ColdSegments, LogReader, decode_at, reason_of
 from eventlog.log.seals import Seal, SealAccumulator, compute_seal, read_seal, seal_hash
 from eventlog.log.segments import (
@@ -58,6 +56,7 @@ from eventlog.log.segments import (
     list_segments,
     parse_seal_name,
 )
+from eventlog.log.tally import Tally, prepare_item
 from eventlog.redaction.redactor import RedactionPolicy, Redactor
 
 CHUNK = 2000
@@ -65,8 +64,6 @@ CHUNK_BYTES = 8 * 1024 * 1024
 # A chunk's write runs on a thread of its own, beside the index inserts, from this many bytes on; below, starting
 # the thread (about 60 µs) would cost more than the overlap gains.
 THREADED_WRITE_BYTES = 64 * 1024
-# An append lists at most this many ids of records whose stated content hash differs from ours, and counts all.
-MAX_LISTED_MISMATCHES = 1000
 # Errors that say the lake cannot be written here at all (a read-only folder or disk, a full disk): readers read it
 # as it is.
 _CANNOT_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
@@ -81,7 +78,7 @@ class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
     first_seq: int | None = None
     last_seq: int | None = None
     redacted: int = 0
-    hash_mismatches: tuple[str, ...] = ()  # the first MAX_LISTED_MISMATCHES of them
+    hash_mismatches: tuple[str, ...] = ()  # the first tally.MAX_LISTED_MISMATCHES of them
     hash_mismatch_count: int = 0
     sealed: tuple[str, ...] = ()
 
@@ -289,8 +286,7 @@ class EventLog(LogReader):
     def _append_locked(self, records: Iterable[ExchangeRecord | dict[str, Any]], redactor: Redactor) -> AppendResult:
         tail = self._tail
         first_seq = tail.next_seq
-        observed = revisited = present = redacted = mismatch_count = 0
-        mismatches: list[str] = []
+        tally = Tally()
         sealed: list[str] = []
         recorded = format_utc(self.clock())
         with self._group_commit():
@@ -305,14 +301,7 @@ class EventLog(LogReader):
                 last = False
                 for item in iterator:
                     number += 1
-                    try:
-                        record = (item if isinstance(item, ExchangeRecord)
-                                  else decode_record(item, source=f"record {number}"))
-                        p = prepare(record, redactor, max_bytes=self.max_record_bytes, number=number)
-                    except RecursionError:
-                        raise EnvelopeError("nested too deeply to be encoded", source=f"record {number}") from None
-                    if (problem := identity_problem(record)) is not None:
-                        raise EnvelopeError(problem[1], source=f"record {number}", path=problem[0])
+                    p = prepare_item(item, redactor, max_bytes=self.max_record_bytes, number=number)
                     batch.append(p)
                     size += len(p.request_json) + len(p.response_json)
                     if len(batch) >= CHUNK or size >= CHUNK_BYTES:
@@ -326,38 +315,14 @@ class EventLog(LogReader):
                 seen: dict[str, str] = {}
                 known = self.index.known_events([p.exchange_id for p in batch])
                 payloads = self.index.known_contents(list({p.content_sha256 for p in batch}))
-                fresh: list[Prepared] = []
-                kinds = bytearray()  # per fresh record: 1 for an observed event, 0 for a revisited one
-                for p in batch:
-                    if p.exchange_id in seen or p.exchange_id in known:
-                        prior = seen[p.exchange_id] if p.exchange_id in seen else known[p.exchange_id][1]
-                        if prior != p.content_sha256:
-                            raise IntegrityError(
-                                f"exchange {p.exchange_id} is already in the log with content {prior}, "
-                                f"not {p.content_sha256}; an exchange id names one observation")
-                        present += 1
-                        continue
-                    seen[p.exchange_id] = p.content_sha256
-                    is_new = p.content_sha256 not in payloads
-                    payloads.add(p.content_sha256)
-                    fresh.append(p)
-                    kinds.append(is_new)
-                    if is_new:
-                        observed += 1
-                    else:
-                        revisited += 1
-                    redacted += p.redacted
-                    if p.hash_mismatch:
-                        mismatch_count += 1
-                        if len(mismatches) < MAX_LISTED_MISMATCHES:
-                            mismatches.append(p.exchange_id)
+                fresh, kinds = tally.classify(batch, seen, known, payloads)
                 self._write_prepared(fresh, bytes(kinds), recorded, sync=last)
                 if (label := self._seal_within_call()) is not None:
                     sealed.append(label)
         first = first_seq if tail.next_seq > first_seq else None
-        return AppendResult(observed=observed, revisited=revisited, already_present=present,
-                            first_seq=first, last_seq=tail.next_seq - 1 if first else None, redacted=redacted,
-                            hash_mismatches=tuple(mismatches), hash_mismatch_count=mismatch_count,
+        return AppendResult(observed=tally.observed, revisited=tally.revisited, already_present=tally.present,
+                            first_seq=first, last_seq=tail.next_seq - 1 if first else None, redacted=tally.redacted,
+                            hash_mismatches=tuple(tally.mismatches), hash_mismatch_count=tally.mismatch_count,
                             sealed=tuple(sealed))
 
     def _write_foreign(self, events: list[tuple[Event, bytes]]) -> int:

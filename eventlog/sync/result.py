@@ -43,7 +43,9 @@ class SyncResult(msgspec.Struct, frozen=True, kw_only=True):
     `to_sql` / `to_json` count events copied each way (resolutions included), `shared` the observations both
     sides hold under different origins (kept once on each side, not copied). `keys_touched` is the number of
     record keys whose RawExchangeRecord row the new events may change. `projection` is the reprojection of the
-    database's RawExchangeRecord from its event tables that the run made (None in a dry run).
+    database's RawExchangeRecord from its event tables that the run made (None in a dry run). For a copied folder
+    (`sync --from`), `segments_read` counts the segments of the copy opened (files or archives) and `note` says why
+    a watermark was dropped and the copy read whole.
     """
 
     direction: Direction
@@ -59,6 +61,8 @@ class SyncResult(msgspec.Struct, frozen=True, kw_only=True):
     log_position: int
     database_position: int
     projection: ReprojectResult | None = None
+    segments_read: int = 0
+    note: str | None = None
 
     @property
     def changed(self) -> bool:

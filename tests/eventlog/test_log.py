@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from eventlog import CanonicalError, EnvelopeError, IntegrityError, Lake, LakeError, SegmentPolicy, extensions
 from eventlog.format.canonical import canonical_json
 from eventlog.format.events import GENESIS, Event, decode_line, encode_event, line_hash
+from eventlog.log import tally as tally_module
 from eventlog.log import writer as log_module
 from eventlog.log.index import COLUMNS, lookup_key
 from eventlog.log.segments import format_segment_name, list_segments
@@ -127,7 +128,7 @@ def test_a_stated_hash_of_the_content_before_redaction_is_no_mismatch(lake: Lake
 
 
 def test_hash_mismatches_are_counted_and_the_first_listed(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(log_module, "MAX_LISTED_MISMATCHES", 2)
+    monkeypatch.setattr(tally_module, "MAX_LISTED_MISMATCHES", 2)
     records = [dict(page_record("Ada", revision), content_sha256="0" * 64) for revision in range(5)]
     result = lake.append([*records, page_record("Bea", 1)])
     assert result.hash_mismatch_count == 5
