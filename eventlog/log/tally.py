@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from eventlog.errors import EnvelopeError, IntegrityError
+from eventlog.errors import EnvelopeError, IntegrityError, record_source
 from eventlog.format.envelope import ExchangeRecord, decode_record, identity_problem
 from eventlog.log.prepare import Prepared, prepare
 from eventlog.redaction.redactor import Redactor
@@ -27,12 +27,12 @@ def prepare_item(item: ExchangeRecord | dict[str, Any], redactor: Redactor, *, m
     """Record `number` of a call, decoded if need be, redacted and hashed; EnvelopeError naming it when it does
     not validate (nested too deeply, an identity that does not hold)."""
     try:
-        record = item if isinstance(item, ExchangeRecord) else decode_record(item, source=f"record {number}")
+        record = item if isinstance(item, ExchangeRecord) else decode_record(item, source=record_source(number))
         prepared = prepare(record, redactor, max_bytes=max_bytes, number=number)
     except RecursionError:
-        raise EnvelopeError("nested too deeply to be encoded", source=f"record {number}") from None
+        raise EnvelopeError("nested too deeply to be encoded", source=record_source(number)) from None
     if (problem := identity_problem(record)) is not None:
-        raise EnvelopeError(problem[1], source=f"record {number}", path=problem[0])
+        raise EnvelopeError(problem[1], source=record_source(number), path=problem[0])
     return prepared
 
 
