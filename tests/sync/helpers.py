@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 
 from eventlog import Lake
 from eventlog.sql.store import SqlEventStore
+from eventlog.sync import SyncResult
 from projections import PROJECTION, read_checkpoint, reproject
 from projections.tables import attach
 from tests.factories import BASE_TIME
@@ -87,3 +89,16 @@ def current_content(url: str, schema: str, natural_key: str) -> str:
         value: str = conn.execute(sa.select(record.c.content_sha256).where(
             record.c.natural_key == natural_key)).scalar_one()
     return value
+
+
+def copy_lake(lake: Lake, target: Path) -> Path:
+    """The lake's folder as it would arrive from another machine."""
+    shutil.copytree(lake.root, target)
+    return target
+
+
+def sync_from(lake: Lake, folder: Path, **options: object) -> SyncResult:
+    """`lake.sync_from(folder, ...)`, a merge (never the plan of a dry run)."""
+    result = lake.sync_from(folder, **options)  # type: ignore[arg-type]
+    assert isinstance(result, SyncResult)
+    return result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,29 +11,16 @@ import pytest
 from eventlog import Lake
 from eventlog.errors import ConflictError, IntegrityError
 from eventlog.log.segments import list_segments
-from eventlog.sync import SyncResult
 from tests.cli.runner import Run
-from tests.sync.helpers import database_digest, folder_digest, lake_digest, lake_event_ids, page
-
-
-@pytest.fixture
-def lakes(tmp_path: Path) -> Iterator[tuple[Lake, Lake]]:
-    a, b = Lake.init(tmp_path / "a"), Lake.init(tmp_path / "b")
-    yield a, b
-    a.close()
-    b.close()
-
-
-def _copy(lake: Lake, target: Path) -> Path:
-    """The lake's folder as it would arrive from another machine."""
-    shutil.copytree(lake.root, target)
-    return target
-
-
-def _from(lake: Lake, folder: Path, **options: object) -> SyncResult:
-    result = lake.sync_from(folder, **options)  # type: ignore[arg-type]
-    assert isinstance(result, SyncResult)
-    return result
+from tests.sync.helpers import (
+    copy_lake,
+    database_digest,
+    folder_digest,
+    lake_digest,
+    lake_event_ids,
+    page,
+    sync_from,
+)
 
 
 def test_both_lakes_hold_the_union_and_agree_and_the_copies_are_untouched(lakes: tuple[Lake, Lake],
@@ -45,18 +31,18 @@ def test_both_lakes_hold_the_union_and_agree_and_the_copies_are_untouched(lakes:
     b.append([page("Cy", 1, 2), shared])
     a.seal()  # a sealed segment and its seal travel too, and are checked
     a.append([page("Ada", 2, 4)])
-    copy_a = _copy(a, tmp_path / "copy-a")
+    copy_a = copy_lake(a, tmp_path / "copy-a")
     before = folder_digest(copy_a)
 
-    into_b = _from(b, copy_a)
+    into_b = sync_from(b, copy_a)
     assert (into_b.to_json, into_b.shared, into_b.to_sql) == (3, 1, 0)
     assert folder_digest(copy_a) == before
-    assert not _from(b, copy_a).changed  # a second run of the same folder adds nothing
+    assert not sync_from(b, copy_a).changed  # a second run of the same folder adds nothing
 
-    copy_b = _copy(b, tmp_path / "copy-b")
-    into_a = _from(a, copy_b / "log")  # the log/ folder alone reads as well
+    copy_b = copy_lake(b, tmp_path / "copy-b")
+    into_a = sync_from(a, copy_b / "log")  # the log/ folder alone reads as well
     assert (into_a.to_json, into_a.shared) == (1, 1)
-    assert not _from(a, copy_b).changed
+    assert not sync_from(a, copy_b).changed
     assert sorted(lake_event_ids(a)) == sorted(lake_event_ids(b))
     assert len(lake_event_ids(a)) == 5
     assert lake_digest(a, tmp_path) == lake_digest(b, tmp_path)
@@ -75,7 +61,7 @@ def test_a_damaged_line_is_refused_naming_it_and_nothing_is_written(lakes: tuple
     a, b = lakes
     a.append([page("Ada", 1, 1), page("Bea", 1, 1), page("Cy", 1, 1)])
     b.append([page("Dee", 1, 1)])
-    copy_a = _copy(a, tmp_path / "copy-a")
+    copy_a = copy_lake(a, tmp_path / "copy-a")
     (_, segment), = list_segments(copy_a / "log" / "segments")
     lines = segment.read_bytes().split(b"\n")
     lines[1] = lines[1].replace(b'"Bea"', b'"Bee"', 1)
@@ -91,12 +77,12 @@ def test_a_dry_run_writes_nothing_and_plans_what_the_run_does(lakes: tuple[Lake,
     a, b = lakes
     a.append([page("Ada", 1, 1), page("Bea", 1, 1)])
     b.append([page("Ada", 2, 3)])  # both changed Ada since they last agreed: a conflict
-    copy_a = _copy(a, tmp_path / "copy-a")
+    copy_a = copy_lake(a, tmp_path / "copy-a")
     before = folder_digest(b.root)
-    plan = _from(b, copy_a, dry_run=True)
+    plan = sync_from(b, copy_a, dry_run=True)
     assert plan.dry_run and (plan.to_json, len(plan.conflicts)) == (3, 1)
     assert folder_digest(b.root) == before
-    done = _from(b, copy_a)
+    done = sync_from(b, copy_a)
     assert (done.to_json, done.resolutions) == (plan.to_json, plan.resolutions) == (3, 1)
     assert done.conflicts[0].winner == plan.conflicts[0].winner
 
@@ -105,17 +91,17 @@ def test_conflicts_follow_the_strategies_of_sync(lakes: tuple[Lake, Lake], tmp_p
     a, b = lakes
     a.append([page("Ada", 1, 1)])
     b.append([page("Ada", 2, 3)])
-    copy_a = _copy(a, tmp_path / "copy-a")
+    copy_a = copy_lake(a, tmp_path / "copy-a")
     before = folder_digest(b.root)
     with pytest.raises(ConflictError) as caught:
         b.sync_from(copy_a, conflict="fail")
     assert caught.value.exit_code == 9 and folder_digest(b.root) == before
-    decided = _from(b, copy_a, conflict="prefer_sql")  # the copied folder's side
+    decided = sync_from(b, copy_a, conflict="prefer_sql")  # the copied folder's side
     winner = decided.conflicts[0].winner
     assert winner == next(item.content_sha256 for item in decided.conflicts[0].candidates
                           if "sql" in item.current_on)
     # The decision travels: lake a, syncing from b's copy, applies it and does not decide again.
-    back = _from(a, _copy(b, tmp_path / "copy-b"), conflict="prefer_json")
+    back = sync_from(a, copy_lake(b, tmp_path / "copy-b"), conflict="prefer_json")
     assert back.conflicts == () and back.to_json == 2
     assert lake_digest(a, tmp_path) == lake_digest(b, tmp_path)
 
@@ -124,7 +110,7 @@ def test_the_cli_merges_a_copied_folder(lakes: tuple[Lake, Lake], tmp_path: Path
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = lakes
     a.append([page("Ada", 1, 1)])
-    copy_a = _copy(a, tmp_path / "copy-a")
+    copy_a = copy_lake(a, tmp_path / "copy-a")
     b.close()
     run = Run(capsys, monkeypatch, b.root)
     code, out, _ = run("sync", "--from", str(copy_a), "--dry-run", "--json")
@@ -162,6 +148,6 @@ def test_with_a_database_its_projection_follows(lakes: tuple[Lake, Lake], tmp_pa
     b.append([page("Cy", 1, 1)])
     url = f"sqlite:///{tmp_path / 'b.db'}"
     monkeypatch.setenv("EVENTLOG_DATABASE_URL", url)
-    result = _from(b, _copy(a, tmp_path / "copy-a"))
+    result = sync_from(b, copy_lake(a, tmp_path / "copy-a"))
     assert result.projection is not None
     assert result.projection.state_digest == lake_digest(b, tmp_path) == database_digest(url, "lake")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,32 +18,8 @@ from eventlog.cold.keys import Keys, write_key_file
 from eventlog.cold.keys import load_key_file as read_key
 from eventlog.errors import ArchiveError, IntegrityError
 from eventlog.log.segments import list_segments
-from eventlog.sync import SyncResult
 from tests.cli.runner import Run
-from tests.sync.helpers import folder_digest, lake_digest, lake_event_ids, page
-
-_KEY_VARIABLES = ("EVENTLOG_IDENTITY", "EVENTLOG_KEY_FILE", "EVENTLOG_PASSPHRASE")
-
-
-@pytest.fixture
-def lakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Lake, Lake]]:
-    for name in _KEY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    a, b = Lake.init(tmp_path / "a"), Lake.init(tmp_path / "b")
-    yield a, b
-    a.close()
-    b.close()
-
-
-def _copy(lake: Lake, target: Path) -> Path:
-    shutil.copytree(lake.root, target)
-    return target
-
-
-def _from(lake: Lake, folder: Path, **options: object) -> SyncResult:
-    result = lake.sync_from(folder, **options)  # type: ignore[arg-type]
-    assert isinstance(result, SyncResult)
-    return result
+from tests.sync.helpers import copy_lake, folder_digest, lake_digest, lake_event_ids, page, sync_from
 
 
 def _grow(lake: Lake, titles: str, hour: int) -> None:
@@ -63,13 +38,13 @@ def test_a_grown_copy_is_read_from_the_watermark_on(lakes: tuple[Lake, Lake], tm
     _grow(a, "AB", 1)
     _grow(a, "CD", 2)
     a.append([page("E", 1, 3)])  # the active segment: the watermark falls inside it
-    first = _from(b, _copy(a, tmp_path / "copy-1"))
+    first = sync_from(b, copy_lake(a, tmp_path / "copy-1"))
     assert first.full_reconciliation and first.to_json == 5 and first.segments_read == 3
 
     a.seal()  # the segment the watermark was in is sealed now, ending at it
     _grow(a, "FG", 4)
     a.append([page("H", 1, 5)])
-    copy = _copy(a, tmp_path / "copy-2")
+    copy = copy_lake(a, tmp_path / "copy-2")
     old = [path for name, path in list_segments(copy / "log" / "segments") if name.last_seq is not None
            and name.last_seq <= 5]
     assert len(old) == 3
@@ -77,34 +52,34 @@ def test_a_grown_copy_is_read_from_the_watermark_on(lakes: tuple[Lake, Lake], tm
         _spoil(path)
     before = folder_digest(copy)
 
-    second = _from(b, copy)
+    second = sync_from(b, copy)
     assert not second.full_reconciliation and second.note is None
     assert (second.to_json, second.segments_read) == (3, 2)  # F-G's segment and the active one
     assert folder_digest(copy) == before
     assert sorted(lake_event_ids(b)) == sorted(lake_event_ids(a))
     assert lake_digest(a, tmp_path) == lake_digest(b, tmp_path)
 
-    third = _from(b, copy)  # nothing new: only the active segment is opened
+    third = sync_from(b, copy)  # nothing new: only the active segment is opened
     assert not third.changed and third.segments_read == 1
 
     with pytest.raises(IntegrityError) as caught:  # read whole, the spoiled segments are refused
-        _from(Lake.init(tmp_path / "c"), copy)
+        sync_from(Lake.init(tmp_path / "c"), copy)
     assert old[0].name in str(caught.value)
 
 
 def test_damage_after_the_watermark_is_still_found(lakes: tuple[Lake, Lake], tmp_path: Path) -> None:
     a, b = lakes
     _grow(a, "AB", 1)
-    _from(b, _copy(a, tmp_path / "copy-1"))
+    sync_from(b, copy_lake(a, tmp_path / "copy-1"))
     _grow(a, "CD", 2)
-    copy = _copy(a, tmp_path / "copy-2")
+    copy = copy_lake(a, tmp_path / "copy-2")
     (_, second_segment), = [(name, path) for name, path in list_segments(copy / "log" / "segments")
                             if name.first_seq == 3]
     lines = second_segment.read_bytes().split(b"\n")
     second_segment.write_bytes(b"\n".join([lines[1], lines[0], *lines[2:]]))  # two lines swapped
     events = lake_event_ids(b)
     with pytest.raises(IntegrityError) as caught:
-        _from(b, copy)
+        sync_from(b, copy)
     assert second_segment.name in str(caught.value)
     assert lake_event_ids(b) == events
 
@@ -113,10 +88,10 @@ def test_a_copy_without_the_watermark_line_is_read_whole_and_says_so(lakes: tupl
                                                                      tmp_path: Path) -> None:
     a, b = lakes
     _grow(a, "AB", 1)
-    older = _copy(a, tmp_path / "older")
+    older = copy_lake(a, tmp_path / "older")
     _grow(a, "CD", 2)
-    assert _from(b, _copy(a, tmp_path / "newer")).to_json == 4
-    again = _from(b, older)  # an older copy: it ends before the watermark
+    assert sync_from(b, copy_lake(a, tmp_path / "newer")).to_json == 4
+    again = sync_from(b, older)  # an older copy: it ends before the watermark
     assert again.full_reconciliation and not again.changed
     assert again.note is not None and "read whole" in again.note and "seq 4" in again.note
 
@@ -127,7 +102,7 @@ def test_a_copy_without_the_watermark_line_is_read_whole_and_says_so(lakes: tupl
     (replaced / "lake.json").write_text(json.dumps(config))
     with Lake.open(replaced) as other:
         other.append([page(title, 2, 6) for title in "WXYZ"])
-    result = _from(b, replaced)
+    result = sync_from(b, replaced)
     assert result.full_reconciliation and result.note is not None and result.to_json == 4
 
 
@@ -151,9 +126,9 @@ def _evicting(a: Lake, key_file: Path) -> None:
 def test_evicted_segments_are_read_with_the_key(lakes: tuple[Lake, Lake], tmp_path: Path, key_file: Path) -> None:
     a, b = lakes
     _evicting(a, key_file)
-    copy = _copy(a, tmp_path / "copy")
+    copy = copy_lake(a, tmp_path / "copy")
     before = folder_digest(copy)
-    result = _from(b, copy, keys=Keys(key=read_key(key_file)))
+    result = sync_from(b, copy, keys=Keys(key=read_key(key_file)))
     assert result.to_json == 5 and result.segments_read == 3
     assert folder_digest(copy) == before
     with Lake.open(a.root, keys=Keys(key=read_key(key_file))) as keyed:
@@ -164,7 +139,7 @@ def test_evicted_segments_are_read_with_the_key(lakes: tuple[Lake, Lake], tmp_pa
     # The evicted segments at or below the watermark need no key; the one holding it and F, G is refused
     # without one.
     with pytest.raises(ArchiveError) as caught:
-        _from(b, _copy(a, tmp_path / "copy-2"))
+        sync_from(b, copy_lake(a, tmp_path / "copy-2"))
     message = str(caught.value)
     assert "00000000000000000005-00000000000000000007" in message and "--key-file" in message
 
@@ -176,7 +151,7 @@ def test_without_a_key_evicted_segments_are_refused_and_nothing_is_written(
     _evicting(a, key_file)
     b.append([page("Z", 1, 1)])
     b.close()
-    copy = _copy(a, tmp_path / "copy")
+    copy = copy_lake(a, tmp_path / "copy")
     before_copy, before_lake = folder_digest(copy), folder_digest(b.root)
     with Lake.open(b.root) as reopened, pytest.raises(ArchiveError) as caught:
         reopened.sync_from(copy)
