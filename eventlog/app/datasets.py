@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from eventlog.capture.ingest import pack_chunk_files, read_pack
+from eventlog.capture.ingest import InputTrail, pack_chunk_files, read_pack
 from eventlog.capture.manifest import (
     MANIFEST_NAME,
     DatasetManifest,
@@ -164,11 +164,13 @@ def _counted(records: Iterable[ExchangeRecord], counter: list[int],
         yield record
 
 
-def _pack_records(lake: Lake, folder: Path, manifest: DatasetManifest) -> Iterator[ExchangeRecord]:
-    """The pack's records as they are: the manifest's redaction applies at append, merged into the lake's."""
+def _pack_records(lake: Lake, folder: Path, manifest: DatasetManifest,
+                  trail: InputTrail | None = None) -> Iterator[ExchangeRecord]:
+    """The pack's records as they are: the manifest's redaction applies at append, merged into the lake's. Each
+    record's file and line go to `trail`."""
     if not (folder / "records").is_dir():
         raise InputError("holds no records/ folder: there is no pack beside the manifest", source=str(folder))
-    return read_pack(folder, manifest=manifest, redact=False, max_bytes=lake.config.max_record_bytes)
+    return read_pack(folder, manifest=manifest, redact=False, max_bytes=lake.config.max_record_bytes, trail=trail)
 
 
 def find_conflicts(lake: Lake, records: Iterable[ExchangeRecord], *,
@@ -180,10 +182,10 @@ def find_conflicts(lake: Lake, records: Iterable[ExchangeRecord], *,
     """
     newest: dict[tuple[str, str, str], tuple[str, str]] = {}
     redactor = lake.redactor_with(redaction) or lake.log.redactor
-    for record in records:
+    for number, record in enumerate(records, start=1):
         if record.natural_key is None:
             continue
-        prepared = prepare(record, redactor, max_bytes=lake.config.max_record_bytes)
+        prepared = prepare(record, redactor, max_bytes=lake.config.max_record_bytes, number=number)
         version = (prepared.observed_at_utc, prepared.content_sha256)
         key = (record.source_system, record.entity_type, record.natural_key)
         if key not in newest or version > newest[key]:
@@ -225,8 +227,12 @@ def import_dataset(lake: Lake, manifest_path: Path, *, dry_run: bool = False, co
     folder = manifest_path.parent
     strategy: Strategy = conflict or manifest.sync_policy.conflict_strategy
     redaction = manifest_redaction(manifest, source=str(manifest_path))
-    conflicts = [item.decided(strategy)
-                 for item in find_conflicts(lake, _pack_records(lake, folder, manifest), redaction=redaction)]
+    # Each read of the pack has its trail, so that an error about a record names its file and line.
+    first = InputTrail()
+    with first.naming():
+        conflicts = [item.decided(strategy)
+                     for item in find_conflicts(lake, _pack_records(lake, folder, manifest, first),
+                                                redaction=redaction)]
     base = dict(dataset=manifest.dataset_name, manifest=str(manifest_path), folder=str(folder),
                 conflict_strategy=strategy, conflicts=tuple(conflicts))
     if strategy == "fail" and conflicts:
@@ -235,11 +241,14 @@ def import_dataset(lake: Lake, manifest_path: Path, *, dry_run: bool = False, co
                             f"{conflicts[0].pack[:12]}); nothing was written",
                             conflicts=[msgspec.to_builtins(item) for item in conflicts])
     counter = [0]
-    records = _counted(_pack_records(lake, folder, manifest), counter, progress)
+    trail = InputTrail()
+    records = _counted(_pack_records(lake, folder, manifest, trail), counter, progress)
     if dry_run:
-        plan = plan_append(lake.log, records, redactor=lake.redactor_with(redaction))
+        with trail.naming():
+            plan = plan_append(lake.log, records, redactor=lake.redactor_with(redaction))
         return ImportResult(**base, dry_run=True, read=counter[0], append=plan)  # type: ignore[arg-type]
-    appended = lake.append(records, redaction=redaction)
+    with trail.naming():
+        appended = lake.append(records, redaction=redaction)
     if conflicts:
         # Each decision travels as a `resolved` event, so reprojection reproduces it and audit shows it; a decided
         # conflict is not found again (the lake now holds the pack's version).
@@ -294,17 +303,20 @@ def export_dataset(lake: Lake, manifest_path: Path, *, dry_run: bool = False,
     base = dict(dataset=manifest.dataset_name, manifest=str(manifest_path), folder=str(folder),
                 records_before=before)
     redaction = manifest_redaction(manifest, source=str(manifest_path))
+    trail = InputTrail()
     if dry_run:
         contents: set[str] = set()
         plan = AppendResult()
         if existing:
             redactor = lake.redactor_with(redaction) or lake.log.redactor
-            plan = plan_append(lake.log, _remember(_pack_records(lake, folder, manifest), lake, redactor, contents),
-                               redactor=redactor)
+            with trail.naming():
+                plan = plan_append(lake.log, _remember(_pack_records(lake, folder, manifest, trail), lake, redactor,
+                                                       contents), redactor=redactor)
         contents.update(_dataset_contents(lake, manifest))
         return ExportResult(**base, dry_run=True, imported=plan, records=len(contents))  # type: ignore[arg-type]
-    imported = (lake.append(_pack_records(lake, folder, manifest), redaction=redaction) if existing
-                else AppendResult())
+    with trail.naming():
+        imported = (lake.append(_pack_records(lake, folder, manifest, trail), redaction=redaction) if existing
+                    else AppendResult())
     _register(lake.root, manifest_path, manifest)
     from projections import project_pack
 
@@ -316,8 +328,8 @@ def export_dataset(lake: Lake, manifest_path: Path, *, dry_run: bool = False,
 
 def _remember(records: Iterable[ExchangeRecord], lake: Lake, redactor: Redactor,
               contents: set[str]) -> Iterator[ExchangeRecord]:
-    for record in records:
-        contents.add(prepare(record, redactor, max_bytes=lake.config.max_record_bytes).content_sha256)
+    for number, record in enumerate(records, start=1):
+        contents.add(prepare(record, redactor, max_bytes=lake.config.max_record_bytes, number=number).content_sha256)
         yield record
 
 

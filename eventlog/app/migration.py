@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from eventlog.app.credentials import shown
 from eventlog.capture.ingest import from_original
-from eventlog.errors import InputError
+from eventlog.errors import InputError, record_number
 from eventlog.format.canonical import parse_json
 from eventlog.format.envelope import ExchangeRecord, decode_record, json_kind
 from eventlog.log.plan import plan_append
@@ -70,7 +70,14 @@ def import_original_table(lake: Lake, *, database_url: str | None = None, schema
         where = _qualified(table)
         counter = [0]
         records = _read_rows(store, table, where=where, counter=counter, progress=progress, page_rows=page_rows)
-        append = plan_append(lake.log, records) if dry_run else lake.append(records)
+        try:
+            append = plan_append(lake.log, records) if dry_run else lake.append(records)
+        except InputError as exc:
+            number = record_number(exc.source)
+            if number is None:
+                raise
+            # The log names the Nth record of its append: the Nth row in exchange_id order.
+            raise exc.located(source=_row_source(store, table, where, number)) from None
         return OriginalTableResult(database=database,
                                    table=where, dry_run=dry_run, read=counter[0], append=append,
                                    rename_statement=rename_statement(store.dialect_name, table.schema))
@@ -118,6 +125,14 @@ def _original_table(store: SqlEventStore, *, database: str) -> sa.TableClause:
                              f"content_sha256 unique, payload_json)")
     return sa.table(ORIGINAL_TABLE, sa.column("exchange_id"), sa.column("content_sha256"),
                     sa.column("payload_json"), schema=schema)
+
+
+def _row_source(store: SqlEventStore, table: sa.TableClause, where: str, number: int) -> str:
+    """How an error names the `number`th row (from 1) of the table in exchange_id order."""
+    query = sa.select(table.c.exchange_id).order_by(table.c.exchange_id).offset(number - 1).limit(1)
+    with store.begin() as conn:
+        exchange_id = conn.execute(query).scalar()
+    return f"{where}, exchange_id {exchange_id}" if exchange_id is not None else f"{where}, row {number}"
 
 
 def _qualified(table: sa.TableClause) -> str:

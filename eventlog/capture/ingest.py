@@ -9,13 +9,14 @@ from __future__ import annotations
 import bisect
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from eventlog.capture.manifest import MANIFEST_NAME, DatasetManifest, manifest_redactor, read_manifest
-from eventlog.errors import InputError
+from eventlog.errors import InputError, record_number
 from eventlog.format.canonical import parse_json
 from eventlog.format.envelope import MAX_RECORD_BYTES, ExchangeRecord, content_sha256, decode_record
 from eventlog.redaction.redactor import Redactor
@@ -52,6 +53,19 @@ class InputTrail:
         at = bisect.bisect_right(self._firsts, number) - 1
         source, line = self._runs[at]
         return source, line + number - self._firsts[at]
+
+    @contextmanager
+    def naming(self) -> Iterator[None]:
+        """Within the block, an InputError about the Nth record of an append (`record_source`) is raised again
+        naming that record's file and line instead."""
+        try:
+            yield
+        except InputError as exc:
+            number = record_number(exc.source)
+            place = self.locate(number) if number is not None else None
+            if place is None:
+                raise
+            raise exc.located(source=place[0], line=place[1]) from None
 
 
 def read_ndjson_lines(lines: Iterable[bytes], *, source: str, max_bytes: int = MAX_RECORD_BYTES,

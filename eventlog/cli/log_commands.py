@@ -14,7 +14,7 @@ from eventlog.app.lake import Lake
 from eventlog.capture.ingest import InputTrail, count_lines, expand_inputs, read_inputs, redact_records
 from eventlog.capture.manifest import manifest_redactor, new_manifest, read_manifest, write_new_manifest
 from eventlog.cli.app import Progress, app, cli, emit, json_option
-from eventlog.errors import InputError, IntegrityError, NotFoundError, record_number
+from eventlog.errors import IntegrityError, NotFoundError
 from eventlog.format.canonical import parse_json
 from eventlog.format.envelope import EXCHANGE_TYPES, decode_record
 from eventlog.log.config import CONFIG_NAME
@@ -99,15 +99,8 @@ def _ingest(ctx: click.Context, paths: tuple[str, ...], label: str, manifest_pat
                                                 unit="records") as progress:
         trail = InputTrail()
         records = read_inputs(inputs, progress=progress, max_bytes=lake.config.max_record_bytes, trail=trail)
-        try:
+        with trail.naming():
             result = lake.append(records if redactor is None else redact_records(records, redactor))
-        except InputError as exc:
-            # The log names the Nth record of the append; the trail knows its file and line.
-            number = record_number(exc.source)
-            place = trail.locate(number) if number is not None else None
-            if place is None:
-                raise
-            raise exc.located(source=place[0], line=place[1]) from None
     emit(ctx, {"inputs": [str(path) for path in inputs], **msgspec.to_builtins(result)},
          lambda: _append_summary(result, len(inputs)))
 

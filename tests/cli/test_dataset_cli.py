@@ -152,6 +152,25 @@ def test_a_naive_timestamp_is_named_and_nothing_is_written(run: Run, tmp_path: P
     assert folder_digest(run.lake) == before
 
 
+@pytest.mark.parametrize("command", [["import"], ["import", "--dry-run"], ["export"], ["export", "--dry-run"]])
+def test_a_record_the_log_refuses_is_named_by_its_chunk_file_and_line(run: Run, tmp_path: Path,
+                                                                      command: list[str]) -> None:
+    """What the log itself refuses at append (a NUL in a natural key, which no SQL server stores in text) is
+    named by the pack's chunk file and line, by import and export, dry or not; nothing is written."""
+    manifest_path = copy_pack(DATA / "duplicate-record", tmp_path)
+    chunk = manifest_path.parent / "records" / "2024" / "2024-01-15" / "chunk-0002.ndjson"
+    lines = chunk.read_bytes().splitlines(keepends=True)
+    record = json.loads(lines[1])
+    record["natural_key"] = record["natural_key"] + "\u0000"
+    lines[1] = json.dumps(record).encode() + b"\n"
+    chunk.write_bytes(b"".join(lines))
+    run("init")
+    before = folder_digest(run.lake)
+    code, _, err = run(*command, "--manifest", str(manifest_path))
+    assert code == 3 and err.startswith(f"error: {chunk}, line 2, at $.natural_key: holds a NUL character"), err
+    assert folder_digest(run.lake) == before
+
+
 def test_the_same_record_twice_is_one_event(run: Run, tmp_path: Path) -> None:
     manifest_path = copy_pack(DATA / "duplicate-record", tmp_path)
     run("init")

@@ -141,6 +141,22 @@ def test_a_naive_timestamp_is_named_and_nothing_is_written(run: Run, tmp_path: P
     assert _log_bytes(run.lake) == b""
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_row_the_log_refuses_is_named_by_its_exchange_id(run: Run, tmp_path: Path, dry_run: bool) -> None:
+    """What the log itself refuses at append (here a NUL in a natural key, which no SQL server stores in text) is
+    named by the row's exchange_id, not by its place in the append; a dry run says the same."""
+    url = f"sqlite:///{tmp_path / 'original.db'}"
+    rows = [_envelope(title, 1) for title in ("Ada", "Bea", "Cy", "Dee")]
+    bad = sorted(rows, key=lambda row: row["exchange_id"])[2]
+    bad["natural_key"] = "Cy\u0000"
+    _original_table(url, None, rows)
+    assert run("init")[0] == 0
+    code, out, err = run("import", "--from-original-table", "--database-url", url, *(["--dry-run"] * dry_run))
+    assert code == 3 and out == "" and "Traceback" not in err, err
+    assert f"exchange_id {bad['exchange_id']}, at $.natural_key: holds a NUL character" in err, err
+    assert _log_bytes(run.lake) == b""
+
+
 def test_a_table_of_the_new_shape_is_not_migrated(run: Run, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
     store = SqlEventStore(url)
