@@ -73,7 +73,7 @@ def sync_from(log: EventLog, path: Path, *, conflict: Strategy = "prefer_newest"
                 mine = ours.get(event.event_id)
                 if not same_event(mine, event):
                     raise clash(event.event_id, mine, event, other=other)
-                plan.shared.add(event.event_id)
+                plan.shared += 1
     plan.keys_touched = len(touched)
 
     # A key is in conflict only when both sides changed it: the copied log brings new events of it and this log
@@ -103,7 +103,7 @@ def sync_from(log: EventLog, path: Path, *, conflict: Strategy = "prefer_newest"
         written = log.append_events(_to_append(copied, ours, plan, batch, progress))
     return SyncResult(direction="sql_to_json", strategy=conflict, dry_run=dry_run, full_reconciliation=True,
                       to_sql=0, to_json=plan.to_json + len(plan.resolutions) if dry_run else written,
-                      shared=len(plan.shared), conflicts=tuple(plan.conflicts), resolutions=len(plan.resolutions),
+                      shared=plan.shared, conflicts=tuple(plan.conflicts), resolutions=len(plan.resolutions),
                       keys_touched=plan.keys_touched, log_position=plan.push_end, database_position=plan.pull_end)
 
 
