@@ -106,7 +106,10 @@ class TablesReader:
                                   event.c.entity_type == sa.bindparam("entity"),
                                   event.c.natural_key == sa.bindparam("natural"), observation_types,
                                   event.c.event_seq <= sa.bindparam("upto")).order_by(event.c.event_seq)
-        self._resolved = full.where(event.c.type == "resolved").order_by(event.c.event_seq)
+        # A resolution has no content hash: the index on content_sha256 finds the few resolutions among all the
+        # events, where `type` alone, which no index covers, would read the whole table on every run.
+        self._resolved = (full.where(event.c.content_sha256.is_(None), event.c.type == "resolved")
+                          .order_by(event.c.event_seq))
         self._payload = sa.select(content.c.request, content.c.response).where(
             content.c.content_sha256 == sa.bindparam("content"))
         self._resolutions: list[Event] | None = None

@@ -41,6 +41,7 @@ from eventlog.sync.conflicts import (
     resolution_body,
 )
 from eventlog.sync.identity import clash, same_event
+from eventlog.sync.keyhashes import KeyHashes
 from eventlog.sync.result import DIRECTIONS, STRATEGIES, Conflict, Direction, Strategy, SyncResult
 from eventlog.sync.sides import LogSide, SqlSide, chunks
 from projections.log_source import IndexReader
@@ -64,7 +65,7 @@ class Plan:
 
     def __init__(self) -> None:
         self.to_sql = self.to_json = 0
-        self.shared: set[str] = set()  # ids of observations both sides hold under different origins
+        self.shared = 0  # observations (and decisions) both sides hold under different origins
         self.push_after = self.push_end = self.pull_after = self.pull_end = 0
         self.full = False
         self.keys_touched = 0
@@ -104,7 +105,7 @@ def _result(plan: Plan, direction: Direction, strategy: Strategy, *, dry_run: bo
     return SyncResult(direction=direction, strategy=strategy, dry_run=dry_run, full_reconciliation=plan.full,
                       to_sql=plan.to_sql + len(plan.resolutions) if direction != "sql_to_json" else 0,
                       to_json=plan.to_json + len(plan.resolutions) if direction != "json_to_sql" else 0,
-                      shared=len(plan.shared), conflicts=tuple(plan.conflicts), resolutions=len(plan.resolutions),
+                      shared=plan.shared, conflicts=tuple(plan.conflicts), resolutions=len(plan.resolutions),
                       keys_touched=plan.keys_touched, log_position=plan.push_end, database_position=plan.pull_end,
                       projection=projection)
 
@@ -150,27 +151,28 @@ def _plan(log: EventLog, store: SqlEventStore, direction: Direction, strategy: S
     if plan.pull_after > plan.pull_end:
         plan.pull_after, plan.full = 0, True
 
-    # Memory stays one batch of events plus a 64-bit hash per key touched: the pull side is read first for the
-    # keys it changes, the push side then keeps event ids only for keys both sides changed, and only when there
-    # are such keys is the pull side read again for their events.
-    pulled_keys: set[int] = set()
+    # Memory stays one batch of events plus a 64-bit hash per key touched (`KeyHashes`: 8 to 16 bytes a key):
+    # the pull side is read first for the keys it changes, the push side then keeps event ids only for keys both
+    # sides changed, and only when there are such keys is the pull side read again for their events.
+    pulled_keys = KeyHashes()
     for event in _new_events(theirs, ours, plan.pull_after, plan.pull_end, batch, plan, pulling=True):
         plan.to_json += 1
         name = event_name(event)
         if name is not None:
             pulled_keys.add(hash(name))
-    touched = set(pulled_keys)
+    pushed_only = KeyHashes()
     pushed: dict[Name, set[str]] = {}
     for event in _new_events(ours, theirs, plan.push_after, plan.push_end, batch, plan, pulling=False):
         plan.to_sql += 1
         name = event_name(event)
         if name is not None:
             key = hash(name)
-            touched.add(key)
             if key in pulled_keys:
                 pushed.setdefault(name, set()).add(event.event_id)
-    plan.keys_touched = len(touched)
-    del touched, pulled_keys
+            else:
+                pushed_only.add(key)
+    plan.keys_touched = len(pulled_keys) + len(pushed_only)
+    del pushed_only, pulled_keys
     pulled: dict[Name, list[Event]] = {}
     if pushed:
         for event in _new_events(theirs, ours, plan.pull_after, plan.pull_end, batch, None, pulling=True):
@@ -198,8 +200,8 @@ def refuse_under_fail(plan: Plan, strategy: Strategy) -> None:
 def _new_events(source: LogSide | SqlSide, target: LogSide | SqlSide, after: int, end: int, batch: int,
                 plan: Plan | None, *, pulling: bool) -> Iterator[Event]:
     """`source`'s events in (after, end] that `target` lacks. A copy under the same id that is the same event
-    (a shared observation or decision) is noted in `plan.shared`; another event under that id raises the
-    integrity error naming both sides."""
+    (a shared observation or decision) is counted in `plan.shared`, once although both passes meet it; another
+    event under that id raises the integrity error naming both sides."""
     for chunk in chunks(source.events(after, end), batch):
         present = target.digests([event.event_id for event in chunk])
         for event in chunk:
@@ -207,11 +209,17 @@ def _new_events(source: LogSide | SqlSide, target: LogSide | SqlSide, after: int
             if digest is None:
                 yield event
             elif digest != event.digest and plan is not None:
-                other = target.get(event.event_id)
+                if isinstance(target, SqlSide):
+                    position, other = target.get_positioned(event.event_id)
+                    # The pull pass, which runs first, counted it when the database's copy is in its range.
+                    counted = plan.pull_after < position <= plan.pull_end
+                else:
+                    other, counted = target.get(event.event_id), False
                 lake_side, sql_side = (other, event) if pulling else (event, other)
                 if not same_event(lake_side, sql_side):
                     raise clash(event.event_id, lake_side, sql_side)
-                plan.shared.add(event.event_id)
+                if not counted:
+                    plan.shared += 1
 
 
 def find_conflicts(log: EventLog, plan: Plan, pushed: dict[Name, set[str]], pulled: dict[Name, list[Event]],

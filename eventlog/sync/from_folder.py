@@ -110,7 +110,7 @@ def _sync_from(log: EventLog, copied: CopiedLog, *, conflict: Strategy, dry_run:
                 mine = ours.get(event.event_id)
                 if not same_event(mine, event):
                     raise clash(event.event_id, mine, event, other=other)
-                plan.shared.add(event.event_id)
+                plan.shared += 1
     reached = copied.reached
     plan.keys_touched = len(touched)
 
@@ -150,7 +150,7 @@ def _sync_from(log: EventLog, copied: CopiedLog, *, conflict: Strategy, dry_run:
                                             source_line_hash=reached[1], log_seq=ours.end(), synced_at_utc=now))
     return SyncResult(direction="sql_to_json", strategy=conflict, dry_run=dry_run, full_reconciliation=plan.full,
                       to_sql=0, to_json=plan.to_json + len(plan.resolutions) if dry_run else written,
-                      shared=len(plan.shared), conflicts=tuple(plan.conflicts), resolutions=len(plan.resolutions),
+                      shared=plan.shared, conflicts=tuple(plan.conflicts), resolutions=len(plan.resolutions),
                       keys_touched=plan.keys_touched, log_position=plan.push_end, database_position=plan.pull_end,
                       segments_read=len(copied.segments_opened), note=note)
 

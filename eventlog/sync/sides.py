@@ -103,6 +103,10 @@ class SqlSide:
 
     def get(self, event_id: str) -> Event:
         """The tables' event with this id (which `digests` said they hold)."""
+        return self.get_positioned(event_id)[1]
+
+    def get_positioned(self, event_id: str) -> tuple[int, Event]:
+        """(event_seq, event) of the tables' event with this id (which `digests` said they hold)."""
         with self.store.translated(), self.store.engine.connect() as conn:
             row: Any = conn.execute(self._by_id, {"event_id": event_id}).one()
-        return decode_event(row._mapping)
+        return int(row.event_seq), decode_event(row._mapping)

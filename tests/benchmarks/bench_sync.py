@@ -6,7 +6,9 @@ reconciliation of the same lake, in the same run.
 A lake of N small events (about 300 B each: a short page pull) is synced into an empty SQLite database (the full
 reconciliation: first contact, both sides read whole). Then D new events are appended to the lake, and D more reach
 the database from a second lake, and the first lake syncs again (the incremental sync, conflicts included: some of
-the second lake's events are new versions of the first lake's keys). One JSON line per result, with the seed.
+the second lake's events are new versions of the first lake's keys). Each of the two syncs runs in a process of
+its own, timed around the sync call, with its peak RSS; the floor of memory is a process that opens the same lake
+and database and syncs nothing. One JSON line per result, with the seed.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Iterable
 from datetime import timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +39,39 @@ def small(title: str, revision: int, hour: int) -> dict[str, Any]:
 
 
 ROOT = Path(__file__).resolve().parents[2]
-FULL = """
-import sys
+# One sync (or, as the floor, the lake and the database opened and nothing synced) in a process of its own, so
+# that its peak memory is its own; the time is that of the sync call alone.
+RUN = """
+import json, resource, sys, time
 from eventlog import Lake
 with Lake.open(sys.argv[1]) as lake:
-    print(lake.sync(database_url=sys.argv[2]).to_sql)
+    if sys.argv[3] == "floor":
+        with lake.sql_store(database_url=sys.argv[2]) as store:
+            store.max_event_seq()
+        found = {}
+    else:
+        started = time.perf_counter()
+        result = lake.sync(database_url=sys.argv[2])
+        found = {"seconds": time.perf_counter() - started, "to_sql": result.to_sql, "to_json": result.to_json,
+                 "conflicts": len(result.conflicts), "full": result.full_reconciliation}
+found["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print(json.dumps(found))
 """
 
 
-def append_many(lake: Lake, records: list[dict[str, Any]]) -> None:
-    for start in range(0, len(records), 50_000):
-        lake.append(records[start:start + 50_000])
+def run(lake: Path, url: str, what: str) -> dict[str, Any]:
+    """Sync `lake` with `url` (or open both, for `what` "floor") in a child process; what it reports."""
+    out = subprocess.run([sys.executable, "-c", RUN, str(lake), url, what], check=True, capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout
+    found: dict[str, Any] = json.loads(out)
+    return found
+
+
+def append_many(lake: Lake, records: Iterable[dict[str, Any]]) -> None:
+    """Append in batches of 50,000, made as they are appended."""
+    iterator = iter(records)
+    while batch := list(islice(iterator, 50_000)):
+        lake.append(batch)
 
 
 def main() -> None:
@@ -61,28 +85,27 @@ def main() -> None:
         root = Path(folder)
         policy = SegmentPolicy(max_events=0, max_bytes=64 * 1024 * 1024, max_age_seconds=0)
         url = f"sqlite:///{root / 'shared.db'}"
-        with Lake.init(root / "a", segment_policy=policy) as a, Lake.init(root / "b", segment_policy=policy) as b:
-            append_many(a, [small(f"P{n}", 0, n % 24) for n in range(args.events)])
-            # The full reconciliation runs in a process of its own, so that its peak memory is its own.
-            started = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", FULL, str(root / "a"), url], check=True,
-                                 capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout
-            full_seconds = time.perf_counter() - started
-            print(json.dumps({"bench": "sync_full_reconciliation", "events": args.events, "seed": args.seed,
-                              "seconds": round(full_seconds, 3), "to_sql": int(out.split()[0]),
-                              "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}))
+        with Lake.init(root / "a", segment_policy=policy) as a:
+            append_many(a, (small(f"P{n}", 0, n % 24) for n in range(args.events)))
+        full = run(root / "a", url, "sync")
+        floor = run(root / "a", url, "floor")
+        print(json.dumps({"bench": "sync_full_reconciliation", "events": args.events, "seed": args.seed,
+                          "seconds": round(full["seconds"], 3), "to_sql": full["to_sql"],
+                          "full_reconciliation": full["full"], "peak_rss_mb": full["peak_rss_mb"],
+                          "floor_rss_mb": floor["peak_rss_mb"]}))
+        with Lake.init(root / "b", segment_policy=policy) as b:
             b.sync(direction="sql_to_json", database_url=url)
-            a.append([small(f"N{n}", 0, 1) for n in range(args.delta)])
             b.append([small(f"P{rng.randrange(args.events)}", 1, 30) for _ in range(args.delta // 2)]
                      + [small(f"M{n}", 0, 1) for n in range(args.delta - args.delta // 2)])
             b.sync(database_url=url)
-            started = time.perf_counter()
-            delta = a.sync(database_url=url)
-            delta_seconds = time.perf_counter() - started
-            print(json.dumps({"bench": "sync_after_delta", "events": args.events, "delta_each_side": args.delta,
-                              "seed": args.seed, "seconds": round(delta_seconds, 3), "to_sql": delta.to_sql,
-                              "to_json": delta.to_json, "conflicts": len(delta.conflicts),
-                              "ratio_to_full": round(delta_seconds / full_seconds, 4)}))
+        with Lake.open(root / "a") as a:
+            a.append([small(f"N{n}", 0, 1) for n in range(args.delta)])
+        delta = run(root / "a", url, "sync")
+        print(json.dumps({"bench": "sync_after_delta", "events": args.events, "delta_each_side": args.delta,
+                          "seed": args.seed, "seconds": round(delta["seconds"], 3), "to_sql": delta["to_sql"],
+                          "to_json": delta["to_json"], "conflicts": delta["conflicts"],
+                          "peak_rss_mb": delta["peak_rss_mb"], "floor_rss_mb": floor["peak_rss_mb"],
+                          "ratio_to_full": round(delta["seconds"] / full["seconds"], 4)}))
 
 
 if __name__ == "__main__":

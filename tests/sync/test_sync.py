@@ -65,6 +65,19 @@ def test_a_capture_ingested_by_two_lakes_is_one_observation(lakes: list[Lake], s
     assert lake_digest(a, tmp_path) == lake_digest(b, tmp_path) == database_digest(sql_url, sql_schema)
 
 
+def test_a_shared_observation_met_by_the_push_pass_alone_is_counted(lakes: list[Lake], sql_url: str,
+                                                                     sql_schema: str) -> None:
+    a, b, _ = lakes
+    options = {"database_url": sql_url, "schema": sql_schema}
+    a.append([page("Ada", 1, 1)])
+    a.sync(**options)
+    b.append([page("Ada", 1, 1), page("Bea", 1, 1)])
+    assert b.sync(direction="sql_to_json", **options).shared == 1
+    # The database's copy is behind b's pull watermark now: only the push pass meets it.
+    result = b.sync(**options)
+    assert (result.to_sql, result.to_json, result.shared) == (1, 0, 1)
+
+
 def test_one_exchange_id_with_two_contents_is_an_integrity_error_and_nothing_is_written(
         lakes: list[Lake], sql_url: str, sql_schema: str) -> None:
     a, b, _ = lakes
