@@ -52,25 +52,17 @@ class KeyHashes:
         """Add a hash (a value of `hash()`: a signed 64-bit int other than -1); whether it was new."""
         if value == _EMPTY:
             raise ValueError("-1 is not a value hash() returns")
-        slots, mask = self._slots, self._mask
-        slot = value & mask  # two's complement: the low bits of a negative value index as they do unsigned
-        while True:
-            held = slots[slot]
-            if held == value:
-                return False
-            if held == _EMPTY:
-                break
-            slot = (slot + 1) & mask
-        slots[slot] = value
+        if not self._place(self._slots, self._mask, value):
+            return False
         self._count += 1
-        if 2 * self._count > len(slots):
+        if 2 * self._count > len(self._slots):
             self._grow()
         return True
 
     @staticmethod
     def _place(slots: array[int], mask: int, value: int) -> bool:
         """Put `value` in `slots` unless it is there; whether it was added."""
-        slot = value & mask
+        slot = value & mask  # two's complement: the low bits of a negative value index as they do unsigned
         while True:
             held = slots[slot]
             if held == value:
