@@ -19,7 +19,7 @@ from types import TracebackType
 
 import msgspec
 
-from eventlog.durable import fsync_dir, write_atomic, write_atomically
+from eventlog.durable import fsync_dir, named, write_atomic, write_atomically
 from eventlog.errors import IntegrityError
 
 __all__ = ["CHUNK_LINES", "INDEX_NAME", "RECORDS", "STAGING", "FileWriter", "IndexLine", "chunk_name", "chunk_number",
@@ -112,7 +112,8 @@ def date_lines(folder: Path) -> Iterator[tuple[tuple[str, str], bytes]]:
 
 
 def write_fsynced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
+    """Write the new file `path` and fsync it; an OSError names `path` (a full disk shows at the write)."""
+    with named(path), open(path, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

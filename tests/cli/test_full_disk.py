@@ -154,3 +154,30 @@ def test_full_disk_during_archive(run: Run, disk: Path, tmp_path: Path) -> None:
     assert not [path for path in (run.lake / "log" / "segments").iterdir() if path.name in sealed]
     code, _, err = run("verify")
     assert code == 0, err
+
+
+def test_full_disk_during_a_pack_rebuild(run: Run, disk: Path, tmp_path: Path) -> None:
+    """The pack's chunks are written on a thread of their own: a full disk there still ends in one sentence, the
+    pack readers see stays whole, and a rerun once there is room rebuilds it."""
+    Lake.init(run.lake).close()
+    assert run("append", str(_records(tmp_path / "a.ndjson", "Page", 60)))[0] == 0
+    code, _, err = run("init", "--name", "pages", "--source", "wikipedia-en", "--entity", "page",
+                       "--out", str(run.lake / "snapshots"))
+    assert code == 0, err
+    assert run("reproject", "--packs")[0] == 0
+    pack = run.lake / "snapshots" / "pages"
+    before = {path.relative_to(pack): path.read_bytes() for path in pack.rglob("*") if path.is_file()}
+    assert sum(map(len, before.values())) > 150_000
+    _fill(disk)
+    filler = disk / "filler"
+    os.truncate(filler, filler.stat().st_size - 48 * 1024)  # room for the checkpoint, not for the chunks
+    code, _, err = run("reproject", "--packs", "--rebuild")
+    assert code == 4 and _one_sentence(err), err
+    assert re.search(r"cannot use \S+/snapshots/pages/\.records\.rebuild/\S+\.ndjson: no space left on the device",
+                     err), err
+    assert {path.relative_to(pack): path.read_bytes() for path in pack.rglob("*")
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(pack).parts)} == before
+    (disk / "filler").unlink()
+    code, _, err = run("reproject", "--packs", "--rebuild")
+    assert code == 0, err
+    assert {path.relative_to(pack): path.read_bytes() for path in pack.rglob("*") if path.is_file()} == before
