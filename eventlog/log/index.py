@@ -276,6 +276,13 @@ class LogIndex:
         rows = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE type = ? ORDER BY seq", (event_type,))
         return [IndexEntry(*row) for row in rows]
 
+    def between(self, after: int, upto: int) -> Iterator[IndexEntry]:
+        """The events with `after` < seq <= `upto`, in log order, streamed (memory: one row at a time)."""
+        rows = self._db.execute(f"SELECT {COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",
+                                (after, upto))
+        for row in rows:
+            yield IndexEntry(*row)
+
     def position_after(self, seq: int) -> tuple[int, int] | None:
         """(segment, offset) of the first event after `seq`, to start a read there."""
         row = self._db.execute("SELECT segment, offset FROM events WHERE seq > ? ORDER BY seq LIMIT 1",

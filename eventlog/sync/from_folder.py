@@ -17,8 +17,8 @@ folder (no lake.json naming its replica) and a copy that no longer holds the wat
 replaced) are read whole: a full reconciliation, said in the result's `note` when a watermark had to be dropped.
 A second run of the same folder appends nothing. Segments the copy evicted to cold storage are read from its
 archive/ folder with the keys given; when reading needs one and none is at hand, nothing is read or written.
-Memory: one batch of events, the ids of the copied log's new events, the keys they touch, and the new events of
-keys both sides changed.
+Memory: one batch of events, a 64-bit hash (8 to 16 bytes) for each key this log changed since the two last agreed
+and for each key the copied log brings new events of, and the ids, names and new events of the keys both changed.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ from eventlog.cold.keys import Keys
 from eventlog.cold.reader import ColdStore
 from eventlog.errors import InputError
 from eventlog.format.events import Event
+from eventlog.format.identity import exchange_key
 from eventlog.log.writer import EventLog
 from eventlog.sync.conflicts import Name, event_name
 from eventlog.sync.engine import BATCH, Plan, find_conflicts, refuse_under_fail
 from eventlog.sync.folder import FULL, CopiedLog, Start, log_folder
 from eventlog.sync.identity import clash, same_event
+from eventlog.sync.keyhashes import KeyHashes
 from eventlog.sync.result import STRATEGIES, Strategy, SyncResult
 from eventlog.sync.sides import LogSide, chunks
 from eventlog.sync.source_marks import SourceMark, read_mark, source_replica, write_mark
@@ -93,33 +95,43 @@ def _sync_from(log: EventLog, copied: CopiedLog, *, conflict: Strategy, dry_run:
     plan.pull_after = plan.pull_end = start.after
     copied.refuse_without_key(start)
 
-    held: set[str] = set()
-    touched: set[Name] = set()
+    # Memory: 8 to 16 bytes for each key this log changed since the two last agreed and for each key the copy
+    # brings new events of (`KeyHashes`); ids and names only for the keys both changed. A key is hashed by its
+    # exchange_key on both sides, as the index holds it.
+    mine_keys = _keys_changed(log, agreed, plan.push_end)
+    pulled_keys = KeyHashes()
+    held: set[str] = set()  # the copied events' ids, of keys this log changed too
+    overlap: set[Name] = set()  # keys the copy brings new events of, which this log changed too
     for chunk in chunks(copied.events(start), batch):
         present = ours.digests([event.event_id for event in chunk])
         for event in chunk:
-            held.add(event.event_id)
             plan.pull_end = event.seq
+            name = event_name(event)
+            key = hash(exchange_key(*name)) if name is not None else None
+            if key is not None and key in mine_keys:
+                held.add(event.event_id)
             digest = present.get(event.event_id)
             if digest is None:
                 plan.to_json += 1
-                name = event_name(event)
-                if name is not None:
-                    touched.add(name)
+                if name is not None and key is not None:
+                    pulled_keys.add(key)
+                    if key in mine_keys:
+                        overlap.add(name)
             elif digest != event.digest:
-                mine = ours.get(event.event_id)
-                if not same_event(mine, event):
-                    raise clash(event.event_id, mine, event, other=other)
+                mine_event = ours.get(event.event_id)
+                if not same_event(mine_event, event):
+                    raise clash(event.event_id, mine_event, event, other=other)
                 plan.shared += 1
     reached = copied.reached
-    plan.keys_touched = len(touched)
+    plan.keys_touched = len(pulled_keys)
+    del mine_keys, pulled_keys
 
     # A key is in conflict only when both sides changed it: the copied log brings new events of it and this log
     # holds events of it that the copied log lacks (after `agreed`: what this log held when it last merged the copy).
     pushed: dict[Name, set[str]] = {}
-    if touched:
+    if overlap:
         with IndexReader(log) as reader:
-            for name in sorted(touched):
+            for name in sorted(overlap):
                 source_system, entity, natural = name
                 mine_only = {item.exchange_id for item in reader.key_observations(
                     source_system, entity, natural, upto=plan.push_end, point=None)
@@ -131,7 +143,7 @@ def _sync_from(log: EventLog, copied: CopiedLog, *, conflict: Strategy, dry_run:
                     if item.event_id not in held and item.event_id not in settled_before)
                 if mine_only:
                     pushed[name] = mine_only
-    del held, touched
+    del held, overlap
     if pushed:
         pulled: dict[Name, list[Event]] = {}
         for event in _missing(copied, start, plan.pull_end, ours, batch):
@@ -153,6 +165,20 @@ def _sync_from(log: EventLog, copied: CopiedLog, *, conflict: Strategy, dry_run:
                       shared=plan.shared, conflicts=tuple(plan.conflicts), resolutions=len(plan.resolutions),
                       keys_touched=plan.keys_touched, log_position=plan.push_end, database_position=plan.pull_end,
                       segments_read=len(copied.segments_opened), note=note)
+
+
+def _keys_changed(log: EventLog, after: int, upto: int) -> KeyHashes:
+    """The hashed exchange_keys of this log's events with `after` < seq <= `upto`, from its index (a resolution's
+    key from its event, which names it)."""
+    keys = KeyHashes()
+    for entry in log.index.between(after, upto):
+        key = entry.exchange_key
+        if entry.type == "resolved":
+            name = event_name(log.read_at(entry))
+            key = exchange_key(*name) if name is not None else None
+        if key is not None:
+            keys.add(hash(key))
+    return keys
 
 
 def _missing(copied: CopiedLog, start: Start, end: int, ours: LogSide, batch: int) -> Iterator[Event]:

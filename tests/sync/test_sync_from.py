@@ -106,6 +106,23 @@ def test_conflicts_follow_the_strategies_of_sync(lakes: tuple[Lake, Lake], tmp_p
     assert lake_digest(a, tmp_path) == lake_digest(b, tmp_path)
 
 
+def test_a_change_made_after_seeing_ours_is_no_conflict(lakes: tuple[Lake, Lake], tmp_path: Path) -> None:
+    """b took a's version of a key from a copy, then changed the key: a copy of b brings a a newer version made
+    knowing a's, not a conflict, even under `fail` (the copy holds a's event, so a changed nothing b lacks)."""
+    a, b = lakes
+    a.append([page("Ada", 1, 1)])
+    sync_from(b, copy_lake(a, tmp_path / "copy-a"))
+    b.append([page("Ada", 2, 3)])
+    result = sync_from(a, copy_lake(b, tmp_path / "copy-b"), conflict="fail")
+    assert result.conflicts == () and result.to_json == 1
+    assert lake_digest(a, tmp_path) == lake_digest(b, tmp_path)
+    # And the other way: a key both changed since they last agreed is one.
+    a.append([page("Bea", 1, 1)])
+    b.append([page("Bea", 2, 2)])
+    with pytest.raises(ConflictError):
+        b.sync_from(copy_lake(a, tmp_path / "copy-a2"), conflict="fail")
+
+
 def test_the_cli_merges_a_copied_folder(lakes: tuple[Lake, Lake], tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = lakes
