@@ -8,7 +8,9 @@ reconciliation: first contact, both sides read whole). Then D new events are app
 the database from a second lake, and the first lake syncs again (the incremental sync, conflicts included: some of
 the second lake's events are new versions of the first lake's keys). Each of the two syncs runs in a process of
 its own, timed around the sync call, with its peak RSS; the floor of memory is a process that opens the same lake
-and database and syncs nothing. One JSON line per result, with the seed.
+and database and syncs nothing. Then a third lake of its own 100 events runs `sync --from` the first lake's folder
+(first contact: the folder read whole), and again once that lake has D more events (from its watermark on). One
+JSON line per result, with the seed.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ with Lake.open(sys.argv[1]) as lake:
         with lake.sql_store(database_url=sys.argv[2]) as store:
             store.max_event_seq()
         found = {}
+    elif sys.argv[3] == "from":  # sys.argv[2] is then the folder of another lake
+        started = time.perf_counter()
+        result = lake.sync_from(sys.argv[2])
+        found = {"seconds": time.perf_counter() - started, "to_sql": 0, "to_json": result.to_json,
+                 "conflicts": len(result.conflicts), "full": result.full_reconciliation,
+                 "segments_read": result.segments_read}
     else:
         started = time.perf_counter()
         result = lake.sync(database_url=sys.argv[2])
@@ -106,6 +114,20 @@ def main() -> None:
                           "to_json": delta["to_json"], "conflicts": delta["conflicts"],
                           "peak_rss_mb": delta["peak_rss_mb"], "floor_rss_mb": floor["peak_rss_mb"],
                           "ratio_to_full": round(delta["seconds"] / full["seconds"], 4)}))
+        with Lake.init(root / "c", segment_policy=policy) as c:
+            c.append([small(f"C{n}", 0, 2) for n in range(100)])
+        first = run(root / "c", str(root / "a"), "from")
+        print(json.dumps({"bench": "sync_from_folder_first_contact", "events": args.events, "seed": args.seed,
+                          "seconds": round(first["seconds"], 3), "to_json": first["to_json"],
+                          "full_reconciliation": first["full"], "peak_rss_mb": first["peak_rss_mb"],
+                          "floor_rss_mb": floor["peak_rss_mb"]}))
+        with Lake.open(root / "a") as a:
+            a.append([small(f"F{n}", 0, 1) for n in range(args.delta)])
+        again = run(root / "c", str(root / "a"), "from")
+        print(json.dumps({"bench": "sync_from_folder_after_delta", "events": args.events, "delta": args.delta,
+                          "seed": args.seed, "seconds": round(again["seconds"], 3), "to_json": again["to_json"],
+                          "segments_read": again["segments_read"], "peak_rss_mb": again["peak_rss_mb"],
+                          "ratio_to_first": round(again["seconds"] / first["seconds"], 4)}))
 
 
 if __name__ == "__main__":
