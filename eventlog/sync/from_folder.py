@@ -96,11 +96,10 @@ def _sync_from(log: EventLog, copied: CopiedLog, *, conflict: Strategy, dry_run:
     copied.refuse_without_key(start)
 
     # Memory: 8 to 16 bytes for each key this log changed since the two last agreed and for each key the copy
-    # brings new events of (`KeyHashes`); ids and names only for the keys both changed. A key is hashed by its
-    # exchange_key on both sides, as the index holds it.
+    # brings new events of (`KeyHashes`); names and ids only for the keys both changed, which a second read of the
+    # copy collects when there are any. A key is hashed by its exchange_key on both sides, as the index holds it.
     mine_keys = _keys_changed(log, agreed, plan.push_end)
     pulled_keys = KeyHashes()
-    held: set[str] = set()  # the copied events' ids, of keys this log changed too
     overlap: set[Name] = set()  # keys the copy brings new events of, which this log changed too
     for chunk in chunks(copied.events(start), batch):
         present = ours.digests([event.event_id for event in chunk])
@@ -108,8 +107,6 @@ def _sync_from(log: EventLog, copied: CopiedLog, *, conflict: Strategy, dry_run:
             plan.pull_end = event.seq
             name = event_name(event)
             key = hash(exchange_key(*name)) if name is not None else None
-            if key is not None and key in mine_keys:
-                held.add(event.event_id)
             digest = present.get(event.event_id)
             if digest is None:
                 plan.to_json += 1
@@ -130,6 +127,7 @@ def _sync_from(log: EventLog, copied: CopiedLog, *, conflict: Strategy, dry_run:
     # holds events of it that the copied log lacks (after `agreed`: what this log held when it last merged the copy).
     pushed: dict[Name, set[str]] = {}
     if overlap:
+        held = _held(copied, start, plan.pull_end, overlap, batch)
         with IndexReader(log) as reader:
             for name in sorted(overlap):
                 source_system, entity, natural = name
@@ -143,7 +141,8 @@ def _sync_from(log: EventLog, copied: CopiedLog, *, conflict: Strategy, dry_run:
                     if item.event_id not in held and item.event_id not in settled_before)
                 if mine_only:
                     pushed[name] = mine_only
-    del held, overlap
+        del held
+    del overlap
     if pushed:
         pulled: dict[Name, list[Event]] = {}
         for event in _missing(copied, start, plan.pull_end, ours, batch):
@@ -179,6 +178,12 @@ def _keys_changed(log: EventLog, after: int, upto: int) -> KeyHashes:
         if key is not None:
             keys.add(hash(key))
     return keys
+
+
+def _held(copied: CopiedLog, start: Start, end: int, names: set[Name], batch: int) -> set[str]:
+    """The ids of the copied log's events after `start` up to `end` that speak of one of `names`."""
+    return {event.event_id for chunk in chunks(copied.events(start, end=end), batch) for event in chunk
+            if event_name(event) in names}
 
 
 def _missing(copied: CopiedLog, start: Start, end: int, ours: LogSide, batch: int) -> Iterator[Event]:
