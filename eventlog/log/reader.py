@@ -72,6 +72,8 @@ class LogReader:
     seals_dir: Path
     index: LogIndex
     cold: ColdSegments | None
+    # The segments by first seq, as `read_at` last listed them (kept: listing costs a scan of the folder).
+    _placed_segments: dict[int, tuple[SegmentName, Path | None]] | None = None
 
     @property
     def last_seq(self) -> int:
@@ -194,16 +196,31 @@ class LogReader:
             yield event
 
     def read_at(self, entry: IndexEntry) -> Event:
-        """The event an index entry points to (from cold storage when its segment was evicted)."""
-        try:
-            return self._read_at(entry)
-        except FileNotFoundError:
-            return self._read_at(entry)  # its segment was sealed since it was listed: list again
+        """The event an index entry points to (from cold storage when its segment was evicted).
 
-    def _read_at(self, entry: IndexEntry) -> Event:
-        for name, path in segment_sources(self.segments_dir, self.cold):
-            if name.first_seq != entry.segment:
-                continue
+        The segments are listed once and the listing kept: a read it cannot serve (a segment sealed, evicted,
+        restored or created since) lists them again and tries once more, so a real error is raised as it is.
+        """
+        placed = self._placed_segments
+        if placed is not None:
+            try:
+                return self._read_at(entry, placed)
+            except (EventLogError, OSError):
+                pass  # the listing may be stale: list again
+        try:
+            return self._read_at(entry, self._list_placed())
+        except FileNotFoundError:
+            return self._read_at(entry, self._list_placed())  # its segment was sealed since it was listed
+
+    def _list_placed(self) -> dict[int, tuple[SegmentName, Path | None]]:
+        placed = {name.first_seq: (name, path) for name, path in segment_sources(self.segments_dir, self.cold)}
+        self._placed_segments = placed
+        return placed
+
+    def _read_at(self, entry: IndexEntry, placed: dict[int, tuple[SegmentName, Path | None]]) -> Event:
+        found = placed.get(entry.segment)
+        if found is not None:
+            name, path = found
             label = f"log/segments/{format_segment_name(name.first_seq, name.last_seq)}"
             if path is None and self.cold is not None:
                 raw = self.cold.read_line(name, entry.offset, entry.length)
