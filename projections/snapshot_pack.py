@@ -34,7 +34,7 @@ from typing import BinaryIO, Literal, NamedTuple
 import msgspec
 
 from eventlog.capture.manifest import DatasetManifest
-from eventlog.durable import fsync_dir, write_atomic
+from eventlog.durable import fsync_dir, named, write_atomic
 from eventlog.errors import InputError, IntegrityError
 from eventlog.format.canonical import canonical_json
 from eventlog.log.reader import segment_sources
@@ -397,7 +397,8 @@ def _rebuild(projector: _Projector, checkpoint: Path | None, replica: str, reaso
     ordered = sorted(best.values(), key=_pack_order)
     staging = folder / ".records.rebuild"
     index_stage = folder / f".{INDEX_NAME}.rebuild"
-    with open(index_stage, "wb") as index, FileWriter() as writer:
+    # An error of the index's own writes names it, as the writer's name their chunks.
+    with named(index_stage), open(index_stage, "wb") as index, FileWriter() as writer:
         for date, group in _by_date(ordered):
             placed = write_date(staging, date, projector.envelopes(group), staged=True, writer=writer)
             index.write(b"".join(projector.index_line(candidate, chunk)
