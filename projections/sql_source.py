@@ -28,6 +28,7 @@ from projections.raw_exchange import (
     PROJECTION,
     TABLES_REPLICA,
     ReprojectResult,
+    _digest_changed,
     _Fold,
     _fold_all,
     _incremental,
@@ -172,10 +173,11 @@ def kept_by_tables(store: SqlEventStore) -> bool:
     return checkpoint is not None and checkpoint.replica == TABLES_REPLICA and checkpoint.point is None
 
 
-def reproject_tables(store: SqlEventStore, *, now: str, rebuild: bool = False, batch: int = CHUNK,
-                     progress: Callable[[int], None] | None = None) -> ReprojectResult:
+def reproject_tables(store: SqlEventStore, *, now: str, rebuild: bool = False, check: bool = False,
+                     batch: int = CHUNK, progress: Callable[[int], None] | None = None) -> ReprojectResult:
     """Bring RawExchangeRecord up to the database's event tables: incrementally from its checkpoint, or from
-    scratch when asked, when there is no checkpoint, or when the table was built from a lake's log.
+    scratch when asked, when there is no checkpoint, or when the table was built from a lake's log (or, with
+    `check`, when its rows do not add up to the checkpoint's state digest).
 
     One transaction per `batch` events holds rows, checkpoint and digest, under the projection lock. Raises
     DatabaseError, IntegrityError. Cost: the events after the checkpoint; memory: one batch.
@@ -196,6 +198,8 @@ def reproject_tables(store: SqlEventStore, *, now: str, rebuild: bool = False, b
             if before is None:
                 before = checkpoint.position if checkpoint is not None else 0
             reason = _rebuild_reason(checkpoint, rebuild=rebuild, end=end)
+            if reason is None and check and checkpoint is not None:
+                reason = _digest_changed(conn, tables, checkpoint)
             if reason is not None:
                 conn.execute(tables.record.delete())
                 fold = _Fold(conn, statements, reader, None, 0, totals, rebuild_of=end)

@@ -271,7 +271,7 @@ class Lake:
         point = PointInTime.of(as_of=as_of, known_at=known_at, at_seq=at_seq)
         with self.sql_store(database_url=database_url, schema=schema) as store:
             if point is None and not rebuild and kept_by_tables(store):
-                return reproject_tables(store, now=format_utc(self.log.clock()), progress=progress)
+                return reproject_tables(store, now=format_utc(self.log.clock()), check=check, progress=progress)
             return reproject(self.log, store, now=format_utc(self.log.clock()), rebuild=rebuild, check=check,
                              point=point, progress=progress, expect=expect)
 

@@ -12,6 +12,7 @@ from eventlog.errors import ConflictError, InputError, IntegrityError
 from eventlog.format.envelope import content_sha256
 from eventlog.sql.store import SqlEventStore
 from projections import reproject
+from projections.tables import attach
 from tests.sync.helpers import (
     NOW,
     current_content,
@@ -182,6 +183,14 @@ def test_the_database_projection_follows_its_tables_incrementally_whichever_lake
     assert lake_digest(a, tmp_path) == database_digest(sql_url, sql_schema)
     # A plain reprojection from b follows the tables too; the library's log reprojection refuses such a table.
     assert b.reproject(**options).mode == "incremental"
+    assert database_digest(sql_url, sql_schema) == lake_digest(a, tmp_path)
+    # `check` compares the rows with the checkpoint's digest there as well: a row changed in place is rebuilt.
+    assert b.reproject(check=True, **options).mode == "incremental"
+    with SqlEventStore(sql_url, schema=sql_schema) as store, store.begin() as conn:
+        record = attach(store).record
+        conn.execute(record.update().values(observation_count=record.c.observation_count + 1))
+    checked = b.reproject(check=True, **options)
+    assert checked.mode == "rebuild" and checked.reason is not None and "state digest" in checked.reason
     assert database_digest(sql_url, sql_schema) == lake_digest(a, tmp_path)
     with SqlEventStore(sql_url, schema=sql_schema) as store, pytest.raises(InputError, match="eventlog sync"):
         reproject(b.log, store, now=NOW)
