@@ -105,12 +105,12 @@ def _sync_from(log: EventLog, copied: CopiedLog, *, conflict: Strategy, dry_run:
         present = ours.digests([event.event_id for event in chunk])
         for event in chunk:
             plan.pull_end = event.seq
-            name = event_name(event)
-            key = hash(exchange_key(*name)) if name is not None else None
             digest = present.get(event.event_id)
             if digest is None:
                 plan.to_json += 1
-                if name is not None and key is not None:
+                name = event_name(event)
+                if name is not None:
+                    key = hash(exchange_key(*name))
                     pulled_keys.add(key)
                     if key in mine_keys:
                         overlap.add(name)
