@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,17 +71,23 @@ def sync(ctx: click.Context, /, manifest_path: Path | None, direction: str | Non
     if from_path is not None:
         _sync_from(ctx, from_path, conflict, dry_run, keys, progress)
         return
-    with app(ctx).open_lake() as lake:
-        try:
-            result = lake.sync(direction=direction, conflict=conflict, dry_run=dry_run,  # type: ignore[arg-type]
-                               database_url=database_url, schema=schema, progress=progress)
-        except ConflictError as error:
-            progress.done()
-            _report_conflicts(ctx, error)
-            raise
-        finally:
-            progress.done()
+    with app(ctx).open_lake() as lake, _conflicts_reported(ctx, progress):
+        result = lake.sync(direction=direction, conflict=conflict, dry_run=dry_run,  # type: ignore[arg-type]
+                           database_url=database_url, schema=schema, progress=progress)
     emit(ctx, result, lambda: _text(result))
+
+
+@contextmanager
+def _conflicts_reported(ctx: click.Context, progress: Progress) -> Iterator[None]:
+    """Close the progress bar when the block ends; a ConflictError leaving it lists the conflicts first."""
+    try:
+        yield
+    except ConflictError as error:
+        progress.done()
+        _report_conflicts(ctx, error)
+        raise
+    finally:
+        progress.done()
 
 
 def _sync_from(ctx: click.Context, path: Path, conflict: str, dry_run: bool, keys: Keys | None,
@@ -87,16 +95,9 @@ def _sync_from(ctx: click.Context, path: Path, conflict: str, dry_run: bool, key
     from eventlog.cli.dataset_commands import import_text
     from eventlog.sync import SyncResult
 
-    with app(ctx).open_lake() as lake:
-        try:
-            result = lake.sync_from(path, conflict=conflict, dry_run=dry_run,  # type: ignore[arg-type]
-                                    keys=keys, progress=progress)
-        except ConflictError as error:
-            progress.done()
-            _report_conflicts(ctx, error)
-            raise
-        finally:
-            progress.done()
+    with app(ctx).open_lake() as lake, _conflicts_reported(ctx, progress):
+        result = lake.sync_from(path, conflict=conflict, dry_run=dry_run,  # type: ignore[arg-type]
+                                keys=keys, progress=progress)
     if isinstance(result, SyncResult):
         emit(ctx, result, lambda: _from_text(result, path))
     else:
